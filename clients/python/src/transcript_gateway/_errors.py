@@ -1,0 +1,68 @@
+"""Exceptions raised by the transcript-gateway client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class GatewayError(Exception):
+    """A request to the gateway failed; carries the error envelope's fields."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = f"HTTP {self.status}" if self.status is not None else "gateway"
+        if self.code:
+            head = f"{head} {self.code}"
+        text = f"{head}: {self.message}"
+        if self.request_id:
+            text = f"{text} (request_id={self.request_id})"
+        return text
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> GatewayError:
+        """Build the error for a non-2xx response from its JSON error envelope."""
+        code: str | None = None
+        message: str | None = None
+        request_id: str | None = None
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code = _str_or_none(error.get("code"))
+            message = _str_or_none(error.get("message"))
+            request_id = _str_or_none(error.get("request_id"))
+        if request_id is None:
+            request_id = response.headers.get("x-request-id")
+        if message is None:
+            message = response.text[:500] or response.reason_phrase or "request failed"
+        error_cls = SummaryConflictError if code == "summary_conflict" else cls
+        return error_cls(message, status=response.status_code, code=code, request_id=request_id)
+
+
+class GatewayUnavailableError(GatewayError):
+    """The gateway could not be reached within the retry budget."""
+
+
+class SummaryConflictError(GatewayError):
+    """A summary compare-and-set kept losing to concurrent writers."""
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,449 @@
+"""The SessionStore adapter that keeps transcripts in a transcript-gateway task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+from claude_agent_sdk import fold_session_summary
+from claude_agent_sdk.types import (
+    SessionKey,
+    SessionListSubkeysKey,
+    SessionStore,
+    SessionStoreEntry,
+    SessionStoreListEntry,
+    SessionSummaryEntry,
+)
+
+from ._errors import GatewayError, GatewayUnavailableError, SummaryConflictError
+from ._version import __version__
+
+__all__ = ["GatewaySessionStore"]
+
+logger = logging.getLogger("transcript_gateway")
+
+_RETRY_STATUSES = frozenset({502, 503, 504})
+_MIN_ATTEMPT_SECONDS = 0.05
+
+_SessionId = tuple[str, str]
+_KeyId = tuple[str, str, str | None]
+
+
+@dataclass(frozen=True)
+class _Summary:
+    version: int
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _FailedAppend:
+    entries: list[SessionStoreEntry]
+    body: bytes
+    idempotency_key: str
+
+
+def _quote(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+def _query(params: Mapping[str, Any]) -> str:
+    present = {k: v for k, v in params.items() if v is not None}
+    if not present:
+        return ""
+    return "?" + urlencode(present, quote_via=quote)
+
+
+def _session_id(key: Mapping[str, Any]) -> _SessionId:
+    return (key["project_key"], key["session_id"])
+
+
+def _key_id(key: SessionKey) -> _KeyId:
+    return (key["project_key"], key["session_id"], key.get("subpath"))
+
+
+class GatewaySessionStore(SessionStore):
+    """Claude Agent SDK SessionStore backed by one task on a transcript-gateway."""
+
+    def __init__(
+        self,
+        base_url: str,
+        task_id: str,
+        *,
+        token: str | None = None,
+        timeout: float = 50.0,
+        attempt_timeout: float = 20.0,
+        max_attempts: int = 3,
+        backoff: Sequence[float] = (0.2, 0.8),
+        max_summary_rounds: int = 8,
+        page_size: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if max_summary_rounds < 1:
+            raise ValueError("max_summary_rounds must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.task_id = task_id
+        self.timeout = timeout
+        self.attempt_timeout = attempt_timeout
+        self.max_attempts = max_attempts
+        self.backoff = tuple(backoff)
+        self.max_summary_rounds = max_summary_rounds
+        self.page_size = page_size
+        self._token = token
+        self._transport = transport
+        self._client = client
+        self._owns_client = client is None
+        self._summaries: dict[_SessionId, _Summary] = {}
+        self._locks: dict[_SessionId, asyncio.Lock] = {}
+        self._failed: dict[_KeyId, _FailedAppend] = {}
+
+    async def __aenter__(self) -> GatewaySessionStore:
+        """Enter an async context that closes the HTTP client on exit."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the HTTP client."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this store created it."""
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+
+    # -- SessionStore --------------------------------------------------------
+
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        """Append a batch of entries in order; main keys also fold the session summary."""
+        if not entries:
+            return
+        deadline = self._deadline()
+        kid = _key_id(key)
+        failed = self._failed.get(kid)
+        entries_json = json.dumps(entries, separators=(",", ":"))
+        if (
+            failed is not None
+            and failed.entries is entries
+            and failed.body == entries_json.encode()
+        ):
+            idempotency_key = failed.idempotency_key
+        else:
+            idempotency_key = uuid.uuid4().hex
+        try:
+            if key.get("subpath") is None:
+                await self._append_main(key, entries, entries_json, idempotency_key, deadline)
+            else:
+                body = '{"entries":' + entries_json + "}"
+                await self._post_entries(key, body.encode(), idempotency_key, deadline)
+        except Exception:
+            self._failed[kid] = _FailedAppend(entries, entries_json.encode(), idempotency_key)
+            raise
+        self._failed.pop(kid, None)
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        """Return every entry of a transcript in order, or None if it does not exist."""
+        deadline = self._deadline()
+        out: list[SessionStoreEntry] = []
+        token: str | None = None
+        while True:
+            url = self._session_url(key, "/entries") + _query(
+                {"subpath": key.get("subpath"), "next_token": token}
+            )
+            response = await self._send("GET", url, deadline=deadline)
+            if response.status_code == 404:
+                return None
+            body = self._ok(response)
+            out.extend(body["data"]["entries"])
+            token = _next_token(body, token)
+            if token is None:
+                return out
+
+    async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
+        """List the main transcripts of a project with their mtimes in epoch ms."""
+        items = await self._list_project(project_key, summaries=False)
+        return [{"session_id": item["session_id"], "mtime": int(item["mtime"])} for item in items]
+
+    async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
+        """List the stored fold_session_summary state of every session in a project."""
+        items = await self._list_project(project_key, summaries=True)
+        return [
+            {
+                "session_id": item["session_id"],
+                "mtime": int(item["mtime"]),
+                "data": item["data"],
+            }
+            for item in items
+            if isinstance(item.get("data"), dict)
+        ]
+
+    async def delete(self, key: SessionKey) -> None:
+        """Delete a transcript; a main key also deletes its subkeys and summary."""
+        deadline = self._deadline()
+        url = self._session_url(key, "") + _query({"subpath": key.get("subpath")})
+        if key.get("subpath") is None:
+            sid = _session_id(key)
+            self._summaries.pop(sid, None)
+            for kid in [k for k in self._failed if k[:2] == sid]:
+                del self._failed[kid]
+        else:
+            self._failed.pop(_key_id(key), None)
+        response = await self._send("DELETE", url, deadline=deadline)
+        if response.status_code != 404:
+            self._ok(response, allow_empty=True)
+
+    async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
+        """List the subpaths stored under a session, such as subagents/agent-1."""
+        deadline = self._deadline()
+        out: list[str] = []
+        token: str | None = None
+        while True:
+            url = self._session_url(key, "/subkeys") + _query(
+                {"limit": self.page_size, "next_token": token}
+            )
+            response = await self._send("GET", url, deadline=deadline)
+            if response.status_code == 404:
+                return out
+            body = self._ok(response)
+            out.extend(body["data"]["subkeys"])
+            token = _next_token(body, token)
+            if token is None:
+                return out
+
+    # -- summaries -------------------------------------------------------------
+
+    async def _append_main(
+        self,
+        key: SessionKey,
+        entries: list[SessionStoreEntry],
+        entries_json: str,
+        idempotency_key: str,
+        deadline: float,
+    ) -> None:
+        sid = _session_id(key)
+        lock = self._locks.setdefault(sid, asyncio.Lock())
+        async with lock:
+            try:
+                base = self._summaries.get(sid)
+                if base is None:
+                    base = await self._get_summary(key, deadline)
+                folded = _fold(key, base, entries)
+                summary = json.dumps(
+                    {"data": folded, "expected_version": base.version},
+                    separators=(",", ":"),
+                )
+                body = '{"entries":' + entries_json + ',"summary":' + summary + "}"
+                receipt = await self._post_entries(key, body.encode(), idempotency_key, deadline)
+                outcome = receipt.get("summary") or {}
+                if outcome.get("applied") is True:
+                    self._summaries[sid] = _Summary(int(outcome["version"]), folded)
+                    return
+                self._summaries.pop(sid, None)
+                await self._reconcile_summary(key, entries, deadline)
+            except BaseException:
+                self._summaries.pop(sid, None)
+                raise
+
+    async def _reconcile_summary(
+        self, key: SessionKey, entries: list[SessionStoreEntry], deadline: float
+    ) -> None:
+        sid = _session_id(key)
+        url = self._session_url(key, "/summary")
+        conflict: GatewayError | None = None
+        for round_no in range(self.max_summary_rounds):
+            if round_no:
+                await self._pause(0.01 * 2**round_no * (0.5 + random.random()), deadline)
+            current = await self._get_summary(key, deadline)
+            folded = _fold(key, current, entries)
+            body = json.dumps(
+                {"data": folded, "expected_version": current.version},
+                separators=(",", ":"),
+            ).encode()
+            response = await self._send("PUT", url, content=body, deadline=deadline)
+            if response.status_code == 409:
+                conflict = GatewayError.from_response(response)
+                if conflict.code == "summary_conflict":
+                    logger.debug("summary conflict on %s/%s, retrying", *sid)
+                    continue
+                raise conflict
+            data = self._ok(response)["data"]
+            self._summaries[sid] = _Summary(int(data["version"]), folded)
+            return
+        raise SummaryConflictError(
+            f"summary update lost {self.max_summary_rounds} compare-and-set rounds",
+            status=409,
+            code="summary_conflict",
+            request_id=conflict.request_id if conflict else None,
+        )
+
+    async def _get_summary(self, key: SessionKey, deadline: float) -> _Summary:
+        response = await self._send("GET", self._session_url(key, "/summary"), deadline=deadline)
+        if response.status_code == 404:
+            return _Summary(0, None)
+        data = self._ok(response)["data"]
+        stored = data.get("data")
+        return _Summary(int(data.get("version") or 0), stored if isinstance(stored, dict) else None)
+
+    # -- HTTP ------------------------------------------------------------------
+
+    async def _post_entries(
+        self, key: SessionKey, body: bytes, idempotency_key: str, deadline: float
+    ) -> dict[str, Any]:
+        url = self._session_url(key, "/entries") + _query({"subpath": key.get("subpath")})
+        response = await self._send(
+            "POST",
+            url,
+            content=body,
+            headers={"Idempotency-Key": idempotency_key},
+            deadline=deadline,
+        )
+        receipt: dict[str, Any] = self._ok(response)["data"]
+        return receipt
+
+    async def _list_project(self, project_key: str, *, summaries: bool) -> list[dict[str, Any]]:
+        deadline = self._deadline()
+        base = self._project_url(project_key) + "/sessions"
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            url = base + _query(
+                {
+                    "summaries": "true" if summaries else None,
+                    "limit": self.page_size,
+                    "next_token": token,
+                }
+            )
+            response = await self._send("GET", url, deadline=deadline)
+            if response.status_code == 404:
+                return out
+            body = self._ok(response)
+            out.extend(body["data"]["sessions"])
+            token = _next_token(body, token)
+            if token is None:
+                return out
+
+    def _project_url(self, project_key: str) -> str:
+        return f"{self.base_url}/v1/tasks/{_quote(self.task_id)}/projects/{_quote(project_key)}"
+
+    def _session_url(self, key: Mapping[str, Any], suffix: str) -> str:
+        return (
+            f"{self._project_url(key['project_key'])}/sessions/{_quote(key['session_id'])}{suffix}"
+        )
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            headers = {"User-Agent": f"transcript-gateway-client/{__version__}"}
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+            self._client = httpx.AsyncClient(headers=headers, transport=self._transport)
+            self._owns_client = True
+        return self._client
+
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.timeout
+
+    async def _pause(self, seconds: float, deadline: float) -> None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        await asyncio.sleep(max(0.0, min(seconds, remaining)))
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        deadline: float,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request, retrying transport errors and 502/503/504 with the same body."""
+        client = self._http()
+        request_headers = dict(headers or {})
+        if content is not None:
+            request_headers["Content-Type"] = "application/json"
+        loop = asyncio.get_running_loop()
+        last_error: Exception | None = None
+        last_response: httpx.Response | None = None
+        for attempt in range(self.max_attempts):
+            if attempt:
+                delay = (
+                    self.backoff[min(attempt - 1, len(self.backoff) - 1)] if self.backoff else 0.0
+                )
+                await self._pause(delay, deadline)
+            remaining = deadline - loop.time()
+            if remaining < _MIN_ATTEMPT_SECONDS:
+                break
+            try:
+                response = await client.request(
+                    method,
+                    url,
+                    content=content,
+                    headers=request_headers,
+                    timeout=min(self.attempt_timeout, remaining),
+                )
+            except httpx.TransportError as exc:
+                logger.debug("%s %s attempt %d failed: %r", method, url, attempt + 1, exc)
+                last_error, last_response = exc, None
+                continue
+            if response.status_code in _RETRY_STATUSES:
+                logger.debug(
+                    "%s %s attempt %d got %d", method, url, attempt + 1, response.status_code
+                )
+                last_error, last_response = None, response
+                continue
+            return response
+        if last_response is not None:
+            raise GatewayError.from_response(last_response)
+        raise GatewayUnavailableError(
+            f"{method} {url} failed: {last_error!r}"
+            if last_error
+            else f"{method} {url}: out of time"
+        ) from last_error
+
+    @staticmethod
+    def _ok(response: httpx.Response, *, allow_empty: bool = False) -> dict[str, Any]:
+        if not response.is_success:
+            raise GatewayError.from_response(response)
+        if allow_empty and not response.content:
+            return {}
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise GatewayError(
+                f"malformed JSON from gateway: {exc}",
+                status=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            ) from exc
+        if not isinstance(body, dict) or ("data" not in body and not allow_empty):
+            raise GatewayError(
+                "response has no data envelope",
+                status=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            )
+        return body
+
+
+def _fold(key: SessionKey, base: _Summary, entries: list[SessionStoreEntry]) -> dict[str, Any]:
+    prev: SessionSummaryEntry | None = None
+    if base.data is not None:
+        prev = {"session_id": key["session_id"], "mtime": 0, "data": base.data}
+    return fold_session_summary(prev, key, entries)["data"]
+
+
+def _next_token(body: Mapping[str, Any], previous: str | None) -> str | None:
+    token = body.get("next_token")
+    if token is None and isinstance(body.get("data"), dict):
+        token = body["data"].get("next_token")
+    if not token:
+        return None
+    if token == previous:
+        raise GatewayError("gateway repeated the same next_token", code="bad_pagination")
+    return str(token)

@@ -1,0 +1,124 @@
+//! The HTTP layer: thin handlers that validate into domain types, make one
+//! engine call and shape the response. Nothing here talks to a backend.
+//!
+//! `mod.rs` merges the per-resource routers and adds the layers: request id,
+//! tracing, error envelope, timeout and body limit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use serde::Serialize;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::engine::Engine;
+use crate::error::Error;
+
+pub mod entries;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod paths;
+pub mod sessions;
+
+/// The success envelope.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DataEnvelope<T> {
+    /// The result.
+    pub data: T,
+}
+
+/// Whether the gateway takes traffic; cleared when draining starts.
+#[derive(Clone, Debug)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// A ready flag.
+    pub fn new() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// True until [`Readiness::set_draining`].
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Reports not-ready from now on.
+    pub fn set_draining(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The transcript engine.
+    pub engine: Engine,
+    /// Cleared while draining.
+    pub readiness: Readiness,
+}
+
+/// Limits the HTTP layer enforces.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+    /// Time until a response must start.
+    pub request_timeout: Duration,
+}
+
+async fn no_route() -> Error {
+    Error::not_found("no such route")
+}
+
+async fn wrong_method() -> impl IntoResponse {
+    Error::MethodNotAllowed("method not allowed on this route".into())
+}
+
+/// The whole application: every route, with its layers.
+pub fn router(state: AppState, limits: &HttpLimits) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let docs = utoipa_swagger_ui::SwaggerUi::new(paths::DOCS)
+        .url(paths::OPENAPI, openapi::ApiDoc::openapi());
+    Router::new()
+        .merge(entries::router())
+        .merge(sessions::router())
+        .merge(health::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state)
+        .merge(docs)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+                .layer(axum::middleware::from_fn(error::envelope))
+                .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, limits.request_timeout))
+                .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
+        )
+}

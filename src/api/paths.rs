@@ -1,0 +1,30 @@
+//! Route paths, shared by the router and the OpenAPI description.
+
+/// Liveness.
+pub const HEALTHZ: &str = "/healthz";
+/// Readiness: 503 while draining or when a backend is unreachable.
+pub const READYZ: &str = "/readyz";
+/// Prometheus metrics.
+pub const METRICS: &str = "/metrics";
+/// The OpenAPI document.
+pub const OPENAPI: &str = "/openapi.json";
+/// Interactive API docs.
+pub const DOCS: &str = "/docs";
+
+/// Append (POST) and load (GET) one transcript's entries.
+pub const ENTRIES: &str =
+    "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/entries";
+/// Delete a session (or one subkey).
+pub const SESSION: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}";
+/// A session's subkeys.
+pub const SUBKEYS: &str =
+    "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/subkeys";
+/// A session's summary (GET, compare-and-set PUT).
+pub const SUMMARY: &str =
+    "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/summary";
+/// A project's sessions.
+pub const SESSIONS: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions";
+/// A task's binding to its Claude session.
+pub const BINDING: &str = "/v1/tasks/{task_id}/binding";
+/// A new writer epoch for a task.
+pub const LEASE: &str = "/v1/tasks/{task_id}/lease";

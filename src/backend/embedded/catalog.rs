@@ -1,0 +1,410 @@
+//! The catalog in an embedded redb database at `{data_dir}/catalog.redb`.
+//!
+//! Writes go through one writer thread that groups whatever is queued into a
+//! single transaction and commits it with one fsync (group commit), so many
+//! concurrent appends share the cost of durability. Compare-and-set checks run
+//! inside that transaction, so they see every earlier write of the batch.
+//! Reads use their own read transactions and never wait for the writer.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::backend::{
+    BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
+    StoredBinding, Versioned,
+};
+use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
+
+/// `task \0 project \0 session \0 subpath` (empty subpath for the main key).
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// `task \0 idempotency-key`.
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+/// `task`: binding and writer epoch.
+const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 1024;
+
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    version: u64,
+    record: SessionRecord,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct TaskItem {
+    #[serde(default)]
+    binding: Option<StoredBinding>,
+    #[serde(default)]
+    epoch: u64,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), PortError>) + Send>;
+/// A queued write: applies itself to the batch transaction and returns what
+/// to call once the batch commits, plus whether the batch must abort.
+type Job = Box<dyn FnOnce(&WriteTransaction) -> (Completion, bool) + Send>;
+
+/// The embedded catalog.
+#[derive(Clone)]
+pub struct RedbCatalog {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+}
+
+fn storage_err(err: impl std::fmt::Display) -> PortError {
+    PortError::Unavailable(format!("embedded catalog: {err}"))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PortError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| PortError::Other(format!("corrupt catalog record: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PortError> {
+    serde_json::to_vec(value).map_err(|e| PortError::Other(format!("encode catalog record: {e}")))
+}
+
+fn session_row(key: &SessionKey) -> String {
+    let s = &key.session;
+    format!(
+        "{}\0{}\0{}\0{}",
+        s.task_id,
+        s.project_key,
+        s.session_id,
+        key.subpath.as_ref().map_or("", |p| p.as_str())
+    )
+}
+
+fn idempotency_row(task: &TaskId, key: &str) -> String {
+    format!("{task}\0{key}")
+}
+
+impl RedbCatalog {
+    /// Opens (creating if needed) the catalog under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, PortError> {
+        std::fs::create_dir_all(data_dir).map_err(storage_err)?;
+        let db = Database::create(data_dir.join("catalog.redb")).map_err(storage_err)?;
+        let txn = db.begin_write().map_err(storage_err)?;
+        for table in [SESSIONS, IDEMPOTENCY, TASKS] {
+            txn.open_table(table).map_err(storage_err)?;
+        }
+        txn.commit().map_err(storage_err)?;
+        let db = Arc::new(db);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("catalog-writer".into())
+            .spawn(move || writer_loop(&writer_db, rx))
+            .map_err(storage_err)?;
+        Ok(Self { db, jobs })
+    }
+
+    /// Runs `f` in the next group-commit batch and answers once it is durable.
+    /// `f` must write nothing when it returns a non-storage error.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, PortError> + Send + 'static,
+    ) -> Result<T, PortError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let result = f(txn);
+            let abort = matches!(result, Err(PortError::Unavailable(_)));
+            let completion: Completion = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (completion, abort)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| storage_err("writer thread stopped"))?;
+        rx.await
+            .map_err(|_| storage_err("writer dropped the request"))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, PortError> + Send + 'static,
+    ) -> Result<T, PortError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(storage_err)?;
+            f(&txn)
+        })
+        .await
+        .map_err(storage_err)?
+    }
+
+    async fn get_row<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        row: String,
+    ) -> Result<Option<T>, PortError> {
+        self.read(move |txn| {
+            let t = txn.open_table(table).map_err(storage_err)?;
+            let value = t.get(row.as_str()).map_err(storage_err)?;
+            value.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    /// Reads, changes and writes a task's item in one batch.
+    async fn update_task<T: Send + 'static>(
+        &self,
+        task: &TaskId,
+        f: impl FnOnce(&mut TaskItem) -> T + Send + 'static,
+    ) -> Result<T, PortError> {
+        let row = task.to_string();
+        self.write(move |txn| {
+            let mut t = txn.open_table(TASKS).map_err(storage_err)?;
+            let mut item: TaskItem = match t.get(row.as_str()).map_err(storage_err)? {
+                Some(v) => decode(v.value())?,
+                None => TaskItem::default(),
+            };
+            let out = f(&mut item);
+            let bytes = encode(&item)?;
+            t.insert(row.as_str(), bytes.as_slice())
+                .map_err(storage_err)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                // Nothing ran; each job's sender drops and its caller sees an error.
+                tracing::error!(error = %e, "catalog: cannot begin a write transaction");
+                continue;
+            }
+        };
+        let mut completions = Vec::with_capacity(jobs.len());
+        let mut abort = false;
+        for job in jobs {
+            let (completion, failed) = job(&txn);
+            completions.push(completion);
+            abort |= failed;
+        }
+        let outcome = if abort {
+            let _ = txn.abort();
+            Err(storage_err("batch aborted after a storage error"))
+        } else {
+            txn.commit().map_err(storage_err)
+        };
+        for completion in completions {
+            completion(outcome.clone());
+        }
+    }
+}
+
+fn prefix_range_end(prefix: &str) -> String {
+    // Every key under `prefix` ends its last component with '\0'; '\u{1}'
+    // sorts after it and before every id character.
+    let mut end = prefix.trim_end_matches('\0').to_string();
+    end.push('\u{1}');
+    end
+}
+
+#[async_trait]
+impl CatalogPort for RedbCatalog {
+    async fn get_session(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Versioned<SessionRecord>>, PortError> {
+        let stored: Option<StoredSession> = self.get_row(SESSIONS, session_row(key)).await?;
+        Ok(stored.map(|s| Versioned {
+            value: s.record,
+            version: s.version,
+        }))
+    }
+
+    async fn put_session(&self, write: SessionWrite<'_>) -> Result<u64, PortError> {
+        let row = session_row(write.key);
+        let expected = write.expected_version;
+        let record = write.record.clone();
+        let idempotency = write
+            .idempotency
+            .map(|(k, rec)| {
+                Ok::<_, PortError>((idempotency_row(write.key.task_id(), k), encode(rec)?))
+            })
+            .transpose()?;
+        self.write(move |txn| {
+            let mut sessions = txn.open_table(SESSIONS).map_err(storage_err)?;
+            let current = match sessions.get(row.as_str()).map_err(storage_err)? {
+                Some(v) => decode::<StoredSession>(v.value())?.version,
+                None => 0,
+            };
+            if current != expected {
+                return Err(PortError::PreconditionFailed(format!(
+                    "session record is at version {current}, not {expected}"
+                )));
+            }
+            let version = current + 1;
+            let bytes = encode(&StoredSession { version, record })?;
+            sessions
+                .insert(row.as_str(), bytes.as_slice())
+                .map_err(storage_err)?;
+            if let Some((idem_row, idem_bytes)) = idempotency {
+                let mut t = txn.open_table(IDEMPOTENCY).map_err(storage_err)?;
+                t.insert(idem_row.as_str(), idem_bytes.as_slice())
+                    .map_err(storage_err)?;
+            }
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, key: &SessionKey) -> Result<(), PortError> {
+        let row = session_row(key);
+        self.write(move |txn| {
+            let mut t = txn.open_table(SESSIONS).map_err(storage_err)?;
+            t.remove(row.as_str()).map_err(storage_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_sessions(
+        &self,
+        task: &TaskId,
+        project: &ProjectKey,
+        start_after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page<(SessionId, SessionRecord)>, PortError> {
+        let prefix = format!("{task}\0{project}\0");
+        let start = match start_after {
+            Some(after) => format!("{prefix}{after}\u{1}"),
+            None => prefix.clone(),
+        };
+        let end = prefix_range_end(&prefix);
+        self.read(move |txn| {
+            let t = txn.open_table(SESSIONS).map_err(storage_err)?;
+            let mut items = Vec::new();
+            let mut more = false;
+            for row in t.range(start.as_str()..end.as_str()).map_err(storage_err)? {
+                let (k, v) = row.map_err(storage_err)?;
+                let Some(rest) = k.value().strip_prefix(prefix.as_str()) else {
+                    continue;
+                };
+                let Some(session) = rest.strip_suffix('\0') else {
+                    continue;
+                };
+                if session.contains('\0') {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let stored: StoredSession = decode(v.value())?;
+                let id = SessionId::new(session).map_err(|e| PortError::Other(e.to_string()))?;
+                items.push((id, stored.record));
+            }
+            Ok(Page { items, more })
+        })
+        .await
+    }
+
+    async fn list_subkeys(
+        &self,
+        session: &SessionRef,
+        start_after: Option<&Subpath>,
+        limit: usize,
+    ) -> Result<Page<Subpath>, PortError> {
+        let prefix = format!(
+            "{}\0{}\0{}\0",
+            session.task_id, session.project_key, session.session_id
+        );
+        let start = match start_after {
+            Some(after) => format!("{prefix}{after}\0"),
+            None => format!("{prefix}\0"),
+        };
+        let end = prefix_range_end(&prefix);
+        self.read(move |txn| {
+            let t = txn.open_table(SESSIONS).map_err(storage_err)?;
+            let mut items = Vec::new();
+            let mut more = false;
+            for row in t.range(start.as_str()..end.as_str()).map_err(storage_err)? {
+                let (k, _) = row.map_err(storage_err)?;
+                let Some(sub) = k.value().strip_prefix(prefix.as_str()) else {
+                    continue;
+                };
+                if sub.is_empty() {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(Subpath::new(sub).map_err(|e| PortError::Other(e.to_string()))?);
+            }
+            Ok(Page { items, more })
+        })
+        .await
+    }
+
+    async fn get_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, PortError> {
+        self.get_row(IDEMPOTENCY, idempotency_row(task, key)).await
+    }
+
+    async fn create_binding(
+        &self,
+        task: &TaskId,
+        binding: &StoredBinding,
+    ) -> Result<BindOutcome, PortError> {
+        let binding = binding.clone();
+        self.update_task(task, move |item| match &item.binding {
+            Some(existing) => BindOutcome::Existing(existing.clone()),
+            None => {
+                item.binding = Some(binding.clone());
+                BindOutcome::Created(binding)
+            }
+        })
+        .await
+    }
+
+    async fn get_binding(&self, task: &TaskId) -> Result<Option<StoredBinding>, PortError> {
+        let item: Option<TaskItem> = self.get_row(TASKS, task.to_string()).await?;
+        Ok(item.and_then(|i| i.binding))
+    }
+
+    async fn bump_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
+        self.update_task(task, |item| {
+            item.epoch += 1;
+            item.epoch
+        })
+        .await
+    }
+
+    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
+        let item: Option<TaskItem> = self.get_row(TASKS, task.to_string()).await?;
+        Ok(item.map_or(0, |i| i.epoch))
+    }
+
+    async fn check(&self) -> Result<(), PortError> {
+        self.read(|txn| {
+            txn.open_table(SESSIONS).map_err(storage_err)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,9 @@
+//! The embedded backend: no cloud, everything under one data directory.
+//! `objects/` holds parts and snapshots as files, `catalog.redb` the catalog,
+//! `staging/` files in flight (cleared at start).
+
+mod catalog;
+mod objects;
+
+pub use catalog::RedbCatalog;
+pub use objects::FsObjects;

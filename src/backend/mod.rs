@@ -1,0 +1,300 @@
+//! The two storage ports the engine is written against, and their adapters.
+//!
+//! - [`ObjectPort`]: transcript parts and snapshots (S3, or files on disk).
+//! - [`CatalogPort`]: session index, summaries, idempotency records, task
+//!   bindings and writer epochs (DynamoDB, or an embedded database).
+//!
+//! Each trait's doc comment is the contract; adapters only note where their
+//! store needs a workaround. Ordering, compaction and load logic live in the
+//! engine, never here, so every adapter shares them.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::domain::{
+    AppendReceipt, ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId,
+};
+
+pub mod conformance;
+pub mod dynamo;
+pub mod embedded;
+pub mod s3;
+
+/// A storage failure, in storage words; the engine decides what it means.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PortError {
+    /// A create-if-absent found something already there.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The named item does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A conditional update found a different version than expected.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// The store could not be reached or refused service; retrying may work.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Stored bytes do not match their checksum, or carry none.
+    #[error("checksum mismatch: {0}")]
+    ChecksumMismatch(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A stream of an object's bytes; an `Err` item ends it.
+pub type ByteStream = BoxStream<'static, Result<Bytes, PortError>>;
+
+/// An object being read.
+pub struct ObjectBody {
+    /// The CRC32C stored with the object, if the store has one.
+    pub crc32c: Option<u32>,
+    /// The object's size in bytes.
+    pub size: u64,
+    /// The bytes, in order.
+    pub stream: ByteStream,
+}
+
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The object's full key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A page of a listing, sorted ascending by key.
+#[derive(Clone, Debug, Default)]
+pub struct Page<T> {
+    /// The items, in ascending order.
+    pub items: Vec<T>,
+    /// True when more items may follow the last one.
+    pub more: bool,
+}
+
+/// Object storage for parts and snapshots. Keys are `/`-separated paths.
+#[async_trait]
+pub trait ObjectPort: Send + Sync + 'static {
+    /// Creates `key` holding `body` if and only if no object has that key.
+    ///
+    /// Atomic: of any number of concurrent calls for one key exactly one
+    /// succeeds; the others fail with [`PortError::AlreadyExists`]. A reader
+    /// never sees a partly written object. `crc32c` is stored with the object
+    /// and, where the store can, verified on arrival. Durable once `Ok`.
+    async fn put_if_absent(&self, key: &str, body: Bytes, crc32c: u32) -> Result<(), PortError>;
+
+    /// Opens `key` for reading; `Ok(None)` when it does not exist. The stored
+    /// checksum comes back unverified: the engine checks it.
+    async fn get(&self, key: &str) -> Result<Option<ObjectBody>, PortError>;
+
+    /// Lists keys under `dir` (which ends with `/`) strictly after
+    /// `start_after`, ascending. With `recursive` false only the objects
+    /// directly in `dir` are listed; with it true, everything below it.
+    async fn list(
+        &self,
+        dir: &str,
+        start_after: Option<&str>,
+        recursive: bool,
+    ) -> Result<Page<Listed>, PortError>;
+
+    /// Deletes `key`; deleting an absent key succeeds.
+    async fn delete(&self, key: &str) -> Result<(), PortError>;
+
+    /// Checks the store is reachable and usable, with a clear message if not.
+    async fn check(&self) -> Result<(), PortError>;
+}
+
+/// What the catalog knows about one transcript. Persisted as JSON: add
+/// fields with defaults, never rename one.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The highest sequence number written.
+    pub head: Seq,
+    /// How many parts were ever appended.
+    pub parts: u64,
+    /// How many bytes were ever appended.
+    pub bytes: u64,
+    /// Last write time, epoch ms; strictly increases per key.
+    pub mtime: u64,
+    /// The newest snapshot covers parts up to and including this one.
+    #[serde(default)]
+    pub compacted_through: Seq,
+    /// The client-folded summary, stored verbatim (main transcripts only).
+    #[serde(default)]
+    pub summary: Option<Box<RawValue>>,
+    /// Bumped on every summary change; 0 means no summary yet.
+    #[serde(default)]
+    pub summary_version: u64,
+}
+
+impl PartialEq for SessionRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.head == other.head
+            && self.parts == other.parts
+            && self.bytes == other.bytes
+            && self.mtime == other.mtime
+            && self.compacted_through == other.compacted_through
+            && self.summary.as_ref().map(|s| s.get()) == other.summary.as_ref().map(|s| s.get())
+            && self.summary_version == other.summary_version
+    }
+}
+
+/// A value with the catalog version it was read at (0 never occurs: absent
+/// items are `None`).
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// Its version, for a later compare-and-set.
+    pub version: u64,
+}
+
+/// The remembered outcome of an append sent with an `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// A digest of the request; a different request with the same key is refused.
+    pub fingerprint: String,
+    /// The first answer, replayed verbatim.
+    pub receipt: AppendReceipt,
+    /// When it was written, epoch ms.
+    pub created_ms: u64,
+}
+
+/// One compare-and-set write of a session record.
+#[derive(Clone, Debug)]
+pub struct SessionWrite<'a> {
+    /// The transcript.
+    pub key: &'a SessionKey,
+    /// The new record.
+    pub record: &'a SessionRecord,
+    /// The version read before; 0 when the record must not exist yet.
+    pub expected_version: u64,
+    /// An idempotency record to store in the same atomic write.
+    pub idempotency: Option<(&'a str, &'a IdempotencyRecord)>,
+}
+
+/// What a task is bound to: its Claude session, for cross-worker resume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Binding {
+    /// The Claude session UUID from the run's first `ResultMessage`.
+    pub claude_session_id: String,
+    /// The SDK project key of the run's working directory.
+    pub project_key: String,
+    /// The run's working directory.
+    pub cwd: String,
+}
+
+/// A binding as stored, with its creation time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBinding {
+    /// The bound values.
+    pub binding: Binding,
+    /// When the first writer created it, epoch ms.
+    pub created_ms: u64,
+}
+
+/// The outcome of a first-writer-wins binding create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// This call created it.
+    Created(StoredBinding),
+    /// It already existed with these values (equal or not).
+    Existing(StoredBinding),
+}
+
+/// The catalog: small records with compare-and-set updates.
+#[async_trait]
+pub trait CatalogPort: Send + Sync + 'static {
+    /// Reads one transcript's record.
+    async fn get_session(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Versioned<SessionRecord>>, PortError>;
+
+    /// Stores a record if its version is still `expected_version` (0: absent),
+    /// together with the optional idempotency record, atomically. Returns the
+    /// new version, or [`PortError::PreconditionFailed`] having written nothing.
+    async fn put_session(&self, write: SessionWrite<'_>) -> Result<u64, PortError>;
+
+    /// Deletes exactly this transcript's record; absent is fine.
+    async fn delete_session(&self, key: &SessionKey) -> Result<(), PortError>;
+
+    /// Lists main transcripts of a project, ascending by session id, after
+    /// `start_after`, at most `limit`.
+    async fn list_sessions(
+        &self,
+        task: &TaskId,
+        project: &ProjectKey,
+        start_after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page<(SessionId, SessionRecord)>, PortError>;
+
+    /// Lists the subpaths recorded under a session, ascending, after
+    /// `start_after`, at most `limit`.
+    async fn list_subkeys(
+        &self,
+        session: &SessionRef,
+        start_after: Option<&Subpath>,
+        limit: usize,
+    ) -> Result<Page<Subpath>, PortError>;
+
+    /// Reads the idempotency record stored under `key` for `task`.
+    async fn get_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, PortError>;
+
+    /// Creates the task's binding unless one exists (first writer wins).
+    async fn create_binding(
+        &self,
+        task: &TaskId,
+        binding: &StoredBinding,
+    ) -> Result<BindOutcome, PortError>;
+
+    /// Reads the task's binding.
+    async fn get_binding(&self, task: &TaskId) -> Result<Option<StoredBinding>, PortError>;
+
+    /// Atomically increments the task's writer epoch and returns the new value
+    /// (the first lease is 1).
+    async fn bump_epoch(&self, task: &TaskId) -> Result<u64, PortError>;
+
+    /// The task's current writer epoch; 0 before any lease.
+    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError>;
+
+    /// Checks the catalog is reachable and set up, with a clear message if not.
+    async fn check(&self) -> Result<(), PortError>;
+}
+
+/// Opens the configured object store and catalog.
+pub async fn connect(
+    config: &crate::config::Config,
+) -> Result<
+    (
+        std::sync::Arc<dyn ObjectPort>,
+        std::sync::Arc<dyn CatalogPort>,
+    ),
+    PortError,
+> {
+    use crate::config::{CatalogKind, StorageKind};
+    let objects: std::sync::Arc<dyn ObjectPort> = match config.storage {
+        StorageKind::Embedded => {
+            std::sync::Arc::new(embedded::FsObjects::open(&config.data_dir).map_err(|e| {
+                PortError::Unavailable(format!("data directory {}: {e}", config.data_dir.display()))
+            })?)
+        }
+        StorageKind::S3 => s3::connect(config).await?,
+    };
+    let catalog: std::sync::Arc<dyn CatalogPort> = match config.catalog {
+        CatalogKind::Embedded => {
+            std::sync::Arc::new(embedded::RedbCatalog::open(&config.data_dir)?)
+        }
+        CatalogKind::Dynamodb => dynamo::connect(config).await?,
+    };
+    Ok((objects, catalog))
+}

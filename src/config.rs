@@ -1,0 +1,267 @@
+//! The one typed configuration: defaults < TOML file < `TG_*` environment
+//! variables < command-line flags, validated once at startup.
+//!
+//! Keys are flat and match the variable names without `TG_` in lower case:
+//! `TG_S3_BUCKET` is `s3_bucket` in the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Where parts and snapshots live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Files under `data_dir` (the default; no cloud).
+    Embedded,
+    /// An S3 bucket (or S3 Express One Zone directory bucket).
+    S3,
+}
+
+/// Where the catalog lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogKind {
+    /// An embedded database under `data_dir` (the default).
+    Embedded,
+    /// DynamoDB tables named with `dynamodb_table_prefix`.
+    Dynamodb,
+}
+
+/// The AWS SDK retry strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryMode {
+    /// Exponential backoff with jitter.
+    Standard,
+    /// Standard plus client-side rate limiting after throttling.
+    Adaptive,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Every setting of the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on (`TG_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory of the embedded backend (`TG_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Largest accepted request body in bytes (`TG_BODY_LIMIT_BYTES`).
+    pub body_limit_bytes: usize,
+    /// Time limit for one request until its response starts (`TG_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout_secs: u64,
+    /// Longest wait for in-flight requests at shutdown (`TG_DRAIN_TIMEOUT_SECS`).
+    pub drain_timeout_secs: u64,
+    /// `json` or `text` (`TG_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `transcript_gateway=debug` (`TG_LOG`).
+    pub log: String,
+    /// `embedded` or `s3` (`TG_STORAGE`).
+    pub storage: StorageKind,
+    /// The bucket when `storage = s3` (`TG_S3_BUCKET`).
+    pub s3_bucket: Option<String>,
+    /// Key prefix inside the bucket (`TG_S3_PREFIX`).
+    pub s3_prefix: String,
+    /// A custom S3 endpoint, for emulators and S3-compatible stores (`TG_S3_ENDPOINT_URL`).
+    pub s3_endpoint_url: Option<String>,
+    /// Path-style addressing, needed by most emulators (`TG_S3_FORCE_PATH_STYLE`).
+    pub s3_force_path_style: bool,
+    /// Parallel GETs per load (`TG_S3_LOAD_CONCURRENCY`).
+    pub s3_load_concurrency: usize,
+    /// `embedded` or `dynamodb` (`TG_CATALOG`).
+    pub catalog: CatalogKind,
+    /// Table name prefix (`TG_DYNAMODB_TABLE_PREFIX`).
+    pub dynamodb_table_prefix: String,
+    /// A custom DynamoDB endpoint, for emulators (`TG_DYNAMODB_ENDPOINT_URL`).
+    pub dynamodb_endpoint_url: Option<String>,
+    /// `standard` or `adaptive` (`TG_AWS_RETRY_MODE`).
+    pub aws_retry_mode: RetryMode,
+    /// Attempts per AWS call, first included (`TG_AWS_MAX_ATTEMPTS`).
+    pub aws_max_attempts: u32,
+    /// Time limit for one AWS call across its attempts, ms (`TG_AWS_OPERATION_TIMEOUT_MS`).
+    pub aws_operation_timeout_ms: u64,
+    /// Time limit for one attempt of an AWS call, ms (`TG_AWS_ATTEMPT_TIMEOUT_MS`).
+    pub aws_attempt_timeout_ms: u64,
+    /// Compact a key once this many parts follow its last snapshot; 0 disables (`TG_COMPACTION_THRESHOLD`).
+    pub compaction_threshold: u64,
+    /// Seconds before compacted parts are deleted (`TG_COMPACTION_GRACE_SECS`).
+    pub compaction_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: PathBuf::from("./data"),
+            body_limit_bytes: 32 * 1024 * 1024,
+            request_timeout_secs: 55,
+            drain_timeout_secs: 30,
+            log_format: LogFormat::Json,
+            log: "info".into(),
+            storage: StorageKind::Embedded,
+            s3_bucket: None,
+            s3_prefix: "transcripts".into(),
+            s3_endpoint_url: None,
+            s3_force_path_style: false,
+            s3_load_concurrency: 16,
+            catalog: CatalogKind::Embedded,
+            dynamodb_table_prefix: "transcript-gateway".into(),
+            dynamodb_endpoint_url: None,
+            aws_retry_mode: RetryMode::Standard,
+            aws_max_attempts: 3,
+            aws_operation_timeout_ms: 10_000,
+            aws_attempt_timeout_ms: 4_000,
+            compaction_threshold: 256,
+            compaction_grace_secs: 300,
+        }
+    }
+}
+
+/// Settings given as command-line flags; `None` leaves the lower layers be.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A configuration that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Layers defaults, the optional TOML file, `TG_*` variables and flags,
+    /// then validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} not found",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            // TG_CONFIG names the file itself; TG_TEST_* belong to the test suite.
+            .merge(
+                Env::prefixed("TG_").filter(|k| k != "config" && !k.as_str().starts_with("test_")),
+            )
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings fit together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "refusing to listen on non-loopback address {} without authentication; \
+                 bind to 127.0.0.1 or [::1]",
+                self.listen
+            )));
+        }
+        if self.body_limit_bytes == 0 {
+            return Err(ConfigError("body_limit_bytes must be positive".into()));
+        }
+        if self.s3_load_concurrency == 0 || self.s3_load_concurrency > 256 {
+            return Err(ConfigError("s3_load_concurrency must be 1 to 256".into()));
+        }
+        if self.storage == StorageKind::S3 && self.s3_bucket.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError(
+                "storage = s3 needs TG_S3_BUCKET (s3_bucket)".into(),
+            ));
+        }
+        if self.aws_max_attempts == 0 {
+            return Err(ConfigError("aws_max_attempts must be at least 1".into()));
+        }
+        if self.s3_prefix.starts_with('/') || self.s3_prefix.ends_with('/') {
+            return Err(ConfigError(
+                "s3_prefix must not start or end with '/'".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_cloud() {
+        let c = Config::default();
+        assert_eq!(c.storage, StorageKind::Embedded);
+        assert_eq!(c.catalog, CatalogKind::Embedded);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tg.toml",
+                "data_dir = \"/from-file\"\ns3_prefix = \"file-prefix\"\nlisten = \"127.0.0.1:1000\"\n",
+            )?;
+            jail.set_env("TG_S3_PREFIX", "env-prefix");
+            jail.set_env("TG_LISTEN", "127.0.0.1:2000");
+            let flags = Overrides {
+                listen: Some("127.0.0.1:3000".parse().unwrap()),
+                data_dir: None,
+            };
+            let c = Config::load(Some(Path::new("tg.toml")), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.data_dir, PathBuf::from("/from-file"));
+            assert_eq!(c.s3_prefix, "env-prefix");
+            assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+            assert_eq!(c.compaction_threshold, 256);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_bind_without_auth_is_refused() {
+        let c = Config {
+            listen: "0.0.0.0:8787".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("non-loopback"));
+    }
+
+    #[test]
+    fn s3_without_bucket_is_refused() {
+        let c = Config {
+            storage: StorageKind::S3,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("TG_S3_BUCKET"));
+    }
+}

@@ -1,0 +1,307 @@
+//! Validated domain types: the ids and keys every request names, the sequence
+//! number of a part, and the records the engine hands back.
+//!
+//! Every constructor validates, so a value of these types is always safe to
+//! use as an object-key or catalog-key segment. Nothing here does I/O.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::Error;
+
+/// Longest task or session id, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+/// Longest project key (the SDK cuts names at 200 plus a hash suffix).
+pub const MAX_PROJECT_KEY_LEN: usize = 255;
+/// Longest subpath, in bytes.
+pub const MAX_SUBPATH_LEN: usize = 512;
+/// Deepest subpath, in segments.
+pub const MAX_SUBPATH_DEPTH: usize = 4;
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn validate_id(what: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        return Err(Error::invalid(format!(
+            "{what} must be 1 to {MAX_ID_LEN} characters"
+        )));
+    }
+    if value == "." || value == ".." {
+        return Err(Error::invalid(format!("{what} must not be '.' or '..'")));
+    }
+    if !value.chars().all(is_id_char) {
+        return Err(Error::invalid(format!(
+            "{what} may contain only A-Z, a-z, 0-9, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $check:path) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates and wraps the value.
+            pub fn new(value: impl Into<String>) -> Result<Self, Error> {
+                let value = value.into();
+                $check($what, &value)?;
+                Ok(Self(value))
+            }
+
+            /// The validated string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The orchestrator's id of one task: 1–128 of `[A-Za-z0-9._-]`.
+    TaskId,
+    "task_id",
+    validate_id
+);
+id_type!(
+    /// A Claude session id: 1–128 of `[A-Za-z0-9._-]`.
+    SessionId,
+    "session_id",
+    validate_id
+);
+id_type!(
+    /// The SDK's project key: 1–255 of `[A-Za-z0-9-]`.
+    ProjectKey,
+    "project_key",
+    validate_project_key
+);
+id_type!(
+    /// A relative path below a session, such as `subagents/agent-1`.
+    Subpath,
+    "subpath",
+    validate_subpath
+);
+
+fn validate_project_key(what: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.len() > MAX_PROJECT_KEY_LEN {
+        return Err(Error::invalid(format!(
+            "{what} must be 1 to {MAX_PROJECT_KEY_LEN} characters"
+        )));
+    }
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::invalid(format!(
+            "{what} may contain only A-Z, a-z, 0-9 and '-'"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_subpath(what: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        return Err(Error::invalid(format!("{what} must not be empty")));
+    }
+    if value.len() > MAX_SUBPATH_LEN {
+        return Err(Error::invalid(format!(
+            "{what} must be at most {MAX_SUBPATH_LEN} characters"
+        )));
+    }
+    if value.starts_with('/') {
+        return Err(Error::invalid(format!("{what} must be relative")));
+    }
+    let segments: Vec<&str> = value.split('/').collect();
+    if segments.len() > MAX_SUBPATH_DEPTH {
+        return Err(Error::invalid(format!(
+            "{what} must have at most {MAX_SUBPATH_DEPTH} segments"
+        )));
+    }
+    for segment in segments {
+        if segment.is_empty() {
+            return Err(Error::invalid(format!(
+                "{what} must not contain empty segments ('//' or a trailing '/')"
+            )));
+        }
+        validate_id(what, segment)?;
+    }
+    Ok(())
+}
+
+/// A part's sequence number within one key; the first part is 1.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(transparent)]
+#[schema(value_type = u64)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// The number before any part: a key with head `ZERO` has no parts.
+    pub const ZERO: Seq = Seq(0);
+
+    /// The number after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The session a request names: task, project and session id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionRef {
+    /// The owning task.
+    pub task_id: TaskId,
+    /// The SDK's project key.
+    pub project_key: ProjectKey,
+    /// The Claude session id.
+    pub session_id: SessionId,
+}
+
+/// One transcript: a session's main transcript or one of its subkeys.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    /// The session the transcript belongs to.
+    pub session: SessionRef,
+    /// `None` for the main transcript.
+    pub subpath: Option<Subpath>,
+}
+
+impl SessionKey {
+    /// The main transcript of `session`.
+    pub fn main(session: SessionRef) -> Self {
+        Self {
+            session,
+            subpath: None,
+        }
+    }
+
+    /// The task the key belongs to.
+    pub fn task_id(&self) -> &TaskId {
+        &self.session.task_id
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.session;
+        write!(f, "{}/{}/{}", s.task_id, s.project_key, s.session_id)?;
+        if let Some(sub) = &self.subpath {
+            write!(f, "/{sub}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One opaque transcript entry, kept as the exact JSON text it arrived as
+/// (minus insignificant whitespace), so a load is deep-equal to the append.
+pub type Entry = Box<RawValue>;
+
+/// What an append wrote; replayed verbatim for a repeated idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppendReceipt {
+    /// The part's sequence number.
+    pub seq: Seq,
+    /// How many entries the part holds.
+    pub count: u64,
+    /// Storage write time in epoch ms; strictly increases per key.
+    pub mtime: u64,
+    /// The outcome of the summary update sent with the append, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<SummaryOutcome>,
+}
+
+/// Whether a compare-and-set summary update took effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SummaryOutcome {
+    /// True when the stored version matched and the new data was stored.
+    pub applied: bool,
+    /// The stored summary version after the call.
+    pub version: u64,
+}
+
+/// A summary update: store `data` if the current version is `expected_version`.
+#[derive(Clone, Debug)]
+pub struct SummaryUpdate {
+    /// The client-folded summary, stored verbatim.
+    pub data: Box<RawValue>,
+    /// The version the client folded on (0 when there was none).
+    pub expected_version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_documented_alphabet() {
+        assert!(TaskId::new("01JABC.def_ghi-9").is_ok());
+        assert!(TaskId::new("a".repeat(128)).is_ok());
+        assert!(SessionId::new("3f2a-uuid").is_ok());
+    }
+
+    #[test]
+    fn ids_reject_dots_empty_long_and_foreign_characters() {
+        for bad in ["", ".", "..", "a/b", "a b", "é", "a\0"] {
+            assert!(TaskId::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(SessionId::new("a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn project_keys_use_the_sdk_alphabet() {
+        assert!(ProjectKey::new("-workspace-task-1").is_ok());
+        assert!(ProjectKey::new("a".repeat(255)).is_ok());
+        assert!(ProjectKey::new("a".repeat(256)).is_err());
+        assert!(ProjectKey::new("a.b").is_err());
+        assert!(ProjectKey::new("a_b").is_err());
+        assert!(ProjectKey::new("").is_err());
+    }
+
+    #[test]
+    fn subpaths_are_relative_bounded_and_clean() {
+        assert!(Subpath::new("subagents/agent-1").is_ok());
+        assert!(Subpath::new("a/b/c/d").is_ok());
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a/../b",
+            "..",
+            ".",
+            "a/./b",
+            "a/b/c/d/e",
+            "a b",
+        ] {
+            assert!(Subpath::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(Subpath::new("a".repeat(513)).is_err());
+    }
+}

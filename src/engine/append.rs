@@ -1,0 +1,304 @@
+//! Appending a batch: pick the next sequence number, create the part with
+//! create-if-absent, and on a lost race catch up with the store and try the
+//! next number. Wall clocks never decide order.
+//!
+//! The catalog is updated after the part is durable. The part is the truth:
+//! if the catalog write fails the append is still acknowledged, the head is
+//! marked stale, and the next append re-reads the catalog and catches it up
+//! from the object listing (see [`Engine::repair`]).
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{keys, now_ms, Engine, Head};
+use crate::backend::{IdempotencyRecord, PortError, SessionRecord, SessionWrite, Versioned};
+use crate::domain::{AppendReceipt, Entry, Seq, SessionKey, SummaryOutcome, SummaryUpdate};
+use crate::error::Error;
+use crate::metrics::METRICS;
+
+/// The idempotency key a client sent and a digest of its request.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    /// The client's key (unique per intended write).
+    pub key: String,
+    /// A digest of everything the request would write.
+    pub fingerprint: String,
+}
+
+/// One append, validated.
+#[derive(Debug)]
+pub struct AppendRequest {
+    /// Where to append.
+    pub key: SessionKey,
+    /// The batch, in order; non-empty, each a JSON object.
+    pub entries: Vec<Entry>,
+    /// Set when the client sent an `Idempotency-Key`.
+    pub idempotency: Option<Idempotency>,
+    /// An optional compare-and-set summary update (main keys only).
+    pub summary: Option<SummaryUpdate>,
+    /// The writer's lease epoch, when it holds one.
+    pub writer_epoch: Option<u64>,
+}
+
+/// Most compare-and-set rounds on the catalog record per append.
+const MAX_CATALOG_ROUNDS: usize = 16;
+
+impl Engine {
+    /// Appends one batch as the key's next part and returns its receipt.
+    pub async fn append(&self, req: AppendRequest) -> Result<AppendReceipt, Error> {
+        if req.summary.is_some() && req.key.subpath.is_some() {
+            return Err(Error::invalid(
+                "a summary can only be sent with a main-transcript append",
+            ));
+        }
+        let body = super::encode_entries(&req.entries)?;
+        let count = req.entries.len() as u64;
+        let lock = self.head_lock(&req.key);
+        let mut head = lock.lock().await;
+
+        let catalog = &self.inner.catalog;
+        if let Some(idem) = &req.idempotency {
+            if let Some(found) = catalog
+                .get_idempotency(req.key.task_id(), &idem.key)
+                .await?
+            {
+                if found.fingerprint == idem.fingerprint {
+                    METRICS.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+                    return Ok(found.receipt);
+                }
+                return Err(Error::IdempotencyConflict(format!(
+                    "Idempotency-Key {:?} was already used for a different request",
+                    idem.key
+                )));
+            }
+        }
+        if let Some(epoch) = req.writer_epoch {
+            let current = catalog.current_epoch(req.key.task_id()).await?;
+            if epoch < current {
+                return Err(Error::StaleWriter(format!(
+                    "writer epoch {epoch} is older than the task's current epoch {current}"
+                )));
+            }
+        }
+
+        let result = self.append_locked(&mut head, &req, body, count).await;
+        if result.is_err() {
+            head.loaded = false;
+        }
+        result
+    }
+
+    async fn append_locked(
+        &self,
+        head: &mut Head,
+        req: &AppendRequest,
+        body: Bytes,
+        count: u64,
+    ) -> Result<AppendReceipt, Error> {
+        let key = &req.key;
+        if !head.loaded {
+            self.reload_head(key, head).await?;
+        }
+        let dir = keys::transcript_dir(key);
+        let crc = crc32c::crc32c(&body);
+        let len = body.len() as u64;
+        let mut attempts = 0;
+        let seq = loop {
+            let seq = head.state.head.next();
+            match self
+                .inner
+                .objects
+                .put_if_absent(&keys::part_key(&dir, seq), body.clone(), crc)
+                .await
+            {
+                Ok(()) => break seq,
+                Err(PortError::AlreadyExists(_)) => {
+                    METRICS.append_conflicts.fetch_add(1, Ordering::Relaxed);
+                    attempts += 1;
+                    if attempts >= self.inner.config.max_append_attempts {
+                        return Err(Error::Conflict(format!(
+                            "gave up after {attempts} lost races for the next sequence number"
+                        )));
+                    }
+                    self.catch_up(&dir, &mut head.state).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        head.state.head = seq;
+        head.state.parts = seq.0;
+        head.state.bytes += len;
+        METRICS.appends.fetch_add(1, Ordering::Relaxed);
+        METRICS.appended_bytes.fetch_add(len, Ordering::Relaxed);
+
+        match self.commit_record(head, req, seq, count).await {
+            Ok(receipt) => Ok(receipt),
+            Err(err) => {
+                // The part is durable: acknowledge it, and let the next append
+                // re-read the catalog and repair it.
+                METRICS.catalog_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key = %key, seq = seq.0, error = %err, "catalog update failed after the part was written; will repair");
+                head.loaded = false;
+                let mtime = now_ms().max(head.state.mtime + 1);
+                head.state.mtime = mtime;
+                Ok(AppendReceipt {
+                    seq,
+                    count,
+                    mtime,
+                    summary: req.summary.as_ref().map(|_| SummaryOutcome {
+                        applied: false,
+                        version: head.state.summary_version,
+                    }),
+                })
+            }
+        }
+    }
+
+    /// Writes the record for a just-written part, with the summary and the
+    /// idempotency record, retrying compare-and-set against other instances.
+    async fn commit_record(
+        &self,
+        head: &mut Head,
+        req: &AppendRequest,
+        seq: Seq,
+        count: u64,
+    ) -> Result<AppendReceipt, Error> {
+        let catalog = &self.inner.catalog;
+        for _ in 0..MAX_CATALOG_ROUNDS {
+            let mut next = head.state.clone();
+            next.mtime = now_ms().max(next.mtime + 1);
+            let summary = req.summary.as_ref().map(|update| {
+                let applied = update.expected_version == next.summary_version;
+                if applied {
+                    next.summary = Some(update.data.clone());
+                    next.summary_version += 1;
+                }
+                SummaryOutcome {
+                    applied,
+                    version: next.summary_version,
+                }
+            });
+            let receipt = AppendReceipt {
+                seq,
+                count,
+                mtime: next.mtime,
+                summary,
+            };
+            let idem = req.idempotency.as_ref().map(|i| {
+                (
+                    i.key.as_str(),
+                    IdempotencyRecord {
+                        fingerprint: i.fingerprint.clone(),
+                        receipt: receipt.clone(),
+                        created_ms: now_ms(),
+                    },
+                )
+            });
+            let write = SessionWrite {
+                key: &req.key,
+                record: &next,
+                expected_version: head.record.as_ref().map_or(0, |r| r.version),
+                idempotency: idem.as_ref().map(|(k, r)| (*k, r)),
+            };
+            match catalog.put_session(write).await {
+                Ok(version) => {
+                    head.record = Some(Versioned {
+                        value: next.clone(),
+                        version,
+                    });
+                    head.state = next;
+                    return Ok(receipt);
+                }
+                Err(PortError::PreconditionFailed(_)) => {
+                    // Another instance wrote the record: start from its view,
+                    // then count what the store holds beyond it (our part too).
+                    self.reload_head(&req.key, head).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict(
+            "the session record kept changing; retry".into(),
+        ))
+    }
+
+    /// Re-reads the catalog record and catches up from the object listing.
+    async fn reload_head(&self, key: &SessionKey, head: &mut Head) -> Result<(), Error> {
+        let record = self.inner.catalog.get_session(key).await?;
+        let mut state = record.as_ref().map(|r| r.value.clone()).unwrap_or_default();
+        self.catch_up(&keys::transcript_dir(key), &mut state)
+            .await?;
+        head.record = record;
+        head.state = state;
+        head.loaded = true;
+        Ok(())
+    }
+
+    /// Advances `state` over every part the store holds beyond `state.head`.
+    pub(super) async fn catch_up(&self, dir: &str, state: &mut SessionRecord) -> Result<(), Error> {
+        let floor = state.head.max(state.compacted_through);
+        let mut after = keys::part_key(dir, floor);
+        loop {
+            let page = self.inner.objects.list(dir, Some(&after), false).await?;
+            let mut last = None;
+            for item in &page.items {
+                match keys::parse(dir, &item.key) {
+                    Some(keys::ObjectKind::Part(seq)) if seq > state.head => {
+                        state.head = seq;
+                        state.parts = seq.0;
+                        state.bytes += item.size;
+                        last = Some(item.key.clone());
+                    }
+                    Some(keys::ObjectKind::Part(_)) => last = Some(item.key.clone()),
+                    // Snapshots sort after every part: the parts are done.
+                    _ => return Ok(()),
+                }
+            }
+            match (page.more, last) {
+                (true, Some(last)) => after = last,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Brings a key's catalog record in line with its objects (parts written
+    /// while the catalog was failing). Returns the repaired record.
+    pub async fn repair(&self, key: &SessionKey) -> Result<Option<SessionRecord>, Error> {
+        let lock = self.head_lock(key);
+        let mut head = lock.lock().await;
+        for _ in 0..MAX_CATALOG_ROUNDS {
+            self.reload_head(key, &mut head).await?;
+            let stored = head.record.as_ref().map(|r| &r.value);
+            if stored == Some(&head.state) || (stored.is_none() && head.state.head == Seq::ZERO) {
+                return Ok(stored.cloned());
+            }
+            let mut next = head.state.clone();
+            next.mtime = now_ms().max(next.mtime + 1);
+            let write = SessionWrite {
+                key,
+                record: &next,
+                expected_version: head.record.as_ref().map_or(0, |r| r.version),
+                idempotency: None,
+            };
+            match self.inner.catalog.put_session(write).await {
+                Ok(version) => {
+                    head.record = Some(Versioned {
+                        value: next.clone(),
+                        version,
+                    });
+                    head.state = next.clone();
+                    return Ok(Some(next));
+                }
+                Err(PortError::PreconditionFailed(_)) => continue,
+                Err(e) => {
+                    head.loaded = false;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(Error::Conflict(
+            "the session record kept changing; retry".into(),
+        ))
+    }
+}

@@ -1,0 +1,179 @@
+//! The engine: ordering, load, listing, deletion and summaries, written
+//! against the two storage ports and knowing neither HTTP nor AWS.
+//!
+//! Appends to one key are serialised inside this process by a per-key async
+//! mutex around a cached head (the last known sequence number), so an
+//! instance never races itself; the object store's create-if-absent is what
+//! keeps many instances correct. See `append.rs` and `load.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::value::RawValue;
+
+use crate::backend::{CatalogPort, ObjectPort, Page, SessionRecord, Versioned};
+use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
+use crate::error::Error;
+
+mod append;
+mod codec;
+pub mod keys;
+mod load;
+mod sessions;
+
+pub use append::{AppendRequest, Idempotency};
+pub use codec::{encode_entries, minify_json};
+pub use load::{LoadStream, Loaded};
+pub use sessions::{SessionListing, SummaryView};
+
+/// Tunables the engine needs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Parallel GETs per load.
+    pub load_concurrency: usize,
+    /// Most create attempts for one append before giving up with a conflict.
+    pub max_append_attempts: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            load_concurrency: 16,
+            max_append_attempts: 64,
+        }
+    }
+}
+
+/// The transcript engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    objects: Arc<dyn ObjectPort>,
+    catalog: Arc<dyn CatalogPort>,
+    config: EngineConfig,
+    /// Per-key head state. A std mutex is enough: it guards only map lookups,
+    /// never an await. Entries nobody holds are pruned as the map grows.
+    heads: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<Head>>>>,
+}
+
+/// What this process knows of one key's tail, valid while `loaded`.
+#[derive(Debug, Default)]
+struct Head {
+    /// False until read from storage, and again after anything went wrong.
+    loaded: bool,
+    /// The catalog record as of our last read or write, if any.
+    record: Option<Versioned<SessionRecord>>,
+    /// The record as it should be (may be ahead of the catalog after a failed
+    /// catalog write, until the next append repairs it).
+    state: SessionRecord,
+}
+
+const PRUNE_AT: usize = 4096;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    /// An engine over the given ports.
+    pub fn new(
+        objects: Arc<dyn ObjectPort>,
+        catalog: Arc<dyn CatalogPort>,
+        config: EngineConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                objects,
+                catalog,
+                config,
+                heads: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The object port.
+    pub fn objects(&self) -> &Arc<dyn ObjectPort> {
+        &self.inner.objects
+    }
+
+    /// The catalog port.
+    pub fn catalog(&self) -> &Arc<dyn CatalogPort> {
+        &self.inner.catalog
+    }
+
+    /// Checks both backends are reachable.
+    pub async fn check(&self) -> Result<(), Error> {
+        self.inner.objects.check().await?;
+        self.inner.catalog.check().await?;
+        Ok(())
+    }
+
+    fn head_lock(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<Head>> {
+        let mut heads = self.inner.heads.lock().unwrap_or_else(|p| p.into_inner());
+        if heads.len() >= PRUNE_AT {
+            heads.retain(|_, h| Arc::strong_count(h) > 1);
+        }
+        heads.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets every cached head of a session (its main key and subkeys).
+    fn forget_session(&self, session: &SessionRef) {
+        let mut heads = self.inner.heads.lock().unwrap_or_else(|p| p.into_inner());
+        heads.retain(|k, _| &k.session != session);
+    }
+
+    /// Lists main transcripts of a project, one page.
+    pub async fn list_sessions(
+        &self,
+        task: &TaskId,
+        project: &ProjectKey,
+        start_after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page<SessionListing>, Error> {
+        sessions::list(self, task, project, start_after, limit).await
+    }
+
+    /// Lists the subkeys of a session, one page.
+    pub async fn list_subkeys(
+        &self,
+        session: &SessionRef,
+        start_after: Option<&Subpath>,
+        limit: usize,
+    ) -> Result<Page<Subpath>, Error> {
+        let page = self
+            .inner
+            .catalog
+            .list_subkeys(session, start_after, limit)
+            .await?;
+        Ok(page)
+    }
+
+    /// Reads a session's summary and its version.
+    pub async fn summary(&self, session: &SessionRef) -> Result<SummaryView, Error> {
+        sessions::summary(self, session).await
+    }
+
+    /// Stores a summary if its version is still `expected_version`.
+    pub async fn put_summary(
+        &self,
+        session: &SessionRef,
+        data: Box<RawValue>,
+        expected_version: u64,
+    ) -> Result<u64, Error> {
+        sessions::put_summary(self, session, data, expected_version).await
+    }
+
+    /// Deletes a transcript: a main key with every subkey and its summary, or
+    /// exactly one subkey. Deleting what is absent succeeds.
+    pub async fn delete(&self, key: &SessionKey) -> Result<(), Error> {
+        sessions::delete(self, key).await
+    }
+}

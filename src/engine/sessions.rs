@@ -1,0 +1,177 @@
+//! Session-level operations: listing, summaries and deletion.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::value::RawValue;
+
+use super::{keys, now_ms, Engine};
+use crate::backend::{Page, PortError, SessionRecord, SessionWrite};
+use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, TaskId};
+use crate::error::Error;
+
+/// One main transcript in a listing.
+#[derive(Clone, Debug)]
+pub struct SessionListing {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its last write time, epoch ms.
+    pub mtime: u64,
+    /// Its stored summary, if any.
+    pub summary: Option<Box<RawValue>>,
+}
+
+/// A session's summary and the version to compare-and-set against.
+#[derive(Clone, Debug)]
+pub struct SummaryView {
+    /// 0 when no summary was ever stored.
+    pub version: u64,
+    /// The stored data, verbatim.
+    pub data: Option<Box<RawValue>>,
+    /// The session's last write time, epoch ms (0 when it has none).
+    pub mtime: u64,
+}
+
+const DELETE_CONCURRENCY: usize = 16;
+const SUMMARY_ROUNDS: usize = 16;
+
+pub(super) async fn list(
+    engine: &Engine,
+    task: &TaskId,
+    project: &ProjectKey,
+    start_after: Option<&SessionId>,
+    limit: usize,
+) -> Result<Page<SessionListing>, Error> {
+    let page = engine
+        .inner
+        .catalog
+        .list_sessions(task, project, start_after, limit)
+        .await?;
+    Ok(Page {
+        items: page
+            .items
+            .into_iter()
+            // A record whose transcript has no parts yet (summary only) is no session.
+            .filter(|(_, rec)| rec.head > crate::domain::Seq::ZERO)
+            .map(|(session_id, rec)| SessionListing {
+                session_id,
+                mtime: rec.mtime,
+                summary: rec.summary,
+            })
+            .collect(),
+        more: page.more,
+    })
+}
+
+pub(super) async fn summary(engine: &Engine, session: &SessionRef) -> Result<SummaryView, Error> {
+    let key = SessionKey::main(session.clone());
+    let record = engine.inner.catalog.get_session(&key).await?;
+    Ok(match record {
+        Some(r) => SummaryView {
+            version: r.value.summary_version,
+            data: r.value.summary,
+            mtime: r.value.mtime,
+        },
+        None => SummaryView {
+            version: 0,
+            data: None,
+            mtime: 0,
+        },
+    })
+}
+
+pub(super) async fn put_summary(
+    engine: &Engine,
+    session: &SessionRef,
+    data: Box<RawValue>,
+    expected_version: u64,
+) -> Result<u64, Error> {
+    let key = SessionKey::main(session.clone());
+    let lock = engine.head_lock(&key);
+    let mut head = lock.lock().await;
+    // Our cached record goes stale either way; the next append re-reads it.
+    head.loaded = false;
+    let catalog = &engine.inner.catalog;
+    for _ in 0..SUMMARY_ROUNDS {
+        let current = catalog.get_session(&key).await?;
+        let (mut record, version) = match current {
+            Some(r) => (r.value, r.version),
+            None => (SessionRecord::default(), 0),
+        };
+        if record.summary_version != expected_version {
+            return Err(Error::SummaryConflict(format!(
+                "summary is at version {}, not {expected_version}",
+                record.summary_version
+            )));
+        }
+        record.summary = Some(data.clone());
+        record.summary_version += 1;
+        if record.head > crate::domain::Seq::ZERO {
+            record.mtime = now_ms().max(record.mtime + 1);
+        }
+        let write = SessionWrite {
+            key: &key,
+            record: &record,
+            expected_version: version,
+            idempotency: None,
+        };
+        match catalog.put_session(write).await {
+            Ok(_) => return Ok(record.summary_version),
+            // Something else changed the record (an append from another
+            // instance): re-read; the summary version decides the outcome.
+            Err(PortError::PreconditionFailed(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Conflict(
+        "the session record kept changing; retry".into(),
+    ))
+}
+
+pub(super) async fn delete(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
+    let lock = engine.head_lock(key);
+    let mut head = lock.lock().await;
+    head.loaded = false;
+    let objects = engine.inner.objects.clone();
+    let catalog = &engine.inner.catalog;
+    // Objects first: if we stop half-way the catalog still lists the key and a
+    // second delete finishes the job; the reverse order could resurrect it.
+    let (dir, recursive) = match &key.subpath {
+        None => (keys::session_dir(&key.session), true),
+        Some(_) => (keys::transcript_dir(key), false),
+    };
+    loop {
+        let page = objects.list(&dir, None, recursive).await?;
+        if page.items.is_empty() {
+            break;
+        }
+        let more = page.more;
+        stream::iter(page.items)
+            .map(|item| {
+                let objects = objects.clone();
+                async move { objects.delete(&item.key).await }
+            })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if !more {
+            break;
+        }
+    }
+    if key.subpath.is_none() {
+        loop {
+            let page = catalog.list_subkeys(&key.session, None, 1000).await?;
+            for sub in &page.items {
+                let subkey = SessionKey {
+                    session: key.session.clone(),
+                    subpath: Some(sub.clone()),
+                };
+                catalog.delete_session(&subkey).await?;
+            }
+            if !page.more {
+                break;
+            }
+        }
+        engine.forget_session(&key.session);
+    }
+    catalog.delete_session(key).await?;
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! The one service error type. Engine and handlers return [`Error`]; each
+//! variant says what a client can do about it. [`ErrorCode`] names it on the
+//! wire and maps it to an HTTP status in one exhaustive `match`.
+
+use std::fmt;
+
+use crate::backend::PortError;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or breaks a validation rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// The body is not JSON (`Content-Type` is not `application/json`).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// No credentials, or credentials that do not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the scope this request needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist (or was deleted).
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// An idempotency key was reused with a different request.
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    /// A compare-and-set summary update lost to another writer.
+    #[error("{0}")]
+    SummaryConflict(String),
+    /// The task is already bound to different values.
+    #[error("{0}")]
+    BindingConflict(String),
+    /// The writer's epoch is older than the task's current lease.
+    #[error("{0}")]
+    StaleWriter(String),
+    /// Some other state conflict; retrying may succeed.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The gateway is shutting down and takes no new work.
+    #[error("the gateway is draining; retry against another instance")]
+    Draining,
+    /// A backend did not answer or refused the call.
+    #[error("storage backend unavailable: {0}")]
+    BackendUnavailable(String),
+    /// Stored data failed its checksum; it is never served.
+    #[error("stored data failed checksum verification: {0}")]
+    ChecksumMismatch(String),
+    /// The request took longer than the configured timeout.
+    #[error("the request timed out")]
+    Timeout,
+    /// A bug or an unexpected backend answer.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid(message.into())
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::NotFound(message.into())
+    }
+
+    /// Shorthand for [`Error::Internal`].
+    pub fn internal(message: impl fmt::Display) -> Self {
+        Error::Internal(message.to_string())
+    }
+
+    /// The wire code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Invalid(_) => ErrorCode::InvalidRequest,
+            Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            Error::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
+            Error::SummaryConflict(_) => ErrorCode::SummaryConflict,
+            Error::BindingConflict(_) => ErrorCode::BindingConflict,
+            Error::StaleWriter(_) => ErrorCode::StaleWriter,
+            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            Error::Draining => ErrorCode::Draining,
+            Error::BackendUnavailable(_) => ErrorCode::BackendUnavailable,
+            Error::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
+            Error::Timeout => ErrorCode::Timeout,
+            Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<PortError> for Error {
+    fn from(err: PortError) -> Self {
+        match err {
+            PortError::Unavailable(msg) => Error::BackendUnavailable(msg),
+            PortError::ChecksumMismatch(msg) => Error::ChecksumMismatch(msg),
+            PortError::NotFound(msg) => Error::NotFound(msg),
+            PortError::AlreadyExists(msg) | PortError::PreconditionFailed(msg) => {
+                Error::Conflict(msg)
+            }
+            PortError::Other(msg) => Error::Internal(msg),
+        }
+    }
+}
+
+/// The snake_case code sent as `error.code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: bad input.
+    InvalidRequest,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 401: missing or bad credentials.
+    Unauthorized,
+    /// 403: credentials lack the scope.
+    Forbidden,
+    /// 404: no such resource.
+    NotFound,
+    /// 405: the route exists for other methods.
+    MethodNotAllowed,
+    /// 409: idempotency key reused with a different request.
+    IdempotencyConflict,
+    /// 409: a summary compare-and-set lost.
+    SummaryConflict,
+    /// 409: the task is bound to other values.
+    BindingConflict,
+    /// 409: a newer writer epoch exists.
+    StaleWriter,
+    /// 409: another state conflict.
+    Conflict,
+    /// 413: body over the limit.
+    PayloadTooLarge,
+    /// 503: shutting down.
+    Draining,
+    /// 503: storage unreachable.
+    BackendUnavailable,
+    /// 502: stored data failed its checksum.
+    ChecksumMismatch,
+    /// 504: the request took too long.
+    Timeout,
+    /// 500: a bug.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status for this code.
+    pub fn status(self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            ErrorCode::InvalidRequest => S::BAD_REQUEST,
+            ErrorCode::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Unauthorized => S::UNAUTHORIZED,
+            ErrorCode::Forbidden => S::FORBIDDEN,
+            ErrorCode::NotFound => S::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+            ErrorCode::IdempotencyConflict
+            | ErrorCode::SummaryConflict
+            | ErrorCode::BindingConflict
+            | ErrorCode::StaleWriter
+            | ErrorCode::Conflict => S::CONFLICT,
+            ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            ErrorCode::Draining | ErrorCode::BackendUnavailable => S::SERVICE_UNAVAILABLE,
+            ErrorCode::ChecksumMismatch => S::BAD_GATEWAY,
+            ErrorCode::Timeout => S::GATEWAY_TIMEOUT,
+            ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Draining
+                | ErrorCode::BackendUnavailable
+                | ErrorCode::Timeout
+                | ErrorCode::Conflict
+        )
+    }
+
+    /// The code's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::SummaryConflict => "summary_conflict",
+            ErrorCode::BindingConflict => "binding_conflict",
+            ErrorCode::StaleWriter => "stale_writer",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Draining => "draining",
+            ErrorCode::BackendUnavailable => "backend_unavailable",
+            ErrorCode::ChecksumMismatch => "checksum_mismatch",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

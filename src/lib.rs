@@ -1,0 +1,28 @@
+//! transcript-gateway: one HTTP service that keeps Claude Agent SDK session
+//! transcripts durable and portable across workers.
+//!
+//! Module map:
+//! - [`config`]: the one typed configuration (defaults, file, `TG_*`, flags).
+//! - [`domain`]: validated ids and keys (`TaskId`, `SessionKey`, `Seq`, ...).
+//! - [`error`]: the service error enum and its wire codes and statuses.
+//! - [`backend`]: the object and catalog ports, and their embedded, S3 and
+//!   DynamoDB adapters.
+//! - [`engine`]: ordering, load, listing, deletion and summaries over the ports.
+//! - [`api`]: the HTTP layer (routes, extractors, envelope, OpenAPI).
+//! - [`server`]: building the engine, serving, draining on shutdown.
+//! - [`metrics`]: process-wide counters for `/metrics`.
+//! - [`telemetry`]: structured logging.
+
+pub mod api;
+pub mod backend;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use engine::Engine;
+pub use error::{Error, ErrorCode};

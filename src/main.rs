@@ -1,0 +1,86 @@
+//! The `transcript-gateway` command: parse the CLI, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use transcript_gateway::config::{Config, Overrides};
+use transcript_gateway::{server, telemetry};
+
+/// Durable, portable Claude Agent SDK session transcripts over HTTP.
+///
+/// Every setting can also be given as a `TG_*` environment variable (for
+/// example TG_LISTEN, TG_DATA_DIR, TG_STORAGE, TG_S3_BUCKET) or in the TOML
+/// file; precedence is defaults < file < environment < flags.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (also TG_CONFIG).
+    #[arg(long, global = true, env = "TG_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8787] (also TG_LISTEN).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Directory of the embedded backend [default: ./data] (also TG_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = match &cli.command {
+        Command::Serve { listen, data_dir } => Overrides {
+            listen: *listen,
+            data_dir: data_dir.clone(),
+        },
+        Command::Openapi => Overrides::default(),
+    };
+    let config = match Config::load(cli.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("transcript-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", transcript_gateway::api::openapi::openapi_json());
+            ExitCode::SUCCESS
+        }
+        Command::Serve { .. } => run(async move {
+            telemetry::init(&config);
+            let engine = server::build_engine(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            tracing::info!(listen = %listener.local_addr()?, storage = ?config.storage, catalog = ?config.catalog, "transcript-gateway serving");
+            server::serve(listener, engine, &config, server::shutdown_signal()).await
+        }),
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = Result<(), server::ServeError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("transcript-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("transcript-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

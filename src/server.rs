@@ -1,0 +1,106 @@
+//! Running the gateway: build the state from the config, serve on a given
+//! listener until a given shutdown future resolves, then drain.
+//!
+//! On shutdown the gateway reports not-ready, stops accepting, lets every
+//! in-flight request finish (bounded by the drain timeout) and returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, HttpLimits, Readiness};
+use crate::backend;
+use crate::config::Config;
+use crate::engine::{Engine, EngineConfig};
+
+/// A failure to start or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A backend could not be opened or reached.
+    #[error("{0}")]
+    Backend(String),
+    /// The listener failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the configured backends and builds the engine over them.
+pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
+    let (objects, catalog) = backend::connect(config)
+        .await
+        .map_err(|e| ServeError::Backend(e.to_string()))?;
+    let engine = Engine::new(
+        objects,
+        catalog,
+        EngineConfig {
+            load_concurrency: config.s3_load_concurrency,
+            ..EngineConfig::default()
+        },
+    );
+    engine
+        .check()
+        .await
+        .map_err(|e| ServeError::Backend(format!("backend check failed: {e}")))?;
+    Ok(engine)
+}
+
+/// Serves `engine` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let readiness = Readiness::new();
+    let state = AppState {
+        engine,
+        readiness: readiness.clone(),
+    };
+    let limits = HttpLimits {
+        body_limit_bytes: config.body_limit_bytes,
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
+    };
+    let router = api::router(state, &limits);
+    let draining = Arc::new(tokio::sync::Notify::new());
+    let notify = draining.clone();
+    let signal = async move {
+        shutdown.await;
+        readiness.set_draining();
+        tracing::info!("shutdown requested; draining in-flight requests");
+        notify.notify_one();
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    let drain_limit = Duration::from_secs(config.drain_timeout_secs);
+    tokio::select! {
+        result = server => result?,
+        _ = async { draining.notified().await; tokio::time::sleep(drain_limit).await } => {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+        }
+    }
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
