@@ -24,6 +24,9 @@ pub enum Error {
     /// The resource does not exist (or was deleted).
     #[error("{0}")]
     NotFound(String),
+    /// No route matches the path.
+    #[error("{0}")]
+    NoSuchRoute(String),
     /// The route exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -86,6 +89,7 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound(_) => ErrorCode::NotFound,
+            Error::NoSuchRoute(_) => ErrorCode::NoSuchRoute,
             Error::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             Error::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
             Error::SummaryConflict(_) => ErrorCode::SummaryConflict,
@@ -130,6 +134,8 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such resource.
     NotFound,
+    /// 404: no route matches the path (a client misconfiguration).
+    NoSuchRoute,
     /// 405: the route exists for other methods.
     MethodNotAllowed,
     /// 409: idempotency key reused with a different request.
@@ -165,7 +171,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthorized => S::UNAUTHORIZED,
             ErrorCode::Forbidden => S::FORBIDDEN,
-            ErrorCode::NotFound => S::NOT_FOUND,
+            ErrorCode::NotFound | ErrorCode::NoSuchRoute => S::NOT_FOUND,
             ErrorCode::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             ErrorCode::IdempotencyConflict
             | ErrorCode::SummaryConflict
@@ -199,6 +205,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::NoSuchRoute => "no_such_route",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::SummaryConflict => "summary_conflict",

@@ -68,7 +68,7 @@ pub struct ErrorBody {
 
 fn framework_error(status: StatusCode) -> (ErrorCode, &'static str) {
     match status {
-        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
+        StatusCode::NOT_FOUND => (ErrorCode::NoSuchRoute, "no such route"),
         StatusCode::METHOD_NOT_ALLOWED => (
             ErrorCode::MethodNotAllowed,
             "method not allowed on this route",

@@ -23,6 +23,7 @@ use utoipa::OpenApi;
 use crate::engine::Engine;
 use crate::error::Error;
 
+pub mod bindings;
 pub mod entries;
 pub mod error;
 pub mod extract;
@@ -84,7 +85,7 @@ pub struct HttpLimits {
 }
 
 async fn no_route() -> Error {
-    Error::not_found("no such route")
+    Error::NoSuchRoute("no such route".into())
 }
 
 async fn wrong_method() -> impl IntoResponse {
@@ -97,6 +98,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let docs = utoipa_swagger_ui::SwaggerUi::new(paths::DOCS)
         .url(paths::OPENAPI, openapi::ApiDoc::openapi());
     Router::new()
+        .merge(bindings::router())
         .merge(entries::router())
         .merge(sessions::router())
         .merge(health::router())

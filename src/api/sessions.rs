@@ -50,7 +50,7 @@ pub struct ListSessionsQuery {
 pub struct SessionItem {
     /// The Claude session id.
     pub session_id: String,
-    /// Last write, epoch ms.
+    /// Last write, epoch ms; with `?summaries=true`, when the summary was stored.
     pub mtime: u64,
     /// The stored summary (only with `?summaries=true`; `null` when none).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,7 +80,7 @@ pub struct SummaryData {
     /// The stored summary, verbatim; `null` when none.
     #[schema(value_type = Option<Object>)]
     pub data: Option<Box<RawValue>>,
-    /// The session's last write, epoch ms (0 when it has none).
+    /// When the summary was stored, epoch ms (0 when none).
     pub mtime: u64,
 }
 
@@ -144,7 +144,14 @@ pub async fn list_sessions(
         .into_iter()
         .map(|s| SessionItem {
             session_id: s.session_id.to_string(),
-            mtime: s.mtime,
+            // With summaries, each item is the SDK's SessionSummaryEntry: its
+            // mtime is the summary's own (older than the session's while the
+            // newest entries are not folded in yet).
+            mtime: if query.summaries && s.summary.is_some() {
+                s.summary_mtime
+            } else {
+                s.mtime
+            },
             data: query.summaries.then_some(s.summary),
         })
         .collect();

@@ -1,2 +1,515 @@
-//! The port conformance suite: one `pub async fn` per behaviour, run against
-//! every adapter by the integration tests.
+//! The port conformance suite: one `pub async fn` per behaviour, each taking
+//! a port and a namespace (a fresh key prefix, so runs can share a store).
+//! The integration tests run every function against every adapter: the
+//! embedded backend, SeaweedFS (S3) and moto (DynamoDB). A function panics
+//! with a message naming the broken guarantee.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{
+    BindOutcome, Binding, CatalogPort, IdempotencyRecord, ObjectPort, PortError, SessionRecord,
+    SessionWrite, StoredBinding,
+};
+use crate::domain::{
+    AppendReceipt, ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId,
+};
+use crate::engine::{AppendRequest, Engine, EngineConfig};
+
+async fn read_all(objects: &dyn ObjectPort, key: &str) -> Option<(Bytes, Option<u32>)> {
+    let mut body = objects.get(key).await.expect("get")?;
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.stream.next().await {
+        buf.extend_from_slice(&chunk.expect("read chunk"));
+    }
+    assert_eq!(
+        buf.len() as u64,
+        body.size,
+        "get: size differs from the bytes read"
+    );
+    Some((Bytes::from(buf), body.crc32c))
+}
+
+/// A put creates the object once; a second put of the same key fails with
+/// `AlreadyExists` and leaves the first body in place.
+pub async fn put_if_absent_creates_once(objects: &dyn ObjectPort, ns: &str) {
+    let key = format!("{ns}/a/part-1.jsonl");
+    let first = Bytes::from_static(b"{\"n\":1}\n");
+    objects
+        .put_if_absent(&key, first.clone(), crc32c::crc32c(&first))
+        .await
+        .expect("first put");
+    let second = Bytes::from_static(b"{\"n\":2}\n");
+    match objects
+        .put_if_absent(&key, second.clone(), crc32c::crc32c(&second))
+        .await
+    {
+        Err(PortError::AlreadyExists(_)) => {}
+        other => panic!("second put_if_absent must fail with AlreadyExists, got {other:?}"),
+    }
+    let (body, crc) = read_all(objects, &key).await.expect("object exists");
+    assert_eq!(body, first, "the first body must survive");
+    assert_eq!(
+        crc,
+        Some(crc32c::crc32c(&first)),
+        "the stored CRC32C must come back"
+    );
+}
+
+/// Of many concurrent puts to one key exactly one wins.
+pub async fn concurrent_puts_have_one_winner(
+    objects: Arc<dyn ObjectPort>,
+    ns: &str,
+    writers: usize,
+) {
+    let key = format!("{ns}/race/part-1.jsonl");
+    let tasks: Vec<_> = (0..writers)
+        .map(|i| {
+            let objects = objects.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let body = Bytes::from(format!("{{\"writer\":{i}}}\n"));
+                let crc = crc32c::crc32c(&body);
+                (i, objects.put_if_absent(&key, body, crc).await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, result) = task.await.expect("join");
+        match result {
+            Ok(()) => winners.push(i),
+            Err(PortError::AlreadyExists(_)) => {}
+            Err(e) => panic!("writer {i}: unexpected error {e}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer must win, got {winners:?}"
+    );
+    let (body, _) = read_all(objects.as_ref(), &key)
+        .await
+        .expect("object exists");
+    assert_eq!(
+        body,
+        Bytes::from(format!("{{\"writer\":{}}}\n", winners[0]))
+    );
+}
+
+/// Reading an absent key is `None`; deleting it succeeds; a deleted key is gone.
+pub async fn absent_keys_read_as_none_and_delete_is_idempotent(objects: &dyn ObjectPort, ns: &str) {
+    let key = format!("{ns}/gone/part-1.jsonl");
+    assert!(objects.get(&key).await.expect("get absent").is_none());
+    objects.delete(&key).await.expect("delete absent");
+    let body = Bytes::from_static(b"{}\n");
+    objects
+        .put_if_absent(&key, body.clone(), crc32c::crc32c(&body))
+        .await
+        .expect("put");
+    objects.delete(&key).await.expect("delete");
+    assert!(objects.get(&key).await.expect("get deleted").is_none());
+    objects
+        .put_if_absent(&key, body.clone(), crc32c::crc32c(&body))
+        .await
+        .expect("a deleted key can be created again");
+}
+
+/// Listings are sorted, honour `start_after`, separate direct children from
+/// deeper objects, and report sizes.
+pub async fn listings_are_sorted_and_scoped(objects: &dyn ObjectPort, ns: &str) {
+    let dir = format!("{ns}/list/");
+    let names = ["b", "a", "c", "sub/x", "sub/deeper/y"];
+    for name in names {
+        let body = Bytes::from(format!("{{\"name\":\"{name}\"}}\n"));
+        objects
+            .put_if_absent(&format!("{dir}{name}"), body.clone(), crc32c::crc32c(&body))
+            .await
+            .expect("put");
+    }
+    let direct = objects.list(&dir, None, false).await.expect("list");
+    let keys: Vec<_> = direct.items.iter().map(|l| l.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![format!("{dir}a"), format!("{dir}b"), format!("{dir}c")]
+    );
+    assert_eq!(direct.items[0].size, "{\"name\":\"a\"}\n".len() as u64);
+    let after = objects
+        .list(&dir, Some(&format!("{dir}a")), false)
+        .await
+        .expect("list");
+    let keys: Vec<_> = after.items.iter().map(|l| l.key.clone()).collect();
+    assert_eq!(keys, vec![format!("{dir}b"), format!("{dir}c")]);
+    let all = objects
+        .list(&dir, None, true)
+        .await
+        .expect("list recursive");
+    let mut keys: Vec<_> = all.items.iter().map(|l| l.key.clone()).collect();
+    assert_eq!(keys.len(), 5, "recursive listing: {keys:?}");
+    let sorted = {
+        let mut k = keys.clone();
+        k.sort();
+        k
+    };
+    assert_eq!(keys, sorted, "recursive listing must be sorted");
+    keys.retain(|k| k.contains("deeper"));
+    assert_eq!(keys, vec![format!("{dir}sub/deeper/y")]);
+    let empty = objects
+        .list(&format!("{ns}/nothing/"), None, false)
+        .await
+        .expect("list empty");
+    assert!(empty.items.is_empty() && !empty.more);
+}
+
+/// A listing of more keys than one page says so and continues with `start_after`.
+pub async fn long_listings_page(objects: &dyn ObjectPort, ns: &str, count: usize) {
+    let dir = format!("{ns}/many/");
+    let dir_ref = dir.as_str();
+    let puts = futures::stream::iter(0..count)
+        .map(|i| async move {
+            let dir = dir_ref;
+            let body = Bytes::from(format!("{{\"i\":{i}}}\n"));
+            objects
+                .put_if_absent(
+                    &format!("{dir}k{i:06}"),
+                    body.clone(),
+                    crc32c::crc32c(&body),
+                )
+                .await
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(puts.iter().all(|r| r.is_ok()), "puts failed");
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = objects
+            .list(&dir, after.as_deref(), false)
+            .await
+            .expect("list");
+        seen.extend(page.items.iter().map(|l| l.key.clone()));
+        match (page.more, page.items.last()) {
+            (true, Some(last)) => after = Some(last.key.clone()),
+            _ => break,
+        }
+    }
+    let expected: Vec<_> = (0..count).map(|i| format!("{dir}k{i:06}")).collect();
+    assert_eq!(
+        seen, expected,
+        "paged listing must return every key once, in order"
+    );
+}
+
+fn key(task: &str, session: &str, subpath: Option<&str>) -> SessionKey {
+    SessionKey {
+        session: SessionRef {
+            task_id: TaskId::new(task).expect("task id"),
+            project_key: ProjectKey::new("-workspace-conformance").expect("project key"),
+            session_id: SessionId::new(session).expect("session id"),
+        },
+        subpath: subpath.map(|s| Subpath::new(s).expect("subpath")),
+    }
+}
+
+fn record(head: u64, mtime: u64) -> SessionRecord {
+    SessionRecord {
+        head: Seq(head),
+        parts: head,
+        bytes: head * 10,
+        mtime,
+        ..SessionRecord::default()
+    }
+}
+
+/// Session records are compare-and-set: version 0 creates, the current
+/// version updates, anything else fails and writes nothing.
+pub async fn session_records_are_compare_and_set(catalog: &dyn CatalogPort, task: &str) {
+    let k = key(task, "s1", None);
+    assert!(catalog.get_session(&k).await.expect("get").is_none());
+    let write = |rec: &SessionRecord, expected| {
+        let rec = rec.clone();
+        let k = k.clone();
+        async move {
+            catalog
+                .put_session(SessionWrite {
+                    key: &k,
+                    record: &rec,
+                    expected_version: expected,
+                    idempotency: None,
+                })
+                .await
+        }
+    };
+    let v1 = write(&record(1, 100), 0).await.expect("create");
+    assert!(v1 > 0);
+    match write(&record(9, 900), 0).await {
+        Err(PortError::PreconditionFailed(_)) => {}
+        other => panic!("create over an existing record must fail, got {other:?}"),
+    }
+    let v2 = write(&record(2, 200), v1)
+        .await
+        .expect("update at current version");
+    assert_ne!(v1, v2);
+    match write(&record(9, 900), v1).await {
+        Err(PortError::PreconditionFailed(_)) => {}
+        other => panic!("update at a stale version must fail, got {other:?}"),
+    }
+    let got = catalog.get_session(&k).await.expect("get").expect("exists");
+    assert_eq!(got.version, v2);
+    assert_eq!(got.value, record(2, 200), "a failed CAS must not write");
+    catalog.delete_session(&k).await.expect("delete");
+    assert!(catalog.get_session(&k).await.expect("get").is_none());
+    catalog.delete_session(&k).await.expect("delete absent");
+}
+
+/// An idempotency record written with a session record is stored with it,
+/// and not stored when the compare-and-set fails.
+pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPort, task: &str) {
+    let k = key(task, "s1", None);
+    let receipt = AppendReceipt {
+        seq: Seq(1),
+        count: 2,
+        mtime: 123,
+        summary: None,
+    };
+    let idem = IdempotencyRecord {
+        fingerprint: "f1".into(),
+        receipt: receipt.clone(),
+        created_ms: 1,
+    };
+    let rec = record(1, 123);
+    catalog
+        .put_session(SessionWrite {
+            key: &k,
+            record: &rec,
+            expected_version: 0,
+            idempotency: Some(("key-1", &idem)),
+        })
+        .await
+        .expect("put with idempotency");
+    let found = catalog
+        .get_idempotency(k.task_id(), "key-1")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(found, idem);
+    let lost = catalog
+        .put_session(SessionWrite {
+            key: &k,
+            record: &rec,
+            expected_version: 0,
+            idempotency: Some(("key-2", &idem)),
+        })
+        .await;
+    assert!(
+        matches!(lost, Err(PortError::PreconditionFailed(_))),
+        "got {lost:?}"
+    );
+    assert!(
+        catalog
+            .get_idempotency(k.task_id(), "key-2")
+            .await
+            .expect("get")
+            .is_none(),
+        "a failed write must not store its idempotency record"
+    );
+}
+
+/// Session listings hold main transcripts only, ascending, paged; subkey
+/// listings hold the subpaths of one session.
+pub async fn listings_separate_sessions_and_subkeys(catalog: &dyn CatalogPort, task: &str) {
+    let keys = [
+        key(task, "s-b", None),
+        key(task, "s-a", None),
+        key(task, "s-a", Some("subagents/agent-2")),
+        key(task, "s-a", Some("subagents/agent-1")),
+        key(task, "s-c", None),
+        key(task, "s-ab", Some("x")),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        catalog
+            .put_session(SessionWrite {
+                key: k,
+                record: &record(1, i as u64 + 1),
+                expected_version: 0,
+                idempotency: None,
+            })
+            .await
+            .expect("put");
+    }
+    let t = TaskId::new(task).expect("task");
+    let p = ProjectKey::new("-workspace-conformance").expect("project");
+    let page = catalog.list_sessions(&t, &p, None, 2).await.expect("list");
+    let ids: Vec<_> = page.items.iter().map(|(s, _)| s.to_string()).collect();
+    assert_eq!(ids, vec!["s-a", "s-b"]);
+    assert!(page.more, "a full page must say more may follow");
+    let after = SessionId::new("s-b").expect("id");
+    let page = catalog
+        .list_sessions(&t, &p, Some(&after), 2)
+        .await
+        .expect("list");
+    let ids: Vec<_> = page.items.iter().map(|(s, _)| s.to_string()).collect();
+    assert_eq!(
+        ids,
+        vec!["s-c"],
+        "s-ab has only a subkey, so it is no main transcript"
+    );
+    assert!(!page.more);
+    let session = keys[1].session.clone();
+    let subs = catalog
+        .list_subkeys(&session, None, 10)
+        .await
+        .expect("subkeys");
+    let subs: Vec<_> = subs.items.iter().map(|s| s.to_string()).collect();
+    assert_eq!(subs, vec!["subagents/agent-1", "subagents/agent-2"]);
+    let first = Subpath::new("subagents/agent-1").expect("subpath");
+    let rest = catalog
+        .list_subkeys(&session, Some(&first), 10)
+        .await
+        .expect("subkeys");
+    assert_eq!(rest.items.len(), 1);
+}
+
+/// The first binding wins; later creates see it, equal or not.
+pub async fn bindings_are_first_writer_wins(catalog: &dyn CatalogPort, task: &str) {
+    let t = TaskId::new(task).expect("task");
+    assert!(catalog.get_binding(&t).await.expect("get").is_none());
+    let first = StoredBinding {
+        binding: Binding {
+            claude_session_id: "sess-1".into(),
+            project_key: "-workspace-t".into(),
+            cwd: "/workspace/t".into(),
+        },
+        created_ms: 1,
+    };
+    let mut second = first.clone();
+    second.binding.claude_session_id = "sess-2".into();
+    assert_eq!(
+        catalog.create_binding(&t, &first).await.expect("create"),
+        BindOutcome::Created(first.clone())
+    );
+    assert_eq!(
+        catalog
+            .create_binding(&t, &second)
+            .await
+            .expect("create again"),
+        BindOutcome::Existing(first.clone())
+    );
+    assert_eq!(catalog.get_binding(&t).await.expect("get"), Some(first));
+}
+
+/// Writer epochs start at 0 and every bump returns a new, higher value, also
+/// under concurrency.
+pub async fn epochs_increase_atomically(catalog: Arc<dyn CatalogPort>, task: &str, bumps: usize) {
+    let t = TaskId::new(task).expect("task");
+    assert_eq!(catalog.current_epoch(&t).await.expect("epoch"), 0);
+    let tasks: Vec<_> = (0..bumps)
+        .map(|_| {
+            let c = catalog.clone();
+            let t = t.clone();
+            tokio::spawn(async move { c.bump_epoch(&t).await.expect("bump") })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.expect("join"));
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (1..=bumps as u64).collect::<Vec<_>>(),
+        "each bump must hand out a distinct epoch"
+    );
+    assert_eq!(
+        catalog.current_epoch(&t).await.expect("epoch"),
+        bumps as u64
+    );
+}
+
+/// Several engines (as separate gateway instances would) appending to one
+/// key concurrently produce every batch exactly once, in one gap-free order.
+pub async fn concurrent_engines_append_gap_free(
+    objects: Arc<dyn ObjectPort>,
+    catalog: Arc<dyn CatalogPort>,
+    task: &str,
+    engines: usize,
+    appends_each: usize,
+) {
+    let k = key(task, "race", None);
+    let tasks: Vec<_> = (0..engines)
+        .map(|e| {
+            let engine = Engine::new(objects.clone(), catalog.clone(), EngineConfig::default());
+            let k = k.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..appends_each {
+                    let entries = vec![
+                        serde_json::value::RawValue::from_string(format!(
+                            "{{\"e\":{e},\"i\":{i},\"p\":0}}"
+                        ))
+                        .expect("json"),
+                        serde_json::value::RawValue::from_string(format!(
+                            "{{\"e\":{e},\"i\":{i},\"p\":1}}"
+                        ))
+                        .expect("json"),
+                    ];
+                    let receipt = engine
+                        .append(AppendRequest {
+                            key: k.clone(),
+                            entries,
+                            idempotency: None,
+                            summary: None,
+                            writer_epoch: None,
+                        })
+                        .await
+                        .expect("append");
+                    seqs.push(receipt.seq.0);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("join"));
+    }
+    all.sort_unstable();
+    let total = (engines * appends_each) as u64;
+    assert_eq!(
+        all,
+        (1..=total).collect::<Vec<_>>(),
+        "sequence numbers must be unique and gap-free"
+    );
+    let engine = Engine::new(objects, catalog, EngineConfig::default());
+    let loaded = engine
+        .load(&k, Seq::ZERO)
+        .await
+        .expect("load")
+        .expect("exists");
+    let chunks: Vec<Bytes> = loaded.stream.map(|c| c.expect("chunk")).collect().await;
+    let lines: Vec<serde_json::Value> = chunks
+        .iter()
+        .flat_map(|c| {
+            c.split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).expect("line"))
+        })
+        .collect();
+    assert_eq!(lines.len() as u64, total * 2, "every entry exactly once");
+    let mut batches = std::collections::HashSet::new();
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0]["p"], 0);
+        assert_eq!(pair[1]["p"], 1, "a batch must stay contiguous");
+        assert_eq!(
+            (&pair[0]["e"], &pair[0]["i"]),
+            (&pair[1]["e"], &pair[1]["i"])
+        );
+        assert!(
+            batches.insert((pair[0]["e"].to_string(), pair[0]["i"].to_string())),
+            "duplicate batch"
+        );
+    }
+}

@@ -127,9 +127,14 @@ pub struct SessionRecord {
     /// The client-folded summary, stored verbatim (main transcripts only).
     #[serde(default)]
     pub summary: Option<Box<RawValue>>,
-    /// Bumped on every summary change; 0 means no summary yet.
+    /// Bumped on every summary change (and when the session is deleted, so a
+    /// version is never reused); 0 means no summary yet.
     #[serde(default)]
     pub summary_version: u64,
+    /// When the summary was last stored, epoch ms, on the clock of `mtime`: a
+    /// summary older than `mtime` has not yet folded the newest entries.
+    #[serde(default)]
+    pub summary_mtime: u64,
 }
 
 impl PartialEq for SessionRecord {
@@ -141,6 +146,7 @@ impl PartialEq for SessionRecord {
             && self.compacted_through == other.compacted_through
             && self.summary.as_ref().map(|s| s.get()) == other.summary.as_ref().map(|s| s.get())
             && self.summary_version == other.summary_version
+            && self.summary_mtime == other.summary_mtime
     }
 }
 

@@ -173,6 +173,7 @@ impl Engine {
                 if applied {
                     next.summary = Some(update.data.clone());
                     next.summary_version += 1;
+                    next.summary_mtime = next.mtime;
                 }
                 SummaryOutcome {
                     applied,

@@ -17,12 +17,14 @@ use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, Task
 use crate::error::Error;
 
 mod append;
+mod bindings;
 mod codec;
 pub mod keys;
 mod load;
 mod sessions;
 
 pub use append::{AppendRequest, Idempotency};
+pub use bindings::validate_binding;
 pub use codec::{encode_entries, minify_json};
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};

@@ -15,6 +15,8 @@ pub struct SessionListing {
     pub session_id: SessionId,
     /// Its last write time, epoch ms.
     pub mtime: u64,
+    /// When its summary was last stored, epoch ms (0 when none).
+    pub summary_mtime: u64,
     /// Its stored summary, if any.
     pub summary: Option<Box<RawValue>>,
 }
@@ -26,7 +28,7 @@ pub struct SummaryView {
     pub version: u64,
     /// The stored data, verbatim.
     pub data: Option<Box<RawValue>>,
-    /// The session's last write time, epoch ms (0 when it has none).
+    /// When the summary was stored, epoch ms (0 when none).
     pub mtime: u64,
 }
 
@@ -54,6 +56,7 @@ pub(super) async fn list(
             .map(|(session_id, rec)| SessionListing {
                 session_id,
                 mtime: rec.mtime,
+                summary_mtime: rec.summary_mtime,
                 summary: rec.summary,
             })
             .collect(),
@@ -68,7 +71,7 @@ pub(super) async fn summary(engine: &Engine, session: &SessionRef) -> Result<Sum
         Some(r) => SummaryView {
             version: r.value.summary_version,
             data: r.value.summary,
-            mtime: r.value.mtime,
+            mtime: r.value.summary_mtime,
         },
         None => SummaryView {
             version: 0,
@@ -104,9 +107,13 @@ pub(super) async fn put_summary(
         }
         record.summary = Some(data.clone());
         record.summary_version += 1;
-        if record.head > crate::domain::Seq::ZERO {
-            record.mtime = now_ms().max(record.mtime + 1);
-        }
+        // The summary now covers every entry the session had when it was
+        // folded; it takes the session's mtime, which it leaves unchanged.
+        record.summary_mtime = if record.mtime > 0 {
+            record.mtime
+        } else {
+            now_ms()
+        };
         let write = SessionWrite {
             key: &key,
             record: &record,
@@ -171,7 +178,38 @@ pub(super) async fn delete(engine: &Engine, key: &SessionKey) -> Result<(), Erro
             }
         }
         engine.forget_session(&key.session);
+        return retire_main_record(engine, key).await;
     }
     catalog.delete_session(key).await?;
     Ok(())
+}
+
+/// Replaces a deleted main transcript's record with an empty one whose
+/// summary version moved on, so a client holding an old version can never
+/// overwrite a summary written after the delete.
+async fn retire_main_record(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
+    let catalog = &engine.inner.catalog;
+    for _ in 0..SUMMARY_ROUNDS {
+        let Some(current) = catalog.get_session(key).await? else {
+            return Ok(());
+        };
+        let tombstone = SessionRecord {
+            summary_version: current.value.summary_version + 1,
+            ..SessionRecord::default()
+        };
+        let write = SessionWrite {
+            key,
+            record: &tombstone,
+            expected_version: current.version,
+            idempotency: None,
+        };
+        match catalog.put_session(write).await {
+            Ok(_) => return Ok(()),
+            Err(PortError::PreconditionFailed(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Conflict(
+        "the session record kept changing; retry".into(),
+    ))
 }

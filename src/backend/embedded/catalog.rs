@@ -89,7 +89,7 @@ impl RedbCatalog {
     /// Opens (creating if needed) the catalog under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, PortError> {
         std::fs::create_dir_all(data_dir).map_err(storage_err)?;
-        let db = Database::create(data_dir.join("catalog.redb")).map_err(storage_err)?;
+        let db = open_database(&data_dir.join("catalog.redb"))?;
         let txn = db.begin_write().map_err(storage_err)?;
         for table in [SESSIONS, IDEMPOTENCY, TASKS] {
             txn.open_table(table).map_err(storage_err)?;
@@ -173,6 +173,23 @@ impl RedbCatalog {
             Ok(out)
         })
         .await
+    }
+}
+
+/// Opens the database file, waiting briefly while a previous catalog in this
+/// process is still closing (its writer thread releases the file as it ends).
+fn open_database(path: &Path) -> Result<Database, PortError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Database::create(path) {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(storage_err(e)),
+        }
     }
 }
 

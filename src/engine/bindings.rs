@@ -1,0 +1,147 @@
+//! Task bindings (first writer wins) and writer leases (epochs), for
+//! cross-worker resume: worker B reads the binding to resume the Claude
+//! session, and takes a lease so a worker presumed dead cannot interleave.
+
+use super::{now_ms, Engine};
+use crate::backend::{BindOutcome, Binding, StoredBinding};
+use crate::domain::{ProjectKey, TaskId};
+use crate::error::Error;
+
+/// Longest accepted `cwd`, in bytes.
+pub const MAX_CWD_LEN: usize = 4096;
+/// Longest accepted `claude_session_id`, in bytes.
+pub const MAX_CLAUDE_SESSION_ID_LEN: usize = 128;
+
+/// Checks a binding's values before anything is written.
+pub fn validate_binding(binding: &Binding) -> Result<(), Error> {
+    let id = &binding.claude_session_id;
+    if id.is_empty()
+        || id.len() > MAX_CLAUDE_SESSION_ID_LEN
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(Error::invalid(format!(
+            "claude_session_id must be 1 to {MAX_CLAUDE_SESSION_ID_LEN} of A-Z, a-z, 0-9, '.', '_' and '-'"
+        )));
+    }
+    ProjectKey::new(binding.project_key.as_str())?;
+    let cwd = &binding.cwd;
+    if cwd.is_empty() || cwd.len() > MAX_CWD_LEN {
+        return Err(Error::invalid(format!(
+            "cwd must be 1 to {MAX_CWD_LEN} bytes"
+        )));
+    }
+    if cwd.chars().any(char::is_control) {
+        return Err(Error::invalid("cwd must not contain control characters"));
+    }
+    if !is_absolute(cwd) {
+        return Err(Error::invalid(
+            "cwd must be an absolute path (such as /workspace/<task_id>)",
+        ));
+    }
+    Ok(())
+}
+
+/// POSIX `/...`, or a Windows drive (`C:\`, `C:/`) or UNC (`\\server\`) path.
+fn is_absolute(path: &str) -> bool {
+    let b = path.as_bytes();
+    path.starts_with('/')
+        || path.starts_with("\\\\")
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && matches!(b[2], b'\\' | b'/'))
+}
+
+impl Engine {
+    /// Binds `task` to a Claude session, first writer wins. Returns
+    /// `Created`, or `Existing` when the same values were bound before;
+    /// different values are a [`Error::BindingConflict`].
+    pub async fn bind(&self, task: &TaskId, binding: Binding) -> Result<BindOutcome, Error> {
+        validate_binding(&binding)?;
+        let stored = StoredBinding {
+            binding,
+            created_ms: now_ms(),
+        };
+        match self.inner.catalog.create_binding(task, &stored).await? {
+            BindOutcome::Existing(existing) if existing.binding != stored.binding => {
+                let b = &existing.binding;
+                Err(Error::BindingConflict(format!(
+                    "task {task} is already bound to claude_session_id {:?} \
+                     (project_key {:?}, cwd {:?}); the first binding wins",
+                    b.claude_session_id, b.project_key, b.cwd
+                )))
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// The task's binding, if any.
+    pub async fn binding(&self, task: &TaskId) -> Result<Option<StoredBinding>, Error> {
+        Ok(self.inner.catalog.get_binding(task).await?)
+    }
+
+    /// Takes a new writer lease: returns an epoch higher than every earlier
+    /// one; appends sent with an older epoch are refused from now on.
+    pub async fn lease(&self, task: &TaskId) -> Result<u64, Error> {
+        Ok(self.inner.catalog.bump_epoch(task).await?)
+    }
+
+    /// The task's current writer epoch (0 before any lease).
+    pub async fn current_epoch(&self, task: &TaskId) -> Result<u64, Error> {
+        Ok(self.inner.catalog.current_epoch(task).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(id: &str, project: &str, cwd: &str) -> Binding {
+        Binding {
+            claude_session_id: id.into(),
+            project_key: project.into(),
+            cwd: cwd.into(),
+        }
+    }
+
+    #[test]
+    fn valid_bindings_pass() {
+        for cwd in [
+            "/workspace/t1",
+            "/",
+            "C:\\work\\t1",
+            "d:/w",
+            "\\\\srv\\share",
+        ] {
+            validate_binding(&binding("3f2a-9c1e.x_y", "-workspace-t1", cwd)).unwrap();
+        }
+        validate_binding(&binding(
+            &"a".repeat(128),
+            "p",
+            &format!("/{}", "x".repeat(4095)),
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn invalid_bindings_are_refused_with_the_field_named() {
+        let cases = [
+            (binding("", "p", "/w"), "claude_session_id"),
+            (binding(&"a".repeat(129), "p", "/w"), "claude_session_id"),
+            (binding("a/b", "p", "/w"), "claude_session_id"),
+            (binding("a", "", "/w"), "project_key"),
+            (binding("a", "p.x", "/w"), "project_key"),
+            (binding("a", "p", ""), "cwd"),
+            (binding("a", "p", "workspace/t"), "cwd"),
+            (binding("a", "p", "/w\n"), "cwd"),
+            (binding("a", "p", &format!("/{}", "x".repeat(4096))), "cwd"),
+        ];
+        for (b, field) in cases {
+            let err = validate_binding(&b).unwrap_err();
+            assert!(matches!(err, Error::Invalid(_)), "{b:?}");
+            assert!(err.to_string().contains(field), "{b:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Shared test helpers: fresh ids, an in-process gateway on 127.0.0.1:0, the
+//! real binary as a child process, and emulator settings from the environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use transcript_gateway::backend::embedded::{FsObjects, RedbCatalog};
+use transcript_gateway::backend::{CatalogPort, ObjectPort};
+use transcript_gateway::config::Config;
+use transcript_gateway::engine::{Engine, EngineConfig};
+use transcript_gateway::server;
+
+/// A fresh, unique, lower-case id with a readable prefix.
+pub fn fresh_id(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// The project key most tests use.
+pub const PROJECT: &str = "-workspace-task";
+
+/// An emulator setting, or `None` after printing why the caller skips.
+pub fn emulator_env(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            eprintln!(
+                "SKIP {test}: {var} is not set (scripts/test starts the emulators and sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// Embedded ports over a fresh temporary directory.
+pub fn embedded_ports(dir: &Path) -> (Arc<dyn ObjectPort>, Arc<dyn CatalogPort>) {
+    let objects = FsObjects::open(dir).expect("open objects");
+    let catalog = RedbCatalog::open(dir).expect("open catalog");
+    (Arc::new(objects), Arc::new(catalog))
+}
+
+/// A gateway served in-process on an ephemeral loopback port.
+pub struct TestGateway {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The engine it serves.
+    pub engine: Engine,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<TempDir>,
+}
+
+impl TestGateway {
+    /// A gateway over the embedded backend in a fresh temporary directory.
+    pub async fn embedded() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (objects, catalog) = embedded_ports(dir.path());
+        let mut gw = Self::over(objects, catalog, Config::default()).await;
+        gw._dir = Some(dir);
+        gw
+    }
+
+    /// A gateway over the given ports.
+    pub async fn over(
+        objects: Arc<dyn ObjectPort>,
+        catalog: Arc<dyn CatalogPort>,
+        config: Config,
+    ) -> Self {
+        let engine = Engine::new(objects, catalog, EngineConfig::default());
+        Self::serve(engine, config).await
+    }
+
+    /// Serves `engine` with `config`'s HTTP limits.
+    pub async fn serve(engine: Engine, config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = engine.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            server::serve(listener, served, &config, shutdown)
+                .await
+                .expect("serve");
+        });
+        Self {
+            base_url,
+            engine,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// `base_url` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+/// Routes of one session, for building request URLs.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Task id.
+    pub task: String,
+    /// Project key.
+    pub project: String,
+    /// Session id.
+    pub session: String,
+}
+
+impl Session {
+    /// A session with fresh task and session ids.
+    pub fn fresh() -> Self {
+        Self {
+            task: fresh_id("task"),
+            project: PROJECT.to_string(),
+            session: fresh_id("sess"),
+        }
+    }
+
+    /// `.../sessions`.
+    pub fn sessions(&self, base: &str) -> String {
+        format!(
+            "{base}/v1/tasks/{}/projects/{}/sessions",
+            self.task, self.project
+        )
+    }
+
+    /// `.../sessions/{session}`.
+    pub fn session(&self, base: &str) -> String {
+        format!("{}/{}", self.sessions(base), self.session)
+    }
+
+    /// `.../sessions/{session}/entries`.
+    pub fn entries(&self, base: &str) -> String {
+        format!("{}/entries", self.session(base))
+    }
+}
+
+/// POSTs a batch and returns the status and JSON body.
+pub async fn append(http: &reqwest::Client, url: &str, entries: Value) -> (u16, Value) {
+    let resp = http
+        .post(url)
+        .json(&json!({ "entries": entries }))
+        .send()
+        .await
+        .expect("append request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs a transcript's entries: the status and the entries (empty on error).
+pub async fn load(http: &reqwest::Client, url: &str) -> (u16, Vec<Value>) {
+    let resp = http.get(url).send().await.expect("load request");
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let entries = body["data"]["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    (status, entries)
+}
+
+/// The gateway binary cargo built for this test run.
+pub fn gateway_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_transcript-gateway"))
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The real binary running `serve` as a child process.
+pub struct ChildGateway {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    child: Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl ChildGateway {
+    /// Starts `transcript-gateway serve` with `env` on a free port and waits
+    /// until `/healthz` answers (at most 30 s).
+    pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = data_dir.with_extension(format!("{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(gateway_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("TG_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn gateway");
+        let gw = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+        };
+        gw.wait_healthy().await;
+        gw
+    }
+
+    async fn wait_healthy(&self) {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{}/healthz", self.base_url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        panic!("gateway did not become healthy in 30 s; log:\n{log}");
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("gateway did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,9 @@
+//! The integration suite: one test binary (one link) with a module per area.
+//! Emulator-backed modules skip, saying why, when their `TG_TEST_*`
+//! environment variables are absent; `scripts/test` sets them.
+
+mod api;
+mod common;
+mod durability;
+mod embedded;
+mod openapi;
