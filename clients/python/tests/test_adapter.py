@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+from typing import Any
 
 import httpx
 import pytest
@@ -179,6 +179,11 @@ async def test_delete_clears_the_cached_summary(make_store: StoreFactory) -> Non
     )
 
 
+def _version_data(response: httpx.Response) -> tuple[Any, Any]:
+    data = response.json()["data"]
+    return data["version"], data["data"]
+
+
 async def test_summary_put_conflicts_on_a_stale_version(gateway_url: str) -> None:
     """PUT .../summary is a compare-and-set: a stale version gets 409 summary_conflict."""
     task = new_task_id()
@@ -191,11 +196,48 @@ async def test_summary_put_conflicts_on_a_stale_version(gateway_url: str) -> Non
         ok = await client.put(f"{base}/summary", json={"data": {"a": 1}, "expected_version": 0})
         stale = await client.put(f"{base}/summary", json={"data": {"a": 2}, "expected_version": 0})
         now = await client.get(f"{base}/summary")
-    assert empty.status_code == 200 and empty.json()["data"] == {"version": 0, "data": None}, (
-        empty.text
-    )
+    assert empty.status_code == 200 and _version_data(empty) == (0, None), empty.text
     assert ok.status_code == 200 and ok.json()["data"]["version"] == 1, ok.text
     assert stale.status_code == 409 and stale.json()["error"]["code"] == "summary_conflict", (
         stale.text
     )
-    assert now.json()["data"] == {"version": 1, "data": {"a": 1}}, json.dumps(now.json())
+    assert _version_data(now) == (1, {"a": 1}), now.text
+
+
+async def test_summary_cas_survives_a_delete_by_another_adapter(make_store: StoreFactory) -> None:
+    """An adapter whose cached summary predates a delete cannot overwrite the newer summary."""
+    a = make_store()
+    b = make_store(task_id=a.task_id)
+    await b.append(KEY, [{"type": "x", "customTitle": "old"}])
+    await a.delete(KEY)
+    await a.append(KEY, [{"type": "x", "customTitle": "new"}])
+    await b.append(KEY, [{"type": "x", "gitBranch": "main"}])
+    entries = await a.load(KEY)
+    assert entries is not None
+    (summary,) = await a.list_session_summaries(KEY["project_key"])
+    assert summary["data"] == fold_session_summary(None, KEY, entries)["data"]
+
+
+async def test_unreconciled_summary_reads_as_stale(
+    gateway_url: str, make_store: StoreFactory
+) -> None:
+    """Entries appended without a summary update leave a sidecar older than list_sessions' mtime."""
+    store = make_store()
+    await store.append(KEY, [{"type": "x", "customTitle": "first"}])
+    url = (
+        f"{gateway_url}/v1/tasks/{store.task_id}/projects/{KEY['project_key']}"
+        f"/sessions/{KEY['session_id']}/entries"
+    )
+    async with httpx.AsyncClient() as client:
+        rejected = await client.post(
+            url,
+            json={
+                "entries": [{"type": "x", "customTitle": "second"}],
+                "summary": {"data": {"custom_title": "second"}, "expected_version": 0},
+            },
+        )
+    assert rejected.json()["data"]["summary"]["applied"] is False
+    (listed,) = await store.list_sessions(KEY["project_key"])
+    (summary,) = await store.list_session_summaries(KEY["project_key"])
+    assert summary["data"]["custom_title"] == "first"
+    assert summary["mtime"] < listed["mtime"]
