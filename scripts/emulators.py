@@ -22,8 +22,27 @@ Usage:
 (``export`` lines, ``source`` it), DIR/env.json (flat name -> string map) and
 prints the export lines on stdout; progress and timings go to stderr.  Logs are
 DIR/s3.log, DIR/dynamodb.log, DIR/dynamodb-serial.log; SeaweedFS data lives in
-DIR/s3-data.  The ``weed`` and ``moto_server`` executables are looked up next to
-this interpreter (``sys.executable``), i.e. in the same venv's bin dir.
+DIR/s3-data; DIR/state.json holds ports, pids and process start times.  The
+``weed`` and ``moto_server`` executables are looked up next to this interpreter
+(``sys.executable``), i.e. in the same venv's bin dir; the script needs boto3
+(and moto/werkzeug for the serialized server) in that venv too.
+
+Exported by ``start`` (only for the emulators started): TG_TEST_S3_ENDPOINT,
+TG_TEST_S3_BUCKET (tg-test), TG_TEST_DYNAMODB_ENDPOINT,
+TG_TEST_DYNAMODB_SERIAL_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_REGION / AWS_DEFAULT_REGION (us-east-1), TG_TEST_S3_PID,
+TG_TEST_DYNAMODB_PID, TG_TEST_DYNAMODB_SERIAL_PID, TG_TEST_EMULATORS_STATE_DIR,
+TG_TEST_EMULATORS_PYTHON and TG_TEST_EMULATORS_SCRIPT (so a fault test can run
+``$TG_TEST_EMULATORS_PYTHON $TG_TEST_EMULATORS_SCRIPT restart-s3 --state-dir
+$TG_TEST_EMULATORS_STATE_DIR``).
+
+``start-s3``/``restart-s3`` return only once a PUT+GET round trip works again.
+After a restart SeaweedFS's master may sit in a 15 s "warming up" window
+(hard-coded 3 x 5 s pulse) in which writes block, or its volume server may need
+one 5 s heartbeat retry, so a restart takes 1-20 s (usually ~1 s).
+
+Knobs: TG_TEST_WEED=/path/to/weed overrides the weed binary;
+TG_TEST_EMULATORS_DEBUG=1 logs every failed readiness probe.
 """
 
 from __future__ import annotations
@@ -198,9 +217,9 @@ def bin_dir() -> str:
 
 
 def find_exe(name: str) -> str | None:
-    for cand in (os.path.join(bin_dir(), name),):
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
+    cand = os.path.join(bin_dir(), name)
+    if os.path.isfile(cand) and os.access(cand, os.X_OK):
+        return cand
     return None
 
 
@@ -416,6 +435,20 @@ def spawn(d: str, comp: str, argv: list, env=None) -> dict:
     return {"pid": proc.pid, "start_time": st[2] if st else None, "argv": argv}
 
 
+PORT_CONFLICT_MARKERS = ("Port allocation failed", "Address already in use", "address already in use")
+
+
+def port_conflict_in_log(d: str, comp: str) -> bool:
+    """Did the latest run in DIR/<comp>.log die because a port was taken?"""
+    try:
+        with open(p_log(d, comp), "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+    text = text[text.rfind("\n===== ") :]
+    return any(m in text for m in PORT_CONFLICT_MARKERS)
+
+
 def wait_ready(d: str, comp: str, info: dict, probe, timeout: float, t0=None, abort=None) -> float:
     """Poll probe() until it succeeds; returns seconds since t0 (default: now).
     Gives up early when the `abort` event is set (another emulator failed)."""
@@ -449,14 +482,14 @@ def wait_ready(d: str, comp: str, info: dict, probe, timeout: float, t0=None, ab
 # --------------------------------------------------------------------------- S3 (SeaweedFS)
 
 
-def boto_client(service: str, endpoint: str):
+def boto_client(service: str, endpoint: str, read_timeout: float = 5):
     import boto3
     from botocore.config import Config
 
     cfg = Config(
         region_name=REGION,
         connect_timeout=2,
-        read_timeout=10,
+        read_timeout=read_timeout,
         retries={"max_attempts": 1, "mode": "standard"},
         s3={"addressing_style": "path"},
     )
@@ -567,7 +600,7 @@ def s3_finish_ready(d: str, info: dict) -> None:
 
 def dynamodb_probe(endpoint: str):
     def probe():
-        boto_client("dynamodb", endpoint).list_tables()
+        boto_client("dynamodb", endpoint, read_timeout=3).list_tables()
 
     return probe
 
@@ -662,20 +695,39 @@ def cmd_start(args) -> int:
             state["components"][comp] = info
             save_state(d, state)  # so `stop` can clean up even if we die below
         abort = threading.Event()
+        state_lock = threading.Lock()
 
         def ready(comp):
-            info = state["components"][comp]
-            try:
-                if comp == "s3":
-                    ep = f"http://{HOST}:{info['ports']['s3.port']}"
-                    secs = wait_ready(d, comp, info, s3_probe(ep), args.timeout, t_spawn[comp], abort)
-                    s3_finish_ready(d, info)
-                else:
-                    ep = f"http://{HOST}:{info['port']}"
-                    secs = wait_ready(d, comp, info, dynamodb_probe(ep), args.timeout, t_spawn[comp], abort)
-            except BaseException:
-                abort.set()
-                raise
+            for attempt in range(3):
+                info = state["components"][comp]
+                try:
+                    if comp == "s3":
+                        ep = f"http://{HOST}:{info['ports']['s3.port']}"
+                        secs = wait_ready(d, comp, info, s3_probe(ep), args.timeout, t_spawn[comp], abort)
+                        s3_finish_ready(d, info)
+                    else:
+                        ep = f"http://{HOST}:{info['port']}"
+                        secs = wait_ready(d, comp, info, dynamodb_probe(ep), args.timeout, t_spawn[comp], abort)
+                    break
+                except EmuError:
+                    # A port picked (and released) by us was grabbed by someone else
+                    # before the emulator bound it: pick new ports and try again.
+                    if attempt < 2 and not alive(info) and port_conflict_in_log(d, comp):
+                        log(f"{comp}: port conflict at startup; retrying with new ports")
+                        if comp == "s3":
+                            clean_weed_sockets(info["ports"])
+                            new = launch_s3(d, None)
+                        else:
+                            new = launch_dynamodb(d, serial=(comp == "dynamodb-serial"))
+                        with state_lock:
+                            state["components"][comp] = new
+                            save_state(d, state)
+                        continue
+                    abort.set()
+                    raise
+                except BaseException:
+                    abort.set()
+                    raise
             log(f"{comp}: ready at {ep} (pid {info['pid']}) {secs:.2f}s after spawn")
             return secs
 
@@ -800,7 +852,7 @@ def cmd_status(args) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{start,stop,stop-s3,start-s3,restart-s3,status}")
 
     def add(name, fn, help_):
         p = sub.add_parser(name, help=help_)
