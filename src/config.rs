@@ -218,6 +218,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type.
     fn layers_apply_in_order_defaults_file_env_flags() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

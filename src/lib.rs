@@ -7,19 +7,24 @@
 //! - [`error`]: the service error enum and its wire codes and statuses.
 //! - [`backend`]: the object and catalog ports, and their embedded, S3 and
 //!   DynamoDB adapters.
-//! - [`engine`]: ordering, load, listing, deletion and summaries over the ports.
+//! - [`engine`]: ordering, load, compaction, listing, deletion and summaries
+//!   over the ports.
 //! - [`api`]: the HTTP layer (routes, extractors, envelope, OpenAPI).
+//! - [`compact`]: `transcript-gateway compact`, via the gateway or directly.
+//! - [`migrate`]: `transcript-gateway migrate`, the DynamoDB tables of `migrations/`.
 //! - [`server`]: building the engine, serving, draining on shutdown.
 //! - [`metrics`]: process-wide counters for `/metrics`.
 //! - [`telemetry`]: structured logging.
 
 pub mod api;
 pub mod backend;
+pub mod compact;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod migrate;
 pub mod server;
 pub mod telemetry;
 

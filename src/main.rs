@@ -33,6 +33,18 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Create or update the DynamoDB tables (idempotent; reports what it did).
+    Migrate,
+    /// Compact every transcript of a task now, whatever the threshold (asks
+    /// the running gateway, or works on the backends when none answers).
+    Compact {
+        /// The task to compact.
+        #[arg(long)]
+        task: String,
+        /// Directory of the embedded backend [default: ./data] (also TG_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -44,7 +56,11 @@ fn main() -> ExitCode {
             listen: *listen,
             data_dir: data_dir.clone(),
         },
-        Command::Openapi => Overrides::default(),
+        Command::Compact { data_dir, .. } => Overrides {
+            listen: None,
+            data_dir: data_dir.clone(),
+        },
+        Command::Migrate | Command::Openapi => Overrides::default(),
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -58,6 +74,14 @@ fn main() -> ExitCode {
             print!("{}", transcript_gateway::api::openapi::openapi_json());
             ExitCode::SUCCESS
         }
+        Command::Migrate => run(async move {
+            let report = transcript_gateway::migrate::run(&config).await;
+            report.map(|r| print!("{r}"))
+        }),
+        Command::Compact { task, .. } => run(async move {
+            let outcome = transcript_gateway::compact::run(&config, &task).await;
+            outcome.map(|o| print!("{o}"))
+        }),
         Command::Serve { .. } => run(async move {
             telemetry::init(&config);
             let engine = server::build_engine(&config).await?;
@@ -68,7 +92,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(fut: impl std::future::Future<Output = Result<(), server::ServeError>>) -> ExitCode {
+fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

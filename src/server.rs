@@ -36,6 +36,8 @@ pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
         catalog,
         EngineConfig {
             load_concurrency: config.s3_load_concurrency,
+            compaction_threshold: config.compaction_threshold,
+            compaction_grace: Duration::from_secs(config.compaction_grace_secs),
             ..EngineConfig::default()
         },
     );

@@ -23,6 +23,7 @@ use utoipa::OpenApi;
 use crate::engine::Engine;
 use crate::error::Error;
 
+pub mod admin;
 pub mod bindings;
 pub mod entries;
 pub mod error;
@@ -98,6 +99,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let docs = utoipa_swagger_ui::SwaggerUi::new(paths::DOCS)
         .url(paths::OPENAPI, openapi::ApiDoc::openapi());
     Router::new()
+        .merge(admin::router())
         .merge(bindings::router())
         .merge(entries::router())
         .merge(sessions::router())

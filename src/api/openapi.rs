@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{entries, error, health, sessions};
+use super::{admin, bindings, entries, error, health, sessions};
 
 /// The gateway's API description.
 #[derive(OpenApi)]
@@ -19,6 +19,10 @@ use super::{entries, error, health, sessions};
         sessions::list_subkeys,
         sessions::get_summary,
         sessions::put_summary,
+        bindings::put_binding,
+        bindings::get_binding,
+        bindings::lease,
+        admin::compact_task,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -26,6 +30,8 @@ use super::{entries, error, health, sessions};
     components(schemas(error::ErrorEnvelope, error::ErrorBody, crate::error::ErrorCode)),
     tags(
         (name = "transcripts", description = "The SessionStore operations"),
+        (name = "tasks", description = "Task bindings and writer leases, for cross-worker resume"),
+        (name = "admin", description = "Operator endpoints"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -26,5 +26,7 @@ pub const SUMMARY: &str =
 pub const SESSIONS: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions";
 /// A task's binding to its Claude session.
 pub const BINDING: &str = "/v1/tasks/{task_id}/binding";
+/// Compact every transcript of a task now.
+pub const ADMIN_COMPACT: &str = "/admin/v1/tasks/{task_id}/compact";
 /// A new writer epoch for a task.
 pub const LEASE: &str = "/v1/tasks/{task_id}/lease";

@@ -132,6 +132,8 @@ impl Engine {
         METRICS.appends.fetch_add(1, Ordering::Relaxed);
         METRICS.appended_bytes.fetch_add(len, Ordering::Relaxed);
 
+        let since_snapshot = seq.0.saturating_sub(head.state.compacted_through.0);
+        self.maybe_compact(key, since_snapshot);
         match self.commit_record(head, req, seq, count).await {
             Ok(receipt) => Ok(receipt),
             Err(err) => {

@@ -1,6 +1,12 @@
 //! Loading a transcript: the newest snapshot, then the parts after it, read
-//! with bounded parallel GETs and handed out in order as a stream, so memory
-//! stays bounded by `load_concurrency` parts whatever the transcript's size.
+//! with bounded parallel GETs and handed out in order as a stream. Memory
+//! stays bounded (a byte budget for parts in flight, snapshots streamed)
+//! whatever the transcript's size.
+//!
+//! A load never lists or reads parts a snapshot covers. If an object it
+//! planned to read has vanished (compacted away meanwhile), it plans again
+//! from the newest snapshot and carries on from the first part it has not
+//! yet handed out, so nothing is lost, repeated or reordered.
 //!
 //! Every object is verified against its stored CRC32C; a mismatch (or no
 //! checksum at all) is an error, never served. Small transcripts are read and
@@ -9,10 +15,13 @@
 //! the stream with an error (the client sees a broken transfer).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use super::snapshot::SnapshotReader;
 use super::{keys, Engine};
 use crate::backend::{ObjectPort, PortError};
 use crate::domain::{Seq, SessionKey};
@@ -22,8 +31,10 @@ use crate::metrics::METRICS;
 /// A load's output: chunks of complete JSONL lines, one entry per line.
 pub type LoadStream = BoxStream<'static, Result<Bytes, Error>>;
 
-/// Transcripts up to this size are verified completely before responding.
-const PREFETCH_BYTES: u64 = 4 * 1024 * 1024;
+/// How often a load may re-plan after objects vanished under it.
+const MAX_REPLANS: usize = 8;
+/// Chunks buffered between the reading task and the response.
+const CHANNEL_DEPTH: usize = 4;
 
 /// A load ready to stream.
 pub struct Loaded {
@@ -33,29 +44,70 @@ pub struct Loaded {
     pub stream: LoadStream,
 }
 
-/// One object to read, in order.
+/// One object to read.
 #[derive(Clone, Debug)]
-struct Piece {
-    key: String,
-    size: u64,
+pub(super) struct Piece {
+    pub(super) seq: Seq,
+    pub(super) key: String,
+    pub(super) size: u64,
+}
+
+/// What to read, in order: an optional snapshot, then parts.
+#[derive(Clone, Debug, Default)]
+struct Plan {
+    snapshot: Option<Piece>,
+    parts: Vec<Piece>,
+}
+
+impl Plan {
+    fn head(&self) -> Seq {
+        self.parts
+            .last()
+            .map(|p| p.seq)
+            .or(self.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(Seq::ZERO)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.snapshot
+            .iter()
+            .chain(&self.parts)
+            .map(|p| p.size)
+            .sum()
+    }
+}
+
+/// Why emitting a plan stopped early.
+enum Stop {
+    /// `next` is the first part not yet handed out; plan again from there.
+    Vanished { next: Seq },
+    /// The consumer went away, or the load failed (already reported).
+    Done,
 }
 
 impl Engine {
     /// Opens a load of every entry in parts after `after` (0 for all), or
-    /// `None` when the key has no parts at all.
+    /// `None` when the key has nothing at all.
     pub async fn load(&self, key: &SessionKey, after: Seq) -> Result<Option<Loaded>, Error> {
         let dir = keys::transcript_dir(key);
-        let (pieces, head) = self.plan(&dir, after).await?;
-        if pieces.is_empty() && head == Seq::ZERO && !self.exists(&dir).await? {
-            return Ok(None);
+        let plan = self.plan(&dir, after).await?;
+        let mut head = plan.head();
+        if head == Seq::ZERO {
+            if !self.exists(&dir).await? {
+                return Ok(None);
+            }
+            head = after;
         }
+        head = head.max(after);
         METRICS.loads.fetch_add(1, Ordering::Relaxed);
-        let objects = self.inner.objects.clone();
-        let total: u64 = pieces.iter().map(|p| p.size).sum();
-        let stream = stream::iter(pieces)
-            .map(move |piece| read_verified(objects.clone(), piece))
-            .buffered(self.inner.config.load_concurrency.max(1));
-        let stream: LoadStream = if total <= PREFETCH_BYTES {
+        let prefetch = plan.bytes() <= self.inner.config.prefetch_bytes;
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let engine = self.clone();
+        tokio::spawn(async move { engine.produce(dir, after, plan, tx).await });
+        let stream = stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let stream: LoadStream = if prefetch {
             let chunks: Vec<Bytes> = stream.try_collect().await?;
             stream::iter(chunks.into_iter().map(Ok)).boxed()
         } else {
@@ -64,23 +116,150 @@ impl Engine {
         Ok(Some(Loaded { head, stream }))
     }
 
-    /// Lists what a load must read: the parts after `after`, in order, and the
-    /// highest part seen (at least `after` when anything at all exists).
-    async fn plan(&self, dir: &str, after: Seq) -> Result<(Vec<Piece>, Seq), Error> {
-        let mut pieces = Vec::new();
-        let mut head = Seq::ZERO;
-        let mut start = keys::part_key(dir, after);
+    /// Reads plans until the transcript is handed out, re-planning when
+    /// objects vanish under it.
+    async fn produce(
+        self,
+        dir: String,
+        after: Seq,
+        mut plan: Plan,
+        tx: mpsc::Sender<Result<Bytes, Error>>,
+    ) {
+        let mut next = after.next();
+        for _ in 0..=MAX_REPLANS {
+            match self.emit(&plan, next, &tx).await {
+                Ok(()) | Err(Stop::Done) => return,
+                Err(Stop::Vanished { next: from }) => {
+                    next = from;
+                    match self.plan(&dir, Seq(from.0 - 1)).await {
+                        Ok(p) => plan = p,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tx
+            .send(Err(Error::Conflict(
+                "the transcript kept being compacted during the load; retry".into(),
+            )))
+            .await;
+    }
+
+    /// Hands out `plan` from part `next` on.
+    async fn emit(
+        &self,
+        plan: &Plan,
+        mut next: Seq,
+        tx: &mpsc::Sender<Result<Bytes, Error>>,
+    ) -> Result<(), Stop> {
+        async fn send(
+            tx: &mpsc::Sender<Result<Bytes, Error>>,
+            item: Result<Bytes, Error>,
+        ) -> Result<(), Stop> {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return Err(Stop::Done);
+            }
+            Ok(())
+        }
+        if let Some(snapshot) = plan.snapshot.as_ref().filter(|s| s.seq >= next) {
+            match self.stream_snapshot(snapshot, Seq(next.0 - 1), tx).await {
+                Ok(true) => next = snapshot.seq.next(),
+                Ok(false) => return Err(Stop::Vanished { next }),
+                Err(e) => return send(tx, Err(e)).await,
+            }
+        }
+        let parts: Vec<Piece> = plan
+            .parts
+            .iter()
+            .filter(|p| p.seq >= next)
+            .cloned()
+            .collect();
+        let max_units = budget_units(self.inner.config.load_memory_budget);
+        let budget = Arc::new(Semaphore::new(max_units));
+        let objects = self.inner.objects.clone();
+        let mut fetched = stream::iter(parts)
+            .map(move |piece| fetch_part(objects.clone(), budget.clone(), max_units, piece))
+            .buffered(self.inner.config.load_concurrency.max(1));
+        while let Some(result) = fetched.next().await {
+            match result {
+                Ok((piece, Some(bytes), _permit)) => {
+                    if piece.seq != next {
+                        // A gap in the listing: something changed under us.
+                        return Err(Stop::Vanished { next });
+                    }
+                    send(tx, Ok(bytes)).await?;
+                    next = piece.seq.next();
+                }
+                Ok((_, None, _)) => return Err(Stop::Vanished { next }),
+                Err(e) => return send(tx, Err(e)).await,
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams a snapshot's entries after part `skip_through`; `Ok(false)`
+    /// when the snapshot no longer exists.
+    async fn stream_snapshot(
+        &self,
+        snapshot: &Piece,
+        skip_through: Seq,
+        tx: &mpsc::Sender<Result<Bytes, Error>>,
+    ) -> Result<bool, Error> {
+        let Some(mut body) = self.inner.objects.get(&snapshot.key).await? else {
+            return Ok(false);
+        };
+        let Some(stored) = body.crc32c else {
+            return Err(checksum_error(format!(
+                "{}: no CRC32C stored",
+                snapshot.key
+            )));
+        };
+        let mut reader = SnapshotReader::new(skip_through);
+        let mut crc = 0u32;
+        while let Some(chunk) = body.stream.next().await {
+            let chunk = chunk?;
+            crc = crc32c::crc32c_append(crc, &chunk);
+            let lines = reader
+                .push(&chunk)
+                .map_err(|e| Error::Internal(format!("{}: {e}", snapshot.key)))?;
+            if let Some(lines) = lines {
+                if tx.send(Ok(lines)).await.is_err() {
+                    return Ok(true);
+                }
+            }
+        }
+        if crc != stored {
+            return Err(checksum_error(format!(
+                "{}: stored CRC32C {stored:08x}, computed {crc:08x}",
+                snapshot.key
+            )));
+        }
+        reader
+            .finish()
+            .map_err(|e| Error::Internal(format!("{}: {e}", snapshot.key)))?;
+        Ok(true)
+    }
+
+    /// Lists what a load from part `after + 1` must read: the newest snapshot
+    /// if it covers that part, and the parts after it (or after `after`).
+    async fn plan(&self, dir: &str, after: Seq) -> Result<Plan, Error> {
+        let snapshot = self.newest_snapshot(dir).await?;
+        let from = snapshot.as_ref().map_or(after, |s| s.seq.max(after));
+        let mut parts = Vec::new();
+        let mut start = keys::part_key(dir, from);
         'pages: loop {
             let page = self.inner.objects.list(dir, Some(&start), false).await?;
             for item in &page.items {
                 match keys::parse(dir, &item.key) {
-                    Some(keys::ObjectKind::Part(seq)) => {
-                        head = seq;
-                        pieces.push(Piece {
-                            key: item.key.clone(),
-                            size: item.size,
-                        });
-                    }
+                    Some(keys::ObjectKind::Part(seq)) => parts.push(Piece {
+                        seq,
+                        key: item.key.clone(),
+                        size: item.size,
+                    }),
                     Some(keys::ObjectKind::Snapshot(_)) => break 'pages,
                     None => {}
                 }
@@ -90,10 +269,32 @@ impl Engine {
                 _ => break,
             }
         }
-        if head == Seq::ZERO && after > Seq::ZERO && self.exists(dir).await? {
-            head = after;
+        Ok(Plan {
+            snapshot: snapshot.filter(|s| s.seq > after),
+            parts,
+        })
+    }
+
+    /// The newest snapshot in `dir`, if any.
+    pub(super) async fn newest_snapshot(&self, dir: &str) -> Result<Option<Piece>, Error> {
+        let mut newest = None;
+        let mut start = keys::snapshots_start(dir);
+        loop {
+            let page = self.inner.objects.list(dir, Some(&start), false).await?;
+            for item in &page.items {
+                if let Some(keys::ObjectKind::Snapshot(seq)) = keys::parse(dir, &item.key) {
+                    newest = Some(Piece {
+                        seq,
+                        key: item.key.clone(),
+                        size: item.size,
+                    });
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.more => start = last.key.clone(),
+                _ => return Ok(newest),
+            }
         }
-        Ok((pieces, head))
     }
 
     /// Whether any part or snapshot exists in `dir`.
@@ -106,16 +307,39 @@ impl Engine {
     }
 }
 
-/// Reads one whole object and checks it against its stored CRC32C.
-async fn read_verified(
-    objects: std::sync::Arc<dyn ObjectPort>,
+/// The byte budget in semaphore units of 1 KiB.
+fn budget_units(bytes: usize) -> usize {
+    (bytes / 1024).max(1)
+}
+
+/// Reads one whole part within the byte budget and checks its CRC32C;
+/// `None` when it has vanished. The permit travels with the bytes.
+async fn fetch_part(
+    objects: Arc<dyn ObjectPort>,
+    budget: Arc<Semaphore>,
+    max_units: usize,
     piece: Piece,
-) -> Result<Bytes, Error> {
-    let Some(mut body) = objects.get(&piece.key).await? else {
-        return Err(Error::Conflict(format!(
-            "{} vanished during the load; retry",
-            piece.key
-        )));
+) -> Result<(Piece, Option<Bytes>, OwnedSemaphorePermit), Error> {
+    // One part larger than the whole budget takes all of it.
+    let units = budget_units(piece.size as usize + 1024).min(max_units) as u32;
+    let permit = budget
+        .acquire_many_owned(units)
+        .await
+        .map_err(|_| Error::internal("load budget closed"))?;
+    match read_verified(objects.as_ref(), &piece.key).await? {
+        Some(bytes) => Ok((piece, Some(bytes), permit)),
+        None => Ok((piece, None, permit)),
+    }
+}
+
+/// Reads one whole object and checks it against its stored CRC32C; `None`
+/// when it does not exist.
+pub(super) async fn read_verified(
+    objects: &dyn ObjectPort,
+    key: &str,
+) -> Result<Option<Bytes>, Error> {
+    let Some(mut body) = objects.get(key).await? else {
+        return Ok(None);
     };
     let mut buf = BytesMut::with_capacity(body.size as usize);
     while let Some(chunk) = body.stream.next().await {
@@ -123,13 +347,19 @@ async fn read_verified(
     }
     let actual = crc32c::crc32c(&buf);
     match body.crc32c {
-        Some(stored) if stored == actual => Ok(buf.freeze()),
+        Some(stored) if stored == actual => Ok(Some(buf.freeze())),
         Some(stored) => Err(checksum_error(format!(
-            "{}: stored CRC32C {stored:08x}, computed {actual:08x}",
-            piece.key
+            "{key}: stored CRC32C {stored:08x}, computed {actual:08x}"
         ))),
-        None => Err(checksum_error(format!("{}: no CRC32C stored", piece.key))),
+        None => Err(checksum_error(format!("{key}: no CRC32C stored"))),
     }
+}
+
+/// Like [`read_verified`], but an absent object is an error: it vanished.
+pub(super) async fn read_object(objects: &dyn ObjectPort, key: &str) -> Result<Bytes, Error> {
+    read_verified(objects, key)
+        .await?
+        .ok_or_else(|| Error::Conflict(format!("{key} vanished while being read; retry")))
 }
 
 fn checksum_error(message: String) -> Error {

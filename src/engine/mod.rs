@@ -19,13 +19,16 @@ use crate::error::Error;
 mod append;
 mod bindings;
 mod codec;
+mod compaction;
 pub mod keys;
 mod load;
 mod sessions;
+pub mod snapshot;
 
 pub use append::{AppendRequest, Idempotency};
 pub use bindings::validate_binding;
 pub use codec::{encode_entries, minify_json};
+pub use compaction::{CompactOptions, CompactionReport, Halt};
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};
 
@@ -36,6 +39,15 @@ pub struct EngineConfig {
     pub load_concurrency: usize,
     /// Most create attempts for one append before giving up with a conflict.
     pub max_append_attempts: usize,
+    /// Loads up to this many bytes are read and verified before responding.
+    pub prefetch_bytes: u64,
+    /// Most bytes of parts a load holds in memory at once.
+    pub load_memory_budget: usize,
+    /// Compact a key once this many parts follow its last snapshot; 0: never
+    /// automatically.
+    pub compaction_threshold: u64,
+    /// How long covered parts stay after a compaction, for loads in flight.
+    pub compaction_grace: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +55,10 @@ impl Default for EngineConfig {
         Self {
             load_concurrency: 16,
             max_append_attempts: 64,
+            prefetch_bytes: 4 * 1024 * 1024,
+            load_memory_budget: 16 * 1024 * 1024,
+            compaction_threshold: 256,
+            compaction_grace: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -60,6 +76,9 @@ struct Inner {
     /// Per-key head state. A std mutex is enough: it guards only map lookups,
     /// never an await. Entries nobody holds are pruned as the map grows.
     heads: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<Head>>>>,
+    /// Per-key compaction locks: one compaction (or deletion of covered
+    /// parts) at a time per key.
+    compactions: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What this process knows of one key's tail, valid while `loaded`.
@@ -97,6 +116,7 @@ impl Engine {
                 catalog,
                 config,
                 heads: Mutex::new(HashMap::new()),
+                compactions: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -4,6 +4,9 @@
 
 mod api;
 mod common;
+mod compaction;
 mod durability;
+mod dynamo;
 mod embedded;
 mod openapi;
+mod s3;

@@ -1,0 +1,244 @@
+//! Memory: the gateway's peak RSS while it streams a large transcript.
+//!
+//! The transcript (200 MiB, 50 MiB with `--quick`) is 1 MiB parts of 256
+//! entries of 4 KiB. On S3 they are seeded straight into the bucket in the
+//! gateway's layout (the last one appended through the gateway); on the
+//! embedded backend they are appended over HTTP. The gateway is then
+//! restarted so its high-water mark (`VmHWM`) reflects nothing but the load,
+//! and the benchmark reads the response as a stream, keeping no copy.
+//! After that the transcript is compacted and loaded again by a fresh
+//! process, when the compaction endpoint exists.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use transcript_gateway::domain::Seq;
+use transcript_gateway::engine::keys;
+
+use crate::gateway::{Gateway, Spec, Storage};
+use crate::payload::Batch;
+use crate::report::Row;
+use crate::stats::summarize;
+use crate::{entries_url, err, post_append, Env, Res, PROJECT};
+
+/// Entries per 1 MiB part.
+const ENTRIES_PER_PART: usize = 256;
+/// Bytes per entry line.
+const ENTRY_LEN: usize = 4095;
+/// Issue 6 target.
+const TARGET_MIB: f64 = 64.0;
+
+/// Runs the scenario.
+pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
+    let mib: u64 = if env.quick { 50 } else { 200 };
+    let parts = mib; // 1 MiB each
+    let mut rows = Vec::new();
+    let mut detail = serde_json::Map::new();
+    detail.insert("transcript_mib".into(), json!(mib));
+    for (name, storage) in [
+        (
+            "s3",
+            Storage::S3 {
+                prefix: env.prefix("memory"),
+            },
+        ),
+        ("embedded", Storage::Embedded),
+    ] {
+        let spec = Spec::new(
+            &format!("memory-{name}"),
+            storage.clone(),
+            env.data_dir(&format!("memory-{name}")),
+        )
+        .with("TG_COMPACTION_THRESHOLD", 0)
+        .with("TG_COMPACTION_GRACE_SECS", 3600);
+        let (mut r, d) = one_backend(env, &spec, name, parts).await?;
+        rows.append(&mut r);
+        detail.insert(name.into(), d);
+    }
+    Ok((rows, Value::Object(detail)))
+}
+
+async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec<Row>, Value)> {
+    let task = "bench-memory";
+    let session = format!("sess-{}", env.run_id);
+    let dir = format!("{task}/{PROJECT}/{session}/");
+    let part = |seq: u64| {
+        Batch::new(
+            "memory",
+            (seq - 1) * ENTRIES_PER_PART as u64 + 1,
+            ENTRIES_PER_PART,
+            ENTRY_LEN,
+        )
+    };
+    let part_bytes = part(1).part_len() as u64;
+    let total_bytes = part_bytes * parts;
+
+    eprintln!("tg-bench: memory {name}: seeding {} MiB", total_bytes >> 20);
+    let t_seed = Instant::now();
+    let gw = Gateway::start(env, spec).await?;
+    let url = entries_url(&gw.base, task, &session);
+    match &spec.storage {
+        Storage::S3 { prefix } => {
+            env.direct
+                .put_many(
+                    (1..parts).map(|seq| {
+                        (
+                            format!("{prefix}/{}", keys::part_key(&dir, Seq(seq))),
+                            part(seq).part_body(),
+                        )
+                    }),
+                    8,
+                )
+                .await?;
+            post_append(&env.http, &url, part(parts).http_body()).await?;
+        }
+        Storage::Embedded => {
+            for seq in 1..=parts {
+                post_append(&env.http, &url, part(seq).http_body()).await?;
+            }
+        }
+    }
+    gw.stop()?;
+    let seed_secs = t_seed.elapsed().as_secs_f64();
+
+    let mut rows = Vec::new();
+    let scenario = format!("memory {} MiB load", total_bytes >> 20);
+    let (before, before_row) = measured_load(env, spec, task, &session, total_bytes, parts).await?;
+    let label = if name == "s3" {
+        "gateway, S3"
+    } else {
+        "gateway, embedded backend"
+    };
+    rows.push(before_row(&scenario, &format!("{label}, {parts} parts")));
+
+    // Compact, then load the snapshot with a fresh process.
+    let gw = Gateway::start(env, spec).await?;
+    let t0 = Instant::now();
+    let (status, answer) = gw.compact(&env.http, task).await?;
+    let compact_secs = t0.elapsed().as_secs_f64();
+    let compact_hwm = gw.status_kib("VmHWM").ok();
+    gw.stop()?;
+    let mut after = Value::Null;
+    if status == 200 {
+        let (a, after_row) = measured_load(env, spec, task, &session, total_bytes, parts).await?;
+        rows.push(after_row(&scenario, &format!("{label}, compacted")));
+        after = a;
+    } else {
+        rows.push(
+            Row::new(&scenario, &format!("{label}, compacted"), None)
+                .ratio(format!("not measured: compact answered {status}")),
+        );
+    }
+    if let Some(kib) = compact_hwm.filter(|_| status == 200) {
+        let mib = kib as f64 / 1024.0;
+        rows.push(
+            Row::new(&scenario, &format!("{label}, the compaction itself"), None)
+                .ratio(format!("peak RSS {mib:.1} MiB in {compact_secs:.1} s"))
+                .target(format!("(<= {TARGET_MIB:.0} MiB)"), Some(mib <= TARGET_MIB)),
+        );
+    }
+    let detail = json!({
+        "parts": parts,
+        "part_bytes": part_bytes,
+        "entries_per_part": ENTRIES_PER_PART,
+        "transcript_bytes": total_bytes,
+        "seed_secs": seed_secs,
+        "load_before_compaction": before,
+        "compact": {"status": status, "answer": answer, "secs": compact_secs, "peak_rss_kib": compact_hwm},
+        "load_after_compaction": after,
+    });
+    Ok((rows, detail))
+}
+
+type RowFn = Box<dyn Fn(&str, &str) -> Row + Send>;
+
+/// Starts a fresh gateway, lets it settle, then streams one load while
+/// sampling its RSS; returns the numbers and a row builder.
+async fn measured_load(
+    env: &Env,
+    spec: &Spec,
+    task: &str,
+    session: &str,
+    total_bytes: u64,
+    parts: u64,
+) -> Res<(Value, RowFn)> {
+    let gw = Gateway::start(env, spec).await?;
+    let url = entries_url(&gw.base, task, session);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = gw.status_kib("VmRSS")?;
+    let idle_hwm = gw.status_kib("VmHWM")?;
+
+    // Sample VmRSS every 10 ms while the load runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(idle_rss));
+    let sampler = {
+        let (stop, peak, pid) = (stop.clone(), peak.clone(), gw.pid);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(kib) = crate::procfs::status_kib(pid, "VmRSS") {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let mut resp = env.http.get(&url).send().await?;
+    let status = resp.status();
+    let first_byte = t0.elapsed();
+    let mut received: u64 = 0;
+    let mut chunks: u64 = 0;
+    while let Some(chunk) = resp.chunk().await? {
+        received += chunk.len() as u64;
+        chunks += 1;
+    }
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    let hwm = gw.status_kib("VmHWM")?;
+    let rss_after = gw.status_kib("VmRSS")?;
+    gw.stop()?;
+    if !status.is_success() {
+        return Err(err(format!("load {url} answered {status}")));
+    }
+    // `{"data":{"entries":[` + the JSONL with newlines turned into commas
+    // (the last one dropped) + `]}}`.
+    let expected = 21 + total_bytes - 1 + 3;
+    let hwm_mib = hwm as f64 / 1024.0;
+    let idle_mib = idle_rss as f64 / 1024.0;
+    let secs = elapsed.as_secs_f64();
+    let mib_s = received as f64 / (1024.0 * 1024.0) / secs;
+    let value = json!({
+        "parts": parts,
+        "status": status.as_u16(),
+        "idle_rss_kib": idle_rss,
+        "idle_hwm_kib": idle_hwm,
+        "peak_rss_kib_vmhwm": hwm,
+        "peak_rss_kib_sampled": peak.load(Ordering::Relaxed),
+        "rss_after_kib": rss_after,
+        "received_bytes": received,
+        "expected_bytes": expected,
+        "chunks": chunks,
+        "first_byte_ms": first_byte.as_secs_f64() * 1e3,
+        "secs": secs,
+        "mib_per_sec": mib_s,
+    });
+    if received != expected {
+        eprintln!("tg-bench: load returned {received} bytes, expected {expected}");
+    }
+    let latency = summarize(&[secs * 1e3]);
+    let row: RowFn = Box::new(move |scenario, series| {
+        Row::new(scenario, series, latency.clone())
+            .rate(mib_s, "MiB/s")
+            .ratio(format!(
+                "peak RSS {hwm_mib:.1} MiB (idle {idle_mib:.1} MiB)"
+            ))
+            .target(
+                format!("<= {TARGET_MIB:.0} MiB"),
+                Some(hwm_mib <= TARGET_MIB),
+            )
+    });
+    Ok((value, row))
+}

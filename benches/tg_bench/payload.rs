@@ -1,0 +1,94 @@
+//! Transcript-like entries of an exact size, and the two encodings the
+//! benchmark needs: the HTTP append body and the part body the gateway stores
+//! (one compact JSON object per line, as `engine::encode_entries` writes it).
+
+use bytes::Bytes;
+
+/// One JSON object of exactly `len` bytes (no newline), shaped like an SDK
+/// transcript frame, with `seq` and `tag` inside so entries differ.
+pub fn entry(tag: &str, seq: u64, len: usize) -> String {
+    let head = format!(
+        "{{\"type\":\"assistant\",\"uuid\":\"{tag}-{seq:012}\",\"seq\":{seq},\
+         \"message\":{{\"role\":\"assistant\",\"content\":[{{\"type\":\"text\",\"text\":\""
+    );
+    let tail = "\"}]}}";
+    let pad = len.saturating_sub(head.len() + tail.len());
+    let mut out = String::with_capacity(len);
+    out.push_str(&head);
+    // Cheap, varied text (a linear congruential walk over letters and spaces).
+    let mut x = seq
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    for _ in 0..pad {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let c = b"abcdefghijklmnopqrstuvwxyz     "[((x >> 33) % 31) as usize];
+        out.push(c as char);
+    }
+    out.push_str(tail);
+    out
+}
+
+/// A batch: the entries, in order.
+#[derive(Clone, Debug)]
+pub struct Batch(pub Vec<String>);
+
+impl Batch {
+    /// `count` entries of `entry_len` bytes each, numbered from `first_seq`.
+    pub fn new(tag: &str, first_seq: u64, count: usize, entry_len: usize) -> Self {
+        Batch(
+            (0..count as u64)
+                .map(|i| entry(tag, first_seq + i, entry_len))
+                .collect(),
+        )
+    }
+
+    /// The `POST .../entries` body: `{"entries":[...]}`.
+    pub fn http_body(&self) -> Bytes {
+        let mut s = String::with_capacity(self.part_len() + 16);
+        s.push_str("{\"entries\":[");
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(e);
+        }
+        s.push_str("]}");
+        Bytes::from(s)
+    }
+
+    /// The part body the gateway stores for this batch (JSONL).
+    pub fn part_body(&self) -> Bytes {
+        let mut s = String::with_capacity(self.part_len());
+        for e in &self.0 {
+            s.push_str(e);
+            s.push('\n');
+        }
+        Bytes::from(s)
+    }
+
+    /// Bytes of the part body.
+    pub fn part_len(&self) -> usize {
+        self.0.iter().map(|e| e.len() + 1).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_have_the_exact_size_and_are_json_objects() {
+        for len in [300, 1023, 4095] {
+            let e = entry("t", 42, len);
+            assert_eq!(e.len(), len);
+            let v: serde_json::Value = serde_json::from_str(&e).unwrap();
+            assert_eq!(v["seq"], 42);
+        }
+        let b = Batch::new("t", 1, 64, 1023);
+        assert_eq!(b.part_body().len(), 64 * 1024);
+        let v: serde_json::Value = serde_json::from_slice(&b.http_body()).unwrap();
+        assert_eq!(v["entries"].as_array().unwrap().len(), 64);
+    }
+}

@@ -1,0 +1,80 @@
+//! The `compact` command: compact every transcript of a task now. It asks
+//! the gateway running with the same config (its admin endpoint), and works
+//! directly on the backends when no gateway answers there.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::domain::TaskId;
+use crate::engine::CompactionReport;
+use crate::server;
+
+/// Where the compaction ran and what it did.
+#[derive(Debug)]
+pub struct CompactOutcome {
+    /// `gateway at http://...` or `directly on the backends`.
+    pub via: String,
+    /// One line per compacted transcript, as JSON.
+    pub reports: Vec<serde_json::Value>,
+}
+
+impl std::fmt::Display for CompactOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "compacted {} transcript(s) via {}",
+            self.reports.len(),
+            self.via
+        )?;
+        for r in &self.reports {
+            writeln!(f, "  {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Compacts every transcript of `task`.
+pub async fn run(config: &Config, task: &str) -> Result<CompactOutcome, String> {
+    let task = TaskId::new(task).map_err(|e| e.to_string())?;
+    let url = format!("http://{}/admin/v1/tasks/{task}/compact", config.listen);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(config.request_timeout_secs + 5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    match client.post(&url).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("{url} answered {status}: {body}"));
+            }
+            let reports = body["data"]["compacted"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            Ok(CompactOutcome {
+                via: format!("the gateway at {}", config.listen),
+                reports,
+            })
+        }
+        Err(e) if e.is_connect() => direct(config, &task).await,
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
+
+async fn direct(config: &Config, task: &TaskId) -> Result<CompactOutcome, String> {
+    let engine = server::build_engine(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reports: Vec<CompactionReport> =
+        engine.compact_task(task).await.map_err(|e| e.to_string())?;
+    Ok(CompactOutcome {
+        via: "the backends directly (no gateway answered at the configured listen address; \
+              covered parts are deleted by a later compaction once the grace period has passed)"
+            .into(),
+        reports: reports
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect(),
+    })
+}

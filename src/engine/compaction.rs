@@ -1,0 +1,429 @@
+//! Compaction: fold a key's parts into one checksummed snapshot so a resume
+//! reads one object instead of thousands.
+//!
+//! Steps, each safe to die after:
+//! 1. read the newest snapshot and every part after it (verified);
+//! 2. create `snapshot-{through}` with create-if-absent (an identical
+//!    snapshot from a racing compaction is as good as ours);
+//! 3. record `compacted_through` in the catalog (a hint for the trigger and
+//!    for dashboards; loads find snapshots by listing);
+//! 4. after the grace period, delete the covered parts and older snapshots,
+//!    only if the snapshot is still there.
+//!
+//! Loads read the newest snapshot and list parts after it, so from step 2 on
+//! they never touch the covered parts. A crash before step 4 leaves covered
+//! parts behind; the next compaction of the key schedules their deletion.
+//! Compactions of one key run one at a time and never hold the append lock.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::snapshot::{SnapshotHeader, SnapshotReader};
+use super::{keys, Engine};
+use crate::backend::{PortError, SessionWrite};
+use crate::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId};
+use crate::error::Error;
+use crate::metrics::METRICS;
+
+/// Where a compaction stops early: a crash-injection point for tests and a
+/// way to leave deletion to a later run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// Stop once the snapshot exists (before the catalog knows).
+    AfterSnapshot,
+    /// Stop once the catalog records it (before any deletion).
+    AfterRecord,
+    /// Delete only this many covered objects, then stop.
+    AfterDeleting(usize),
+}
+
+/// How to run one compaction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompactOptions {
+    /// Compact whatever the threshold (on-demand compaction).
+    pub force: bool,
+    /// Stop early at this point.
+    pub halt: Option<Halt>,
+}
+
+/// What one key's compaction did.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CompactionReport {
+    /// The transcript, as `task/project/session[/subpath]`.
+    pub key: String,
+    /// The snapshot now covers parts up to this one.
+    #[schema(value_type = u64)]
+    pub through: Seq,
+    /// Parts folded into the snapshot by this run.
+    pub parts_folded: u64,
+    /// Size of the snapshot in bytes.
+    pub snapshot_bytes: u64,
+    /// When the covered parts will be deleted, in seconds from now.
+    pub delete_after_secs: u64,
+}
+
+impl Engine {
+    fn compaction_lock(&self, key: &SessionKey) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .compactions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if locks.len() >= super::PRUNE_AT {
+            locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+        }
+        locks.entry(key.clone()).or_default().clone()
+    }
+
+    /// Starts a background compaction of `key` if its parts since the last
+    /// snapshot reached the threshold and none is running for it.
+    pub(super) fn maybe_compact(&self, key: &SessionKey, parts_since_snapshot: u64) {
+        let threshold = self.inner.config.compaction_threshold;
+        if threshold == 0 || parts_since_snapshot < threshold {
+            return;
+        }
+        let lock = self.compaction_lock(key);
+        if lock.try_lock().is_err() {
+            return;
+        }
+        let engine = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.compact(&key, CompactOptions::default()).await {
+                tracing::warn!(key = %key, error = %e, "background compaction failed; the next trigger retries");
+            }
+        });
+    }
+
+    /// Compacts one key. `Ok(None)` when there was nothing to do (no new
+    /// parts, or fewer than the threshold without `force`).
+    pub async fn compact(
+        &self,
+        key: &SessionKey,
+        opts: CompactOptions,
+    ) -> Result<Option<CompactionReport>, Error> {
+        let (report, covered) = {
+            let lock = self.compaction_lock(key);
+            let _running = lock.lock().await;
+            self.compact_locked(key, opts).await?
+        };
+        if let Some(through) = covered {
+            self.schedule_deletion(key, through, opts.halt).await;
+        }
+        Ok(report)
+    }
+
+    /// Steps 1–3; returns the report and the snapshot whose covered objects
+    /// should now be deleted.
+    async fn compact_locked(
+        &self,
+        key: &SessionKey,
+        opts: CompactOptions,
+    ) -> Result<(Option<CompactionReport>, Option<Seq>), Error> {
+        let dir = keys::transcript_dir(key);
+        let base = self.newest_snapshot(&dir).await?;
+        let base_seq = base.as_ref().map_or(Seq::ZERO, |b| b.seq);
+        let parts = self.list_parts_after(&dir, base_seq).await?;
+        let threshold = self.inner.config.compaction_threshold;
+        let enough = opts.force || (threshold > 0 && parts.len() as u64 >= threshold);
+        if parts.is_empty() || !enough {
+            // Leftovers of an interrupted run are deleted after the grace period.
+            let leftovers = (base_seq > Seq::ZERO).then_some(base_seq);
+            return Ok((None, leftovers));
+        }
+        for (i, (seq, _)) in parts.iter().enumerate() {
+            if seq.0 != base_seq.0 + 1 + i as u64 {
+                return Err(Error::Conflict(format!(
+                    "{key}: parts after {base_seq} are not contiguous (found {seq}); retry"
+                )));
+            }
+        }
+        let through = parts.last().map_or(base_seq, |(seq, _)| *seq);
+
+        // Step 1: read everything the snapshot will hold.
+        let (mut counts, mut entries) = match &base {
+            Some(b) => self.read_snapshot_whole(&b.key).await?,
+            None => (Vec::new(), BytesMut::new()),
+        };
+        let objects = self.inner.objects.clone();
+        let part_keys: Vec<String> = parts.iter().map(|(_, k)| k.clone()).collect();
+        let bodies: Vec<Bytes> = stream::iter(part_keys)
+            .map(move |k| read_owned(objects.clone(), k))
+            .buffered(self.inner.config.load_concurrency.max(1))
+            .try_collect()
+            .await?;
+        for body in &bodies {
+            counts.push(body.iter().filter(|&&b| b == b'\n').count() as u64);
+            entries.extend_from_slice(body);
+        }
+        drop(bodies);
+        let header = SnapshotHeader {
+            v: 1,
+            through,
+            counts,
+        }
+        .encode();
+        let mut body = BytesMut::with_capacity(header.len() + entries.len());
+        body.extend_from_slice(&header);
+        body.extend_from_slice(&entries);
+        drop(entries);
+        let body = body.freeze();
+        let size = body.len() as u64;
+
+        // Step 2: the snapshot, created once.
+        let crc = crc32c::crc32c(&body);
+        match self
+            .inner
+            .objects
+            .put_if_absent(&keys::snapshot_key(&dir, through), body, crc)
+            .await
+        {
+            Ok(()) | Err(PortError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let report = CompactionReport {
+            key: key.to_string(),
+            through,
+            parts_folded: parts.len() as u64,
+            snapshot_bytes: size,
+            delete_after_secs: self.inner.config.compaction_grace.as_secs(),
+        };
+        if opts.halt == Some(Halt::AfterSnapshot) {
+            return Ok((Some(report), None));
+        }
+
+        // Step 3: tell the catalog.
+        self.record_compaction(key, through).await?;
+        METRICS.compactions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(key = %key, through = through.0, parts = parts.len(), bytes = size, "compacted");
+        if opts.halt == Some(Halt::AfterRecord) {
+            return Ok((Some(report), None));
+        }
+        // Step 4 (deleting what the snapshot covers) follows, unlocked.
+        Ok((Some(report), Some(through)))
+    }
+
+    /// Compacts every transcript of a task, whatever the threshold.
+    pub async fn compact_task(&self, task: &TaskId) -> Result<Vec<CompactionReport>, Error> {
+        let mut reports = Vec::new();
+        for key in self.task_keys(task).await? {
+            let opts = CompactOptions {
+                force: true,
+                halt: None,
+            };
+            if let Some(report) = self.compact(&key, opts).await? {
+                reports.push(report);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Every transcript of a task, found by listing its objects.
+    async fn task_keys(&self, task: &TaskId) -> Result<Vec<SessionKey>, Error> {
+        let root = keys::task_dir(task);
+        let mut dirs = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .objects
+                .list(&root, after.as_deref(), true)
+                .await?;
+            for item in &page.items {
+                if let Some((dir, _)) = item.key.rsplit_once('/') {
+                    dirs.insert(format!("{dir}/"));
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.more => after = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        Ok(dirs.iter().filter_map(|d| key_of_dir(task, d)).collect())
+    }
+
+    async fn list_parts_after(&self, dir: &str, after: Seq) -> Result<Vec<(Seq, String)>, Error> {
+        let mut parts = Vec::new();
+        let mut start = keys::part_key(dir, after);
+        loop {
+            let page = self.inner.objects.list(dir, Some(&start), false).await?;
+            for item in &page.items {
+                match keys::parse(dir, &item.key) {
+                    Some(keys::ObjectKind::Part(seq)) => parts.push((seq, item.key.clone())),
+                    Some(keys::ObjectKind::Snapshot(_)) => return Ok(parts),
+                    None => {}
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.more => start = last.key.clone(),
+                _ => return Ok(parts),
+            }
+        }
+    }
+
+    /// Reads a whole snapshot (verified): its per-part counts and entries.
+    async fn read_snapshot_whole(&self, key: &str) -> Result<(Vec<u64>, BytesMut), Error> {
+        let bytes = super::load::read_object(self.inner.objects.as_ref(), key).await?;
+        let mut reader = SnapshotReader::new(Seq::ZERO);
+        let entries = reader
+            .push(&bytes)
+            .map_err(|e| Error::Internal(format!("{key}: {e}")))?
+            .unwrap_or_default();
+        reader
+            .finish()
+            .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
+        let counts = reader
+            .header()
+            .map(|h| h.counts.clone())
+            .unwrap_or_default();
+        Ok((counts, BytesMut::from(&entries[..])))
+    }
+
+    async fn record_compaction(&self, key: &SessionKey, through: Seq) -> Result<(), Error> {
+        let catalog = &self.inner.catalog;
+        for _ in 0..16 {
+            // A key the catalog does not know yet (its record is being
+            // repaired) gets the hint with its next append.
+            let Some(current) = catalog.get_session(key).await? else {
+                return Ok(());
+            };
+            if current.value.compacted_through >= through {
+                return Ok(());
+            }
+            let mut record = current.value.clone();
+            record.compacted_through = through;
+            let write = SessionWrite {
+                key,
+                record: &record,
+                expected_version: current.version,
+                idempotency: None,
+            };
+            match catalog.put_session(write).await {
+                Ok(_) => return Ok(()),
+                Err(PortError::PreconditionFailed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict(
+            "the session record kept changing; retry".into(),
+        ))
+    }
+
+    async fn schedule_deletion(&self, key: &SessionKey, through: Seq, halt: Option<Halt>) {
+        let limit = match halt {
+            Some(Halt::AfterDeleting(n)) => Some(n),
+            Some(_) => return,
+            None => None,
+        };
+        let grace = self.inner.config.compaction_grace;
+        let engine = self.clone();
+        let key = key.clone();
+        let run = async move {
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
+            if let Err(e) = engine.delete_covered(&key, through, limit).await {
+                tracing::warn!(key = %key, error = %e, "deleting compacted parts failed; the next compaction retries");
+            }
+        };
+        if grace.is_zero() || limit.is_some() {
+            // With no grace period (or a test's halt) it is done before we return.
+            run.await;
+        } else {
+            tokio::spawn(run);
+        }
+    }
+
+    /// Deletes parts up to `through` and snapshots before it, if the
+    /// snapshot for `through` still exists. Returns how many were deleted.
+    pub async fn delete_covered(
+        &self,
+        key: &SessionKey,
+        through: Seq,
+        limit: Option<usize>,
+    ) -> Result<usize, Error> {
+        let lock = self.compaction_lock(key);
+        let _running = lock.lock().await;
+        let dir = keys::transcript_dir(key);
+        match self.newest_snapshot(&dir).await? {
+            Some(s) if s.seq >= through => {}
+            // The key was deleted (or never compacted this far): touch nothing.
+            _ => return Ok(0),
+        }
+        let mut doomed = Vec::new();
+        let mut after: Option<String> = None;
+        'pages: loop {
+            let page = self
+                .inner
+                .objects
+                .list(&dir, after.as_deref(), false)
+                .await?;
+            for item in &page.items {
+                match keys::parse(&dir, &item.key) {
+                    Some(keys::ObjectKind::Part(seq)) if seq <= through => {
+                        doomed.push(item.key.clone())
+                    }
+                    Some(keys::ObjectKind::Part(_)) => {}
+                    Some(keys::ObjectKind::Snapshot(seq)) if seq < through => {
+                        doomed.push(item.key.clone())
+                    }
+                    Some(keys::ObjectKind::Snapshot(_)) => break 'pages,
+                    None => {}
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.more => after = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        if let Some(n) = limit {
+            doomed.truncate(n);
+        }
+        let count = doomed.len();
+        let objects = self.inner.objects.clone();
+        stream::iter(doomed)
+            .map(move |k| delete_owned(objects.clone(), k))
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(count)
+    }
+}
+
+async fn read_owned(
+    objects: std::sync::Arc<dyn crate::backend::ObjectPort>,
+    key: String,
+) -> Result<Bytes, Error> {
+    super::load::read_object(objects.as_ref(), &key).await
+}
+
+async fn delete_owned(
+    objects: std::sync::Arc<dyn crate::backend::ObjectPort>,
+    key: String,
+) -> Result<(), PortError> {
+    objects.delete(&key).await
+}
+
+/// The key whose objects live in `dir` (`task/project/session[/subpath]/`).
+fn key_of_dir(task: &TaskId, dir: &str) -> Option<SessionKey> {
+    let rest = dir
+        .strip_prefix(task.as_str())?
+        .strip_prefix('/')?
+        .strip_suffix('/')?;
+    let mut segments = rest.splitn(3, '/');
+    let project = ProjectKey::new(segments.next()?).ok()?;
+    let session = SessionId::new(segments.next()?).ok()?;
+    let subpath = segments.next().map(Subpath::new).transpose().ok()?;
+    Some(SessionKey {
+        session: SessionRef {
+            task_id: task.clone(),
+            project_key: project,
+            session_id: session,
+        },
+        subpath,
+    })
+}

@@ -1,0 +1,468 @@
+//! Compaction: snapshots keep every entry in order, loads restart when
+//! parts vanish under them, and a compaction stopped at any step leaves a
+//! loadable state that the next compaction completes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use transcript_gateway::backend::{CatalogPort, ObjectPort};
+use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
+use transcript_gateway::engine::{keys, AppendRequest, CompactOptions, Engine, EngineConfig, Halt};
+
+use crate::common::{embedded_ports, fresh_id, ChildGateway, Session};
+
+fn key() -> SessionKey {
+    SessionKey::main(SessionRef {
+        task_id: TaskId::new(fresh_id("t")).unwrap(),
+        project_key: ProjectKey::new("-workspace-t").unwrap(),
+        session_id: SessionId::new(fresh_id("s")).unwrap(),
+    })
+}
+
+fn config(threshold: u64) -> EngineConfig {
+    EngineConfig {
+        compaction_threshold: threshold,
+        compaction_grace: Duration::ZERO,
+        ..EngineConfig::default()
+    }
+}
+
+/// Batch `i` holds `i % 3 + 1` entries, so parts differ in size.
+fn batch(i: u64) -> Vec<Value> {
+    (0..i % 3 + 1)
+        .map(|e| json!({"batch": i, "e": e}))
+        .collect()
+}
+
+async fn append(engine: &Engine, key: &SessionKey, i: u64) -> Seq {
+    let entries = batch(i)
+        .iter()
+        .map(|v| serde_json::value::RawValue::from_string(v.to_string()).unwrap())
+        .collect();
+    engine
+        .append(AppendRequest {
+            key: key.clone(),
+            entries,
+            idempotency: None,
+            summary: None,
+            writer_epoch: None,
+        })
+        .await
+        .unwrap()
+        .seq
+}
+
+async fn load(engine: &Engine, key: &SessionKey, after: u64) -> Vec<Value> {
+    let Some(loaded) = engine.load(key, Seq(after)).await.unwrap() else {
+        return Vec::new();
+    };
+    let chunks: Vec<_> = loaded.stream.map(|c| c.unwrap()).collect().await;
+    lines(&chunks)
+}
+
+fn lines(chunks: &[bytes::Bytes]) -> Vec<Value> {
+    chunks
+        .iter()
+        .flat_map(|c| {
+            c.split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn expected(from: u64, to: u64) -> Vec<Value> {
+    (from..=to).flat_map(batch).collect()
+}
+
+async fn object_names(objects: &Arc<dyn ObjectPort>, key: &SessionKey) -> Vec<keys::ObjectKind> {
+    let dir = keys::transcript_dir(key);
+    let page = objects.list(&dir, None, false).await.unwrap();
+    page.items
+        .iter()
+        .filter_map(|i| keys::parse(&dir, &i.key))
+        .collect()
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_entry_in_order_and_serves_after_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let engine = Engine::new(objects.clone(), catalog.clone(), config(0));
+    let key = key();
+    for i in 1..=30 {
+        append(&engine, &key, i).await;
+    }
+    let report = engine
+        .compact(
+            &key,
+            CompactOptions {
+                force: true,
+                halt: None,
+            },
+        )
+        .await
+        .unwrap()
+        .expect("compacted");
+    assert_eq!((report.through, report.parts_folded), (Seq(30), 30));
+    for i in 31..=35 {
+        append(&engine, &key, i).await;
+    }
+    // Covered parts are gone (grace 0); the snapshot and the tail remain.
+    let names = object_names(&objects, &key).await;
+    assert_eq!(names.first(), Some(&keys::ObjectKind::Part(Seq(31))));
+    assert_eq!(names.last(), Some(&keys::ObjectKind::Snapshot(Seq(30))));
+    assert_eq!(names.len(), 6);
+    assert_eq!(load(&engine, &key, 0).await, expected(1, 35));
+    for after in [1, 7, 29, 30, 31, 34, 35, 40] {
+        assert_eq!(
+            load(&engine, &key, after).await,
+            expected(after + 1, 35),
+            "after_seq={after}"
+        );
+    }
+    // A second compaction folds the tail onto the first snapshot.
+    let report = engine
+        .compact(
+            &key,
+            CompactOptions {
+                force: true,
+                halt: None,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.through, report.parts_folded), (Seq(35), 5));
+    assert_eq!(
+        object_names(&objects, &key).await,
+        vec![keys::ObjectKind::Snapshot(Seq(35))]
+    );
+    assert_eq!(load(&engine, &key, 0).await, expected(1, 35));
+    assert_eq!(load(&engine, &key, 33).await, expected(34, 35));
+    let record = catalog.get_session(&key).await.unwrap().unwrap().value;
+    assert_eq!(record.compacted_through, Seq(35));
+    // Appends continue numbering after the snapshot.
+    assert_eq!(append(&engine, &key, 36).await, Seq(36));
+    assert_eq!(load(&engine, &key, 0).await, expected(1, 36));
+}
+
+#[tokio::test]
+async fn compaction_starts_by_itself_at_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let engine = Engine::new(objects.clone(), catalog, config(10));
+    let key = key();
+    for i in 1..=9 {
+        append(&engine, &key, i).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !object_names(&objects, &key)
+            .await
+            .iter()
+            .any(|n| matches!(n, keys::ObjectKind::Snapshot(_))),
+        "no snapshot below the threshold"
+    );
+    for i in 10..=12 {
+        append(&engine, &key, i).await;
+    }
+    let mut snapshot = None;
+    for _ in 0..100 {
+        snapshot = object_names(&objects, &key)
+            .await
+            .into_iter()
+            .find_map(|n| match n {
+                keys::ObjectKind::Snapshot(s) => Some(s),
+                _ => None,
+            });
+        if snapshot.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(snapshot.expect("a background compaction ran") >= Seq(10));
+    assert_eq!(load(&engine, &key, 0).await, expected(1, 12));
+}
+
+#[tokio::test]
+async fn a_compaction_stopped_at_any_step_loads_correctly_and_is_finished_by_the_next() {
+    for halt in [
+        Halt::AfterSnapshot,
+        Halt::AfterRecord,
+        Halt::AfterDeleting(0),
+        Halt::AfterDeleting(7),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key();
+        {
+            let (objects, catalog) = embedded_ports(dir.path());
+            let engine = Engine::new(objects, catalog, config(0));
+            for i in 1..=20 {
+                append(&engine, &key, i).await;
+            }
+            engine
+                .compact(
+                    &key,
+                    CompactOptions {
+                        force: true,
+                        halt: Some(halt),
+                    },
+                )
+                .await
+                .unwrap();
+            // The process "dies" here: engine, caches and tasks are dropped.
+        }
+        let (objects, catalog): (Arc<dyn ObjectPort>, Arc<dyn CatalogPort>) =
+            embedded_ports(dir.path());
+        let engine = Engine::new(objects.clone(), catalog.clone(), config(0));
+        assert_eq!(
+            load(&engine, &key, 0).await,
+            expected(1, 20),
+            "{halt:?}: load after the crash"
+        );
+        assert_eq!(
+            load(&engine, &key, 12).await,
+            expected(13, 20),
+            "{halt:?}: after_seq after the crash"
+        );
+        assert_eq!(append(&engine, &key, 21).await, Seq(21), "{halt:?}");
+        engine
+            .compact(
+                &key,
+                CompactOptions {
+                    force: true,
+                    halt: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            load(&engine, &key, 0).await,
+            expected(1, 21),
+            "{halt:?}: after the next compaction"
+        );
+        assert_eq!(
+            object_names(&objects, &key).await,
+            vec![keys::ObjectKind::Snapshot(Seq(21))],
+            "{halt:?}: the next compaction removed every covered object"
+        );
+        let record = catalog.get_session(&key).await.unwrap().unwrap().value;
+        assert_eq!(
+            (record.head, record.compacted_through),
+            (Seq(21), Seq(21)),
+            "{halt:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_load_that_meets_vanished_parts_restarts_from_the_newer_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    // Stream lazily, one part in flight, so the load is mid-way when parts vanish.
+    let engine = Engine::new(
+        objects,
+        catalog,
+        EngineConfig {
+            prefetch_bytes: 0,
+            load_concurrency: 1,
+            ..config(0)
+        },
+    );
+    let key = key();
+    for i in 1..=60 {
+        append(&engine, &key, i).await;
+    }
+    for (round, after) in [(0u64, 0u64), (1, 5)] {
+        let head = 60 + round;
+        let loaded = engine.load(&key, Seq(after)).await.unwrap().unwrap();
+        let mut stream = loaded.stream;
+        let mut chunks = vec![stream.next().await.unwrap().unwrap()];
+        // Everything after the first part is folded away and deleted now.
+        engine
+            .compact(
+                &key,
+                CompactOptions {
+                    force: true,
+                    halt: None,
+                },
+            )
+            .await
+            .unwrap();
+        while let Some(chunk) = stream.next().await {
+            chunks.push(chunk.unwrap());
+        }
+        assert_eq!(
+            lines(&chunks),
+            expected(after + 1, head),
+            "after_seq={after}"
+        );
+        append(&engine, &key, head + 1).await;
+    }
+}
+
+#[tokio::test]
+async fn interleaved_appends_compactions_and_loads_never_lose_duplicate_or_reorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let engine = Engine::new(
+        objects,
+        catalog,
+        EngineConfig {
+            prefetch_bytes: 0,
+            load_concurrency: 2,
+            ..config(0)
+        },
+    );
+    let key = key();
+    append(&engine, &key, 1).await;
+    let total = 150;
+    let writer = {
+        let (engine, key) = (engine.clone(), key.clone());
+        tokio::spawn(async move {
+            for i in 2..=total {
+                append(&engine, &key, i).await;
+            }
+        })
+    };
+    let compactor = {
+        let (engine, key) = (engine.clone(), key.clone());
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                engine
+                    .compact(
+                        &key,
+                        CompactOptions {
+                            force: true,
+                            halt: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    let all = expected(1, total);
+    let mut loads = 0;
+    while !writer.is_finished() || !compactor.is_finished() {
+        let got = load(&engine, &key, 0).await;
+        assert!(!got.is_empty());
+        assert_eq!(
+            got[..],
+            all[..got.len()],
+            "a load must be a prefix of the transcript, in order"
+        );
+        let after = (got.len() as u64 / 3).max(1);
+        let tail = load(&engine, &key, after).await;
+        let from = all
+            .iter()
+            .position(|v| v["batch"] == after + 1)
+            .unwrap_or(all.len());
+        assert_eq!(tail[..], all[from..from + tail.len()], "after_seq={after}");
+        loads += 1;
+    }
+    writer.await.unwrap();
+    compactor.await.unwrap();
+    assert!(loads > 3, "loads ran while compacting ({loads})");
+    assert_eq!(load(&engine, &key, 0).await, all);
+}
+
+#[tokio::test]
+async fn a_tampered_snapshot_is_refused_with_checksum_mismatch() {
+    let gw_dir = tempfile::tempdir().unwrap();
+    let data = gw_dir.path().join("data");
+    let s = Session::fresh();
+    let gw = ChildGateway::start(&data, &[("TG_COMPACTION_GRACE_SECS", "0")]).await;
+    let http = reqwest::Client::new();
+    for i in 0..5 {
+        crate::common::append(&http, &s.entries(&gw.base_url), json!([{"i": i}])).await;
+    }
+    let resp = http
+        .post(format!("{}/admin/v1/tasks/{}/compact", gw.base_url, s.task))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["compacted"][0]["through"], 5);
+    assert_eq!(body["data"]["compacted"][0]["parts_folded"], 5);
+    let (status, entries) = crate::common::load(&http, &s.entries(&gw.base_url)).await;
+    assert_eq!((status, entries.len()), (200, 5));
+    let snapshot = data
+        .join("objects")
+        .join(&s.task)
+        .join(&s.project)
+        .join(&s.session)
+        .join(format!("snapshot-{:020}.jsonl", 5));
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let pos = bytes.iter().rposition(|&b| b == b'4').unwrap();
+    bytes[pos] = b'9';
+    std::fs::write(&snapshot, bytes).unwrap();
+    let resp = http.get(s.entries(&gw.base_url)).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "checksum_mismatch");
+    gw.kill();
+}
+
+#[tokio::test]
+async fn the_compact_command_uses_the_running_gateway_or_the_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Session::fresh();
+    let http = reqwest::Client::new();
+    let gw = ChildGateway::start(&data, &[]).await;
+    for i in 0..4 {
+        crate::common::append(&http, &s.entries(&gw.base_url), json!([{"i": i}])).await;
+    }
+    let listen = gw.base_url.trim_start_matches("http://").to_string();
+    let out = std::process::Command::new(crate::common::gateway_bin())
+        .args(["compact", "--task", &s.task])
+        .env("TG_LISTEN", &listen)
+        .env("TG_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("compacted 1 transcript(s) via the gateway"),
+        "{stdout}"
+    );
+    crate::common::append(&http, &s.entries(&gw.base_url), json!([{"i": 4}])).await;
+    gw.terminate();
+    // No gateway now: the command opens the backends itself.
+    let out = std::process::Command::new(crate::common::gateway_bin())
+        .args(["compact", "--task", &s.task, "--data-dir"])
+        .arg(&data)
+        .env(
+            "TG_LISTEN",
+            format!("127.0.0.1:{}", crate::common::free_port()),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("compacted 1 transcript(s) via the backends directly"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"through\":5"), "{stdout}");
+    let gw = ChildGateway::start(&data, &[]).await;
+    let (status, entries) = crate::common::load(&http, &s.entries(&gw.base_url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(entries, (0..5).map(|i| json!({"i": i})).collect::<Vec<_>>());
+    gw.kill();
+}

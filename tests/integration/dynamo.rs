@@ -1,0 +1,845 @@
+//! The DynamoDB catalog against moto: the catalog conformance suite, binding
+//! races, writer fencing, `migrate`, the fail-fast start without tables,
+//! catalog drift repair (also on the embedded catalog), and cross-worker
+//! resume. Tests skip, saying why, without `TG_TEST_DYNAMODB_ENDPOINT`;
+//! race tests use `TG_TEST_DYNAMODB_SERIAL_ENDPOINT` (moto with requests
+//! serialized: stock moto server does not apply conditional writes
+//! atomically under concurrency, real DynamoDB does). With
+//! `TG_TEST_S3_ENDPOINT` set, objects go to S3 too (the production pairing).
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use transcript_gateway::backend::{
+    conformance, dynamo, BindOutcome, CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError,
+    SessionRecord, SessionWrite, StoredBinding, Versioned,
+};
+use transcript_gateway::config::{CatalogKind, Config, StorageKind};
+use transcript_gateway::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
+use transcript_gateway::engine::{AppendRequest, Engine, EngineConfig};
+use transcript_gateway::migrate;
+
+use crate::common::{
+    append, embedded_ports, emulator_env, fresh_id, gateway_bin, load, ChildGateway, Session,
+    TestGateway, PROJECT,
+};
+
+const ENDPOINT: &str = "TG_TEST_DYNAMODB_ENDPOINT";
+const SERIAL_ENDPOINT: &str = "TG_TEST_DYNAMODB_SERIAL_ENDPOINT";
+
+/// A config pointing the catalog at `endpoint` with table `prefix`.
+fn dynamo_config(endpoint: &str, prefix: &str) -> Config {
+    Config {
+        catalog: CatalogKind::Dynamodb,
+        dynamodb_endpoint_url: Some(endpoint.to_string()),
+        dynamodb_table_prefix: prefix.to_string(),
+        ..Config::default()
+    }
+}
+
+/// Runs the migrations under a fresh prefix and opens the catalog on it.
+async fn migrated_catalog(endpoint: &str) -> (Arc<dyn CatalogPort>, Config) {
+    let config = dynamo_config(endpoint, &fresh_id("tg"));
+    let report = migrate::run(&config).await.expect("migrate");
+    assert_eq!(report.tables.len(), 3, "{report}");
+    let catalog = dynamo::connect(&config).await.expect("connect");
+    catalog.check().await.expect("check after migrate");
+    (catalog, config)
+}
+
+/// S3 when `TG_TEST_S3_ENDPOINT` is set, else files in `dir`.
+async fn object_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn ObjectPort> {
+    match (
+        std::env::var("TG_TEST_S3_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        std::env::var("TG_TEST_S3_BUCKET")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    ) {
+        (Some(endpoint), Some(bucket)) => {
+            let config = Config {
+                storage: StorageKind::S3,
+                s3_bucket: Some(bucket),
+                s3_endpoint_url: Some(endpoint),
+                s3_force_path_style: true,
+                s3_prefix: prefix.to_string(),
+                ..Config::default()
+            };
+            transcript_gateway::backend::s3::connect(&config)
+                .await
+                .expect("connect S3")
+        }
+        _ => embedded_ports(dir).0,
+    }
+}
+
+fn entries(n: usize, tag: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"type": "user", "tag": tag, "i": i, "uuid": fresh_id("u")}))
+        .collect()
+}
+
+fn raw(values: &[Value]) -> Vec<Box<serde_json::value::RawValue>> {
+    values
+        .iter()
+        .map(|v| serde_json::value::RawValue::from_string(v.to_string()).expect("json"))
+        .collect()
+}
+
+fn session_key(task: &str, session: &str, subpath: Option<&str>) -> SessionKey {
+    SessionKey {
+        session: SessionRef {
+            task_id: TaskId::new(task).expect("task"),
+            project_key: ProjectKey::new(PROJECT).expect("project"),
+            session_id: SessionId::new(session).expect("session"),
+        },
+        subpath: subpath.map(|s| Subpath::new(s).expect("subpath")),
+    }
+}
+
+async fn engine_append(engine: &Engine, key: &SessionKey, batch: &[Value]) -> u64 {
+    engine
+        .append(AppendRequest {
+            key: key.clone(),
+            entries: raw(batch),
+            idempotency: None,
+            summary: None,
+            writer_epoch: None,
+        })
+        .await
+        .expect("append")
+        .seq
+        .0
+}
+
+async fn engine_load(engine: &Engine, key: &SessionKey) -> Vec<Value> {
+    use futures::StreamExt;
+    let Some(loaded) = engine
+        .load(key, transcript_gateway::domain::Seq::ZERO)
+        .await
+        .expect("load")
+    else {
+        return Vec::new();
+    };
+    let chunks: Vec<bytes::Bytes> = loaded.stream.map(|c| c.expect("chunk")).collect().await;
+    chunks
+        .iter()
+        .flat_map(|c| {
+            c.split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).expect("line"))
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dynamo_catalog_passes_the_catalog_conformance_suite() {
+    let test = "dynamo_catalog_passes_the_catalog_conformance_suite";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let (catalog, _) = migrated_catalog(&endpoint).await;
+    let c = catalog.as_ref();
+    conformance::session_records_are_compare_and_set(c, &fresh_id("t")).await;
+    conformance::idempotency_records_commit_with_the_session(c, &fresh_id("t")).await;
+    conformance::listings_separate_sessions_and_subkeys(c, &fresh_id("t")).await;
+    conformance::bindings_are_first_writer_wins(c, &fresh_id("t")).await;
+    eprintln!("{test}: sequential behaviours in {:?}", started.elapsed());
+
+    // Races need moto with serialized requests (see the module doc).
+    let Some(serial) = emulator_env(SERIAL_ENDPOINT, test) else {
+        return;
+    };
+    let (catalog, config) = migrated_catalog(&serial).await;
+    conformance::epochs_increase_atomically(catalog.clone(), &fresh_id("t"), 20).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = object_store(dir.path(), &config.dynamodb_table_prefix).await;
+    conformance::concurrent_engines_append_gap_free(objects, catalog, &fresh_id("t"), 4, 8).await;
+    eprintln!("{test}: all behaviours in {:?}", started.elapsed());
+}
+
+/// Sends `writers` concurrent binding PUTs for one task, the i-th with
+/// `value(i)`; returns the statuses and the bodies.
+async fn binding_race(
+    gw: &TestGateway,
+    task: &str,
+    writers: usize,
+    value: impl Fn(usize) -> String,
+) -> Vec<(u16, Value)> {
+    let url = gw.url(&format!("/v1/tasks/{task}/binding"));
+    let calls: Vec<_> = (0..writers)
+        .map(|i| {
+            let http = gw.http.clone();
+            let url = url.clone();
+            let body = json!({
+                "claude_session_id": value(i),
+                "project_key": format!("-workspace-{task}"),
+                "cwd": format!("/workspace/{task}"),
+            });
+            tokio::spawn(async move {
+                let resp = http
+                    .put(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("PUT binding");
+                let status = resp.status().as_u16();
+                (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for call in calls {
+        out.push(call.await.expect("join"));
+    }
+    out
+}
+
+async fn assert_binding_races(gw: &TestGateway, rounds: usize, writers: usize) {
+    for _ in 0..rounds {
+        let task = fresh_id("bind");
+        let results = binding_race(gw, &task, writers, |i| format!("sess-{i}")).await;
+        let created: Vec<_> = results.iter().filter(|(s, _)| *s == 201).collect();
+        let conflicts = results
+            .iter()
+            .filter(|(s, b)| *s == 409 && b["error"]["code"] == "binding_conflict")
+            .count();
+        assert_eq!(created.len(), 1, "exactly one 201: {results:?}");
+        assert_eq!(
+            conflicts,
+            writers - 1,
+            "the rest 409 binding_conflict: {results:?}"
+        );
+        let winner = created[0].1["data"]["claude_session_id"]
+            .as_str()
+            .expect("winner")
+            .to_string();
+        let got: Value = gw
+            .http
+            .get(gw.url(&format!("/v1/tasks/{task}/binding")))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(got["data"]["claude_session_id"], winner.as_str());
+        // The same value again, concurrently: every one 200.
+        let again = binding_race(gw, &task, writers, |_| winner.clone()).await;
+        assert!(
+            again.iter().all(|(s, _)| *s == 200),
+            "same value must be 200: {again:?}"
+        );
+        // Same value from the start on a fresh task: one 201, the rest 200.
+        let task = fresh_id("bind");
+        let same = binding_race(gw, &task, writers, |_| "sess-same".into()).await;
+        let statuses: Vec<u16> = same.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            writers - 1,
+            "{statuses:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_binding_puts_have_exactly_one_winner() {
+    let test = "concurrent_binding_puts_have_exactly_one_winner";
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = TestGateway::embedded().await;
+    assert_binding_races(&gw, 3, 20).await;
+    gw.stop().await;
+    eprintln!("{test}: embedded in {:?}", started.elapsed());
+    let Some(serial) = emulator_env(SERIAL_ENDPOINT, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let (catalog, _) = migrated_catalog(&serial).await;
+    let (objects, _) = embedded_ports(dir.path());
+    let gw = TestGateway::over(objects, catalog, Config::default()).await;
+    assert_binding_races(&gw, 5, 20).await;
+    gw.stop().await;
+    eprintln!("{test}: DynamoDB in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn after_a_lease_bump_a_stale_epoch_append_is_refused_and_writes_nothing() {
+    let test = "after_a_lease_bump_a_stale_epoch_append_is_refused_and_writes_nothing";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (catalog, config) = migrated_catalog(&endpoint).await;
+    let objects = object_store(dir.path(), &config.dynamodb_table_prefix).await;
+    let gw = TestGateway::over(objects, catalog, Config::default()).await;
+    let s = Session::fresh();
+    let lease = |gw: &TestGateway| {
+        let url = gw.url(&format!("/v1/tasks/{}/lease", s.task));
+        let http = gw.http.clone();
+        async move {
+            let resp = http.post(url).send().await.expect("lease");
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.json::<Value>().await.expect("json")["data"]["epoch"]
+                .as_u64()
+                .expect("epoch")
+        }
+    };
+    let post = |epoch: u64, batch: Value| {
+        let http = gw.http.clone();
+        let url = s.entries(&gw.base_url);
+        async move {
+            let resp = http
+                .post(url)
+                .header("x-writer-epoch", epoch.to_string())
+                .json(&json!({ "entries": batch }))
+                .send()
+                .await
+                .expect("append");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let old = lease(&gw).await;
+    assert_eq!(old, 1, "the first lease is epoch 1");
+    let (status, _) = post(old, json!([{"by": "A", "n": 1}])).await;
+    assert_eq!(status, 200);
+    let new = lease(&gw).await;
+    assert_eq!(new, 2);
+    let (status, _) = post(new, json!([{"by": "B", "n": 1}])).await;
+    assert_eq!(status, 200);
+    let (_, before) = load(&gw.http, &s.entries(&gw.base_url)).await;
+    let (status, body) = post(old, json!([{"by": "A", "n": 2}])).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "stale_writer");
+    let (status, after) = load(&gw.http, &s.entries(&gw.base_url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(after, before, "a refused append writes nothing");
+    assert_eq!(
+        after,
+        vec![json!({"by": "A", "n": 1}), json!({"by": "B", "n": 1})]
+    );
+    let (status, body) = post(new, json!([{"by": "B", "n": 2}])).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["seq"], 3,
+        "the refused append took no sequence number"
+    );
+    gw.stop().await;
+    eprintln!("{test}: {:?}", started.elapsed());
+}
+
+fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(args)
+        .env("TG_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run gateway binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_against_moto() {
+    let test = "migrate_is_idempotent_against_moto";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let prefix = fresh_id("tg");
+    let env = [
+        ("TG_CATALOG", "dynamodb"),
+        ("TG_DYNAMODB_ENDPOINT_URL", endpoint.as_str()),
+        ("TG_DYNAMODB_TABLE_PREFIX", prefix.as_str()),
+    ];
+    let (ok, first, err) = run_binary(&["migrate"], &env);
+    assert!(ok, "first migrate failed: {first}{err}");
+    for table in ["sessions", "idempotency", "tasks"] {
+        assert!(
+            first.contains(&format!("{prefix}-{table}: created (ACTIVE)")),
+            "first run must create {table}:\n{first}"
+        );
+    }
+    assert!(first.contains("enabled TTL on expires_at"), "{first}");
+    assert!(first.contains("done; 4 change(s) applied"), "{first}");
+
+    let (ok, second, err) = run_binary(&["migrate"], &env);
+    assert!(ok, "second migrate failed: {second}{err}");
+    for table in ["sessions", "idempotency", "tasks"] {
+        assert!(
+            second.contains(&format!("{prefix}-{table}: up to date")),
+            "{second}"
+        );
+    }
+    assert!(second.contains("nothing to do"), "{second}");
+
+    // The tables are really there, with the key and TTL the migrations define.
+    let config = dynamo_config(&endpoint, &prefix);
+    let client = dynamo::client(&config).await.expect("client");
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(format!("{prefix}-idempotency"))
+        .send()
+        .await
+        .expect("describe TTL");
+    let ttl = ttl.time_to_live_description.expect("ttl");
+    assert_eq!(ttl.attribute_name.as_deref(), Some("expires_at"));
+    let catalog = dynamo::connect(&config).await.expect("connect");
+    catalog.check().await.expect("check passes after migrate");
+    eprintln!("{test}: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn serve_without_tables_fails_fast_with_a_clear_message() {
+    let test = "serve_without_tables_fails_fast_with_a_clear_message";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = fresh_id("absent");
+    let data = dir.path().join("data");
+    let started = Instant::now();
+    let (ok, _, err) = run_binary(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+        ],
+        &[
+            ("TG_CATALOG", "dynamodb"),
+            ("TG_DYNAMODB_ENDPOINT_URL", endpoint.as_str()),
+            ("TG_DYNAMODB_TABLE_PREFIX", prefix.as_str()),
+        ],
+    );
+    let took = started.elapsed();
+    assert!(!ok, "serve must refuse to start without tables");
+    assert!(
+        took < Duration::from_secs(10),
+        "must fail fast, took {took:?}"
+    );
+    assert!(
+        err.contains(&format!("{prefix}-sessions"))
+            && err.contains("does not exist")
+            && err.contains("transcript-gateway migrate"),
+        "the message must name the table and the fix:\n{err}"
+    );
+    eprintln!("{test}: exited in {took:?}");
+}
+
+/// What [`FlakyCatalog::put_session`] does.
+const PASS: u8 = 0;
+/// Refuse with `Unavailable`, writing nothing.
+const FAIL: u8 = 1;
+/// Answer `Ok` but write nothing (a lost write).
+const DROP: u8 = 2;
+
+/// A catalog whose session writes can be made to fail or vanish.
+struct FlakyCatalog {
+    inner: Arc<dyn CatalogPort>,
+    mode: AtomicU8,
+}
+
+#[async_trait]
+impl CatalogPort for FlakyCatalog {
+    async fn get_session(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Versioned<SessionRecord>>, PortError> {
+        self.inner.get_session(key).await
+    }
+    async fn put_session(&self, write: SessionWrite<'_>) -> Result<u64, PortError> {
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL => Err(PortError::Unavailable("injected catalog failure".into())),
+            DROP => Ok(write.expected_version + 1),
+            _ => self.inner.put_session(write).await,
+        }
+    }
+    async fn delete_session(&self, key: &SessionKey) -> Result<(), PortError> {
+        self.inner.delete_session(key).await
+    }
+    async fn list_sessions(
+        &self,
+        task: &TaskId,
+        project: &ProjectKey,
+        start_after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page<(SessionId, SessionRecord)>, PortError> {
+        self.inner
+            .list_sessions(task, project, start_after, limit)
+            .await
+    }
+    async fn list_subkeys(
+        &self,
+        session: &SessionRef,
+        start_after: Option<&Subpath>,
+        limit: usize,
+    ) -> Result<Page<Subpath>, PortError> {
+        self.inner.list_subkeys(session, start_after, limit).await
+    }
+    async fn get_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, PortError> {
+        self.inner.get_idempotency(task, key).await
+    }
+    async fn create_binding(
+        &self,
+        task: &TaskId,
+        binding: &StoredBinding,
+    ) -> Result<BindOutcome, PortError> {
+        self.inner.create_binding(task, binding).await
+    }
+    async fn get_binding(&self, task: &TaskId) -> Result<Option<StoredBinding>, PortError> {
+        self.inner.get_binding(task).await
+    }
+    async fn bump_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
+        self.inner.bump_epoch(task).await
+    }
+    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
+        self.inner.current_epoch(task).await
+    }
+    async fn check(&self) -> Result<(), PortError> {
+        self.inner.check().await
+    }
+}
+
+/// Part sizes as the catalog counts them: one JSON line per entry.
+fn batch_bytes(batch: &[Value]) -> u64 {
+    batch.iter().map(|v| v.to_string().len() as u64 + 1).sum()
+}
+
+/// Faults the catalog under acknowledged appends, checks it fell behind,
+/// then checks the next append (`mode` FAIL) or a repair pass (`mode` DROP)
+/// brings it back in line while the transcript stays whole.
+async fn drift_is_repaired(objects: Arc<dyn ObjectPort>, catalog: Arc<dyn CatalogPort>, mode: u8) {
+    let flaky = Arc::new(FlakyCatalog {
+        inner: catalog.clone(),
+        mode: AtomicU8::new(PASS),
+    });
+    let engine = Engine::new(objects.clone(), flaky.clone(), EngineConfig::default());
+    let key = session_key(&fresh_id("drift"), &fresh_id("s"), None);
+    let mut all = Vec::new();
+    let mut bytes = 0;
+    let b1 = entries(2, "ok");
+    assert_eq!(engine_append(&engine, &key, &b1).await, 1);
+    all.extend(b1.iter().cloned());
+    bytes += batch_bytes(&b1);
+
+    flaky.mode.store(mode, Ordering::SeqCst);
+    for seq in 2..=3 {
+        let batch = entries(3, "faulted");
+        assert_eq!(
+            engine_append(&engine, &key, &batch).await,
+            seq,
+            "an append whose catalog update fails is still acknowledged"
+        );
+        all.extend(batch.iter().cloned());
+        bytes += batch_bytes(&batch);
+    }
+    let behind = catalog
+        .get_session(&key)
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(behind.value.head.0, 1, "the catalog fell behind");
+    assert_eq!(
+        engine_load(&engine, &key).await,
+        all,
+        "the parts are the truth"
+    );
+    flaky.mode.store(PASS, Ordering::SeqCst);
+
+    let repaired = if mode == FAIL {
+        // The next append re-reads the catalog and catches it up.
+        let batch = entries(1, "after");
+        assert_eq!(engine_append(&engine, &key, &batch).await, 4);
+        all.extend(batch.iter().cloned());
+        bytes += batch_bytes(&batch);
+        catalog
+            .get_session(&key)
+            .await
+            .expect("get")
+            .expect("record")
+            .value
+    } else {
+        // A repair pass (here from another instance) brings it in line.
+        let other = Engine::new(objects.clone(), catalog.clone(), EngineConfig::default());
+        let record = other.repair(&key).await.expect("repair").expect("record");
+        assert_eq!(
+            catalog
+                .get_session(&key)
+                .await
+                .expect("get")
+                .expect("record")
+                .value,
+            record
+        );
+        record
+    };
+    let head = all_parts(mode);
+    assert_eq!(repaired.head.0, head, "head repaired");
+    assert_eq!(repaired.parts, head, "parts repaired");
+    assert_eq!(repaired.bytes, bytes, "bytes repaired");
+    let listed = catalog
+        .list_sessions(key.task_id(), &key.session.project_key, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].1.head.0, head);
+    let fresh = Engine::new(objects, catalog, EngineConfig::default());
+    assert_eq!(
+        engine_load(&fresh, &key).await,
+        all,
+        "nothing lost, duplicated or reordered"
+    );
+}
+
+fn all_parts(mode: u8) -> u64 {
+    if mode == FAIL {
+        4
+    } else {
+        3
+    }
+}
+
+#[tokio::test]
+async fn catalog_drift_is_repaired_on_the_embedded_catalog() {
+    let started = Instant::now();
+    for mode in [FAIL, DROP] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (objects, catalog) = embedded_ports(dir.path());
+        drift_is_repaired(objects, catalog, mode).await;
+    }
+    eprintln!(
+        "catalog_drift_is_repaired_on_the_embedded_catalog: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn catalog_drift_is_repaired_on_dynamodb() {
+    let test = "catalog_drift_is_repaired_on_dynamodb";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let (catalog, config) = migrated_catalog(&endpoint).await;
+    for mode in [FAIL, DROP] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let objects = object_store(dir.path(), &config.dynamodb_table_prefix).await;
+        drift_is_repaired(objects, catalog.clone(), mode).await;
+    }
+    eprintln!("{test}: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_fresh_gateway_resumes_from_the_binding_and_loads_an_identical_transcript() {
+    let test = "a_fresh_gateway_resumes_from_the_binding_and_loads_an_identical_transcript";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = fresh_id("tg");
+    let config = dynamo_config(&endpoint, &prefix);
+    migrate::run(&config).await.expect("migrate");
+    let s = Session::fresh();
+    let cwd = format!("/workspace/{}", s.task);
+    let binding = json!({"claude_session_id": s.session, "project_key": s.project, "cwd": cwd});
+    let subagent = format!("{}?subpath=subagents/agent-1", s.entries(""));
+
+    // Worker A's gateway: append, bind, then go away with everything it cached.
+    let mut appended = Vec::new();
+    let mut sub_appended = Vec::new();
+    {
+        let objects = object_store(dir.path(), &prefix).await;
+        let catalog = dynamo::connect(&config).await.expect("connect");
+        let a = TestGateway::over(objects, catalog, Config::default()).await;
+        for turn in 0..5 {
+            let batch = Value::Array(entries(4, &format!("turn-{turn}")));
+            let (status, _) = append(&a.http, &s.entries(&a.base_url), batch.clone()).await;
+            assert_eq!(status, 200);
+            appended.extend(batch.as_array().cloned().unwrap_or_default());
+        }
+        let batch = Value::Array(entries(2, "subagent"));
+        let (status, _) =
+            append(&a.http, &format!("{}{subagent}", a.base_url), batch.clone()).await;
+        assert_eq!(status, 200);
+        sub_appended.extend(batch.as_array().cloned().unwrap_or_default());
+        let resp = a
+            .http
+            .put(a.url(&format!("/v1/tasks/{}/binding", s.task)))
+            .json(&binding)
+            .send()
+            .await
+            .expect("bind");
+        assert_eq!(resp.status().as_u16(), 201);
+        a.stop().await;
+    }
+
+    // Worker B's gateway: new clients, no cache; only the task id is known.
+    let objects = object_store(dir.path(), &prefix).await;
+    let catalog = dynamo::connect(&config).await.expect("connect");
+    let b = TestGateway::over(objects, catalog, Config::default()).await;
+    let got: Value = b
+        .http
+        .get(b.url(&format!("/v1/tasks/{}/binding", s.task)))
+        .send()
+        .await
+        .expect("GET binding")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got["data"]["claude_session_id"], s.session.as_str());
+    assert_eq!(got["data"]["cwd"], cwd.as_str());
+    let resumed = Session {
+        task: s.task.clone(),
+        project: got["data"]["project_key"]
+            .as_str()
+            .expect("project")
+            .to_string(),
+        session: got["data"]["claude_session_id"]
+            .as_str()
+            .expect("id")
+            .to_string(),
+    };
+    let (status, loaded) = load(&b.http, &resumed.entries(&b.base_url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        loaded, appended,
+        "worker B loads exactly what worker A appended"
+    );
+    let (status, sub) = load(&b.http, &format!("{}{subagent}", b.base_url)).await;
+    assert_eq!((status, &sub), (200, &sub_appended));
+    let listed: Value = b
+        .http
+        .get(resumed.sessions(&b.base_url))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["data"]["sessions"][0]["session_id"],
+        s.session.as_str()
+    );
+    // B continues the transcript where A left off.
+    let (_, receipt) = append(&b.http, &resumed.entries(&b.base_url), json!([{"by": "B"}])).await;
+    assert_eq!(receipt["data"]["seq"], 6);
+    b.stop().await;
+    eprintln!("{test}: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn resume_across_gateway_processes_after_migrate() {
+    let test = "resume_across_gateway_processes_after_migrate";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let prefix = fresh_id("tg");
+    let env = [
+        ("TG_CATALOG", "dynamodb"),
+        ("TG_DYNAMODB_ENDPOINT_URL", endpoint.as_str()),
+        ("TG_DYNAMODB_TABLE_PREFIX", prefix.as_str()),
+    ];
+    let (ok, out, err) = run_binary(&["migrate"], &env);
+    assert!(ok, "{out}{err}");
+    let http = reqwest::Client::new();
+    let s = Session::fresh();
+    let a = ChildGateway::start(&data, &env).await;
+    let lease: Value = http
+        .post(format!("{}/v1/tasks/{}/lease", a.base_url, s.task))
+        .send()
+        .await
+        .expect("lease")
+        .json()
+        .await
+        .expect("json");
+    let epoch_a = lease["data"]["epoch"].as_u64().expect("epoch");
+    let mut appended = Vec::new();
+    for turn in 0..3 {
+        let batch = Value::Array(entries(3, &format!("turn-{turn}")));
+        let resp = http
+            .post(s.entries(&a.base_url))
+            .header("x-writer-epoch", epoch_a.to_string())
+            .json(&json!({ "entries": batch }))
+            .send()
+            .await
+            .expect("append");
+        assert_eq!(resp.status().as_u16(), 200);
+        appended.extend(batch.as_array().cloned().unwrap_or_default());
+    }
+    let resp = http
+        .put(format!("{}/v1/tasks/{}/binding", a.base_url, s.task))
+        .json(&json!({"claude_session_id": s.session, "project_key": s.project, "cwd": format!("/workspace/{}", s.task)}))
+        .send()
+        .await
+        .expect("bind");
+    assert_eq!(resp.status().as_u16(), 201);
+    a.kill();
+
+    // A fresh process; the embedded object dir is shared as S3 would be.
+    let b = ChildGateway::start(&data, &env).await;
+    let binding: Value = http
+        .get(format!("{}/v1/tasks/{}/binding", b.base_url, s.task))
+        .send()
+        .await
+        .expect("binding")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(binding["data"]["claude_session_id"], s.session.as_str());
+    let lease: Value = http
+        .post(format!("{}/v1/tasks/{}/lease", b.base_url, s.task))
+        .send()
+        .await
+        .expect("lease")
+        .json()
+        .await
+        .expect("json");
+    assert!(lease["data"]["epoch"].as_u64().expect("epoch") > epoch_a);
+    let (status, loaded) = load(&http, &s.entries(&b.base_url)).await;
+    assert_eq!((status, &loaded), (200, &appended));
+    // Worker A, presumed dead, comes back with its old epoch: refused.
+    let resp = http
+        .post(s.entries(&b.base_url))
+        .header("x-writer-epoch", epoch_a.to_string())
+        .json(&json!({ "entries": [{"zombie": true}] }))
+        .send()
+        .await
+        .expect("append");
+    assert_eq!(resp.status().as_u16(), 409);
+    let (_, after) = load(&http, &s.entries(&b.base_url)).await;
+    assert_eq!(after, appended);
+    let exit = b.terminate();
+    assert!(exit.success());
+    eprintln!("{test}: {:?}", started.elapsed());
+}
