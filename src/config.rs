@@ -57,6 +57,10 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on (`TG_LISTEN`).
     pub listen: SocketAddr,
+    /// Accept a non-loopback `listen` without authentication
+    /// (`TG_INSECURE_PUBLIC_BIND`): only for a container whose published port
+    /// is itself bound to the host's loopback, as in `docker-compose.yml`.
+    pub insecure_public_bind: bool,
     /// Directory of the embedded backend (`TG_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Largest accepted request body in bytes (`TG_BODY_LIMIT_BYTES`).
@@ -105,6 +109,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            insecure_public_bind: false,
             data_dir: PathBuf::from("./data"),
             body_limit_bytes: 32 * 1024 * 1024,
             request_timeout_secs: 55,
@@ -174,10 +179,10 @@ impl Config {
 
     /// Checks the settings fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.ip().is_loopback() {
+        if !self.listen.ip().is_loopback() && !self.insecure_public_bind {
             return Err(ConfigError(format!(
                 "refusing to listen on non-loopback address {} without authentication; \
-                 bind to 127.0.0.1 or [::1]",
+                 bind to 127.0.0.1 or [::1] (TG_INSECURE_PUBLIC_BIND=true only behind a loopback-bound port)",
                 self.listen
             )));
         }
