@@ -52,7 +52,7 @@ class GatewayError(Exception):
             request_id = response.headers.get("x-request-id")
         if message is None:
             message = response.text[:500] or response.reason_phrase or "request failed"
-        error_cls = SummaryConflictError if code == "summary_conflict" else cls
+        error_cls = _CODE_CLASSES.get(code or "", cls)
         return error_cls(message, status=response.status_code, code=code, request_id=request_id)
 
 
@@ -62,6 +62,24 @@ class GatewayUnavailableError(GatewayError):
 
 class SummaryConflictError(GatewayError):
     """A summary compare-and-set kept losing to concurrent writers."""
+
+
+class BindingConflictError(GatewayError):
+    """The task is already bound to a different Claude session, project key or cwd."""
+
+
+class StaleWriterError(GatewayError):
+    """A newer writer holds the task's lease; this store's epoch is fenced off.
+
+    The append wrote nothing and must not be retried with the same epoch.
+    """
+
+
+_CODE_CLASSES: dict[str, type[GatewayError]] = {
+    "summary_conflict": SummaryConflictError,
+    "binding_conflict": BindingConflictError,
+    "stale_writer": StaleWriterError,
+}
 
 
 def _str_or_none(value: Any) -> str | None:

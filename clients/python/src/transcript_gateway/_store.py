@@ -23,7 +23,12 @@ from claude_agent_sdk.types import (
     SessionSummaryEntry,
 )
 
-from ._errors import GatewayError, GatewayUnavailableError, SummaryConflictError
+from ._errors import (
+    GatewayError,
+    GatewayUnavailableError,
+    StaleWriterError,
+    SummaryConflictError,
+)
 from ._version import __version__
 
 __all__ = ["GatewaySessionStore"]
@@ -84,6 +89,7 @@ class GatewaySessionStore(SessionStore):
         backoff: Sequence[float] = (0.2, 0.8),
         max_summary_rounds: int = 8,
         page_size: int | None = None,
+        epoch: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -99,6 +105,8 @@ class GatewaySessionStore(SessionStore):
         self.backoff = tuple(backoff)
         self.max_summary_rounds = max_summary_rounds
         self.page_size = page_size
+        self.epoch = epoch
+        self._stale_epoch: int | None = None
         self._token = token
         self._transport = transport
         self._client = client
@@ -106,6 +114,19 @@ class GatewaySessionStore(SessionStore):
         self._summaries: dict[_SessionId, _Summary] = {}
         self._locks: dict[_SessionId, asyncio.Lock] = {}
         self._failed: dict[_KeyId, _FailedAppend] = {}
+
+    @property
+    def epoch(self) -> int | None:
+        """The writer epoch sent as ``X-Writer-Epoch`` with every append, or None."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int | None) -> None:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ValueError(f"epoch must be a non-negative int or None, not {value!r}")
+        self._epoch = value
 
     async def __aenter__(self) -> GatewaySessionStore:
         """Enter an async context that closes the HTTP client on exit."""
@@ -127,6 +148,7 @@ class GatewaySessionStore(SessionStore):
         """Append a batch of entries in order; main keys also fold the session summary."""
         if not entries:
             return
+        self._check_not_fenced()
         deadline = self._deadline()
         kid = _key_id(key)
         failed = self._failed.get(kid)
@@ -219,6 +241,67 @@ class GatewaySessionStore(SessionStore):
             if token is None:
                 return out
 
+    # -- task binding and writer lease ---------------------------------------
+
+    async def bind(self, claude_session_id: str, project_key: str, cwd: str) -> dict[str, Any]:
+        """Bind the task to a Claude session; the first binding wins.
+
+        Returns the stored binding (``claude_session_id``, ``project_key``, ``cwd``,
+        ``created_ms``) whether this call created it or it already held the same
+        values. Raises BindingConflictError if the task is bound to different values.
+        """
+        deadline = self._deadline()
+        body = json.dumps(
+            {"claude_session_id": claude_session_id, "project_key": project_key, "cwd": cwd},
+            separators=(",", ":"),
+        ).encode()
+        response = await self._send("PUT", self._binding_url(), content=body, deadline=deadline)
+        data: dict[str, Any] = self._ok(response)["data"]
+        return data
+
+    async def binding(self) -> dict[str, Any] | None:
+        """Return the task's binding, or None if the task is not bound."""
+        deadline = self._deadline()
+        response = await self._send("GET", self._binding_url(), deadline=deadline)
+        if response.status_code == 404:
+            error = GatewayError.from_response(response)
+            if error.code == "not_found":
+                return None
+            raise error
+        data: dict[str, Any] = self._ok(response)["data"]
+        return data
+
+    async def lease(self) -> int:
+        """Take a new writer lease: store its epoch on this store and return it.
+
+        Appends from then on carry ``X-Writer-Epoch``; any writer holding an older
+        epoch for this task is refused with StaleWriterError.
+        """
+        deadline = self._deadline()
+        url = f"{self.base_url}/v1/tasks/{_quote(self.task_id)}/lease"
+        response = await self._send("POST", url, deadline=deadline)
+        epoch = int(self._ok(response)["data"]["epoch"])
+        self.epoch = epoch
+        return epoch
+
+    def _binding_url(self) -> str:
+        return f"{self.base_url}/v1/tasks/{_quote(self.task_id)}/binding"
+
+    def _check_not_fenced(self) -> None:
+        """Refuse locally once the gateway has fenced this store's epoch off.
+
+        Epochs only grow, so an epoch the gateway refused stays refused: further
+        appends with it (including the SDK's own retries) fail without a request.
+        """
+        epoch, stale = self._epoch, self._stale_epoch
+        if epoch is not None and stale is not None and epoch <= stale:
+            raise StaleWriterError(
+                f"writer epoch {epoch} was fenced off by a newer lease on task "
+                f"{self.task_id}; not sending",
+                status=409,
+                code="stale_writer",
+            )
+
     # -- summaries -------------------------------------------------------------
 
     async def _append_main(
@@ -299,14 +382,17 @@ class GatewaySessionStore(SessionStore):
         self, key: SessionKey, body: bytes, idempotency_key: str, deadline: float
     ) -> dict[str, Any]:
         url = self._session_url(key, "/entries") + _query({"subpath": key.get("subpath")})
-        response = await self._send(
-            "POST",
-            url,
-            content=body,
-            headers={"Idempotency-Key": idempotency_key},
-            deadline=deadline,
-        )
-        receipt: dict[str, Any] = self._ok(response)["data"]
+        headers = {"Idempotency-Key": idempotency_key}
+        epoch = self._epoch
+        if epoch is not None:
+            headers["X-Writer-Epoch"] = str(epoch)
+        response = await self._send("POST", url, content=body, headers=headers, deadline=deadline)
+        try:
+            receipt: dict[str, Any] = self._ok(response)["data"]
+        except StaleWriterError:
+            if epoch is not None and (self._stale_epoch is None or epoch > self._stale_epoch):
+                self._stale_epoch = epoch
+            raise
         return receipt
 
     async def _list_project(self, project_key: str, *, summaries: bool) -> list[dict[str, Any]]:
