@@ -489,7 +489,7 @@ impl DynamoCatalog {
             let out = match self.client.describe_table().table_name(&table).send().await {
                 Ok(out) => out,
                 Err(e) if service_code(&e) == Some("ResourceNotFoundException") => {
-                    return Err(PortError::NotFound(self.missing_tables_hint(&table)));
+                    return Err(PortError::Unavailable(self.missing_tables_hint(&table)));
                 }
                 Err(e) => return Err(self.map_err("DescribeTable", &table, e)),
             };

@@ -342,6 +342,10 @@ async fn after_a_lease_bump_a_stale_epoch_append_is_refused_and_writes_nothing()
     eprintln!("{test}: {:?}", started.elapsed());
 }
 
+fn borrowed<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut cmd = Command::new(gateway_bin());
     cmd.args(args)
@@ -765,13 +769,28 @@ async fn resume_across_gateway_processes_after_migrate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let prefix = fresh_id("tg");
-    let env = [
-        ("TG_CATALOG", "dynamodb"),
-        ("TG_DYNAMODB_ENDPOINT_URL", endpoint.as_str()),
-        ("TG_DYNAMODB_TABLE_PREFIX", prefix.as_str()),
+    let mut env = vec![
+        ("TG_CATALOG", "dynamodb".to_string()),
+        ("TG_DYNAMODB_ENDPOINT_URL", endpoint.clone()),
+        ("TG_DYNAMODB_TABLE_PREFIX", prefix.clone()),
     ];
-    let (ok, out, err) = run_binary(&["migrate"], &env);
+    let (ok, out, err) = run_binary(&["migrate"], &borrowed(&env));
     assert!(ok, "{out}{err}");
+    // Objects in S3 when the emulator runs (the production pairing), else
+    // in the embedded directory both processes share.
+    if let (Ok(s3), Ok(bucket)) = (
+        std::env::var("TG_TEST_S3_ENDPOINT"),
+        std::env::var("TG_TEST_S3_BUCKET"),
+    ) {
+        env.extend([
+            ("TG_STORAGE", "s3".to_string()),
+            ("TG_S3_ENDPOINT_URL", s3),
+            ("TG_S3_BUCKET", bucket),
+            ("TG_S3_FORCE_PATH_STYLE", "true".to_string()),
+            ("TG_S3_PREFIX", prefix.clone()),
+        ]);
+    }
+    let env = borrowed(&env);
     let http = reqwest::Client::new();
     let s = Session::fresh();
     let a = ChildGateway::start(&data, &env).await;
@@ -806,7 +825,7 @@ async fn resume_across_gateway_processes_after_migrate() {
     assert_eq!(resp.status().as_u16(), 201);
     a.kill();
 
-    // A fresh process; the embedded object dir is shared as S3 would be.
+    // A fresh process: nothing cached, only the shared backends.
     let b = ChildGateway::start(&data, &env).await;
     let binding: Value = http
         .get(format!("{}/v1/tasks/{}/binding", b.base_url, s.task))
