@@ -125,6 +125,13 @@ impl S3Objects {
         })
     }
 
+    /// Lists as for a directory bucket (read all, filter, sort) whatever the
+    /// bucket's name, so tests can run that path against an emulator.
+    pub fn with_unsorted_listing(mut self) -> Self {
+        self.express = true;
+        self
+    }
+
     /// The SDK client (tests use it to reach behind the gateway's back).
     pub fn client(&self) -> &Client {
         &self.client
@@ -159,15 +166,15 @@ impl S3Objects {
         format!("S3 {op} s3://{}/{key} ({})", self.bucket, self.endpoint)
     }
 
-    /// After a retried put met 412: whether the object there is the one an
-    /// earlier, timed-out attempt of this very call wrote.
+    /// After a retried put met 412 or 409: whether the object there is the
+    /// one an earlier attempt of this very call wrote (its answer lost).
     async fn is_ours(
         &self,
         object_key: &str,
         body: &Bytes,
         crc32c: u32,
     ) -> Result<bool, PortError> {
-        let head = self
+        let head = match self
             .client
             .head_object()
             .bucket(&self.bucket)
@@ -175,7 +182,13 @@ impl S3Objects {
             .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
-            .map_err(|e| map_error(&e, &self.describe("HeadObject", object_key)))?;
+        {
+            Ok(head) => head,
+            // After a 409 ConditionalRequestConflict the other writer's
+            // object may not be visible yet: not ours either way.
+            Err(err) if is_no_such_key(&err) => return Ok(false),
+            Err(err) => return Err(map_error(&err, &self.describe("HeadObject", object_key))),
+        };
         Ok(head.content_length() == Some(body.len() as i64)
             && head.checksum_crc32_c().and_then(decode_crc32c) == Some(crc32c))
     }
@@ -228,7 +241,7 @@ impl S3Objects {
     async fn list_express(
         &self,
         prefix: &str,
-        start_after: Option<String>,
+        start_after: Option<&str>,
         recursive: bool,
     ) -> Result<Page<Listed>, PortError> {
         let mut items = Vec::new();
@@ -253,14 +266,13 @@ impl S3Objects {
                 _ => break,
             }
         }
-        if let Some(after) = &start_after {
-            let after = self.port_key(after).unwrap_or(after);
+        if let Some(after) = start_after {
             items.retain(|item: &Listed| item.key.as_str() > after);
         }
         if !recursive {
-            // Belt and braces: only objects directly under the directory.
+            // Belt and braces: only objects directly in the directory.
             let dir_len = self.port_key(prefix).map_or(0, str::len);
-            items.retain(|item| !item.key[dir_len.min(item.key.len())..].contains('/'));
+            items.retain(|item| !item.key.get(dir_len..).unwrap_or("").contains('/'));
         }
         items.sort_by(|a, b| a.key.cmp(&b.key));
         items.dedup_by(|a, b| a.key == b.key);
@@ -363,10 +375,10 @@ impl ObjectPort for S3Objects {
     ) -> Result<Page<Listed>, PortError> {
         // Directory buckets need prefixes ending in '/'; ours always do.
         let prefix = self.object_key(dir);
-        let start_after = start_after.map(|k| self.object_key(k));
         if self.express {
             self.list_express(&prefix, start_after, recursive).await
         } else {
+            let start_after = start_after.map(|k| self.object_key(k));
             self.list_sorted(&prefix, start_after, recursive).await
         }
     }
@@ -388,26 +400,41 @@ impl ObjectPort for S3Objects {
     }
 
     async fn check(&self) -> Result<(), PortError> {
-        let err = match self.client.head_bucket().bucket(&self.bucket).send().await {
+        // A one-key listing of our prefix rather than HeadBucket: it proves
+        // the same (bucket exists, credentials work, region is right) and
+        // needs only s3:ListBucket conditioned on the prefix, so the IAM
+        // policy can stay scoped to it.
+        let prefix = self.object_key("");
+        let err = match self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .max_keys(1)
+            .send()
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(err) => err,
         };
         let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().unwrap_or("no error code");
         let bucket = &self.bucket;
         let endpoint = &self.endpoint;
         let message = match status {
-            Some(404) => format!("S3 bucket {bucket:?} does not exist at {endpoint}"),
+            Some(404) => format!("S3 bucket {bucket:?} does not exist at {endpoint} ({code})"),
             Some(403) => format!(
-                "access to S3 bucket {bucket:?} at {endpoint} was denied; the gateway's \
-                 credentials need s3:ListBucket on it (and s3:GetObject, s3:PutObject, \
-                 s3:DeleteObject under the prefix)"
+                "access to S3 bucket {bucket:?} at {endpoint} was denied ({code}); check the \
+                 credentials, and that they allow s3:ListBucket on the bucket for prefix \
+                 {prefix:?} and s3:GetObject, s3:PutObject, s3:DeleteObject under it"
             ),
             Some(301) | Some(400) if bucket_region(&err).is_some() => format!(
                 "S3 bucket {bucket:?} is in region {}, not the configured one; set AWS_REGION",
                 bucket_region(&err).unwrap_or_default()
             ),
             Some(status) => format!(
-                "S3 HeadBucket on {bucket:?} at {endpoint} failed with HTTP {status}: {}",
+                "S3 bucket {bucket:?} at {endpoint}: listing {prefix:?} failed with HTTP \
+                 {status}: {}",
                 DisplayErrorContext(&err)
             ),
             None => format!(

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -20,7 +21,8 @@ use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, Session
 use transcript_gateway::engine::keys;
 
 use crate::common::{
-    append, embedded_ports, emulator_env, fresh_id, load, ChildGateway, Session, TestGateway,
+    append, embedded_ports, emulator_env, free_port, fresh_id, gateway_bin, load, ChildGateway,
+    Session, TestGateway,
 };
 
 const ENDPOINT: &str = "TG_TEST_S3_ENDPOINT";
@@ -169,7 +171,12 @@ async fn appends_and_loads_round_trip_over_http_on_s3() {
         .expect("the part is at {prefix}/{task}/{project}/{session}/part-...");
     assert!(head.checksum_crc32_c().is_some(), "parts carry a CRC32C");
 
-    let resp = gw.http.delete(s.session(&gw.base_url)).send().await.unwrap();
+    let resp = gw
+        .http
+        .delete(s.session(&gw.base_url))
+        .send()
+        .await
+        .unwrap();
     assert!(resp.status().is_success(), "delete: {}", resp.status());
     let (status, _, _) = load_full(&gw.http, &url).await;
     assert_eq!(status, 404, "a deleted session is absent");
@@ -204,8 +211,10 @@ async fn a_part_overwritten_behind_the_gateways_back_is_refused_on_load() {
             assert_eq!(status, 200, "{body}");
             expected.extend(b.as_array().unwrap().iter().cloned());
         }
-        let object_key =
-            store.object_key(&keys::part_key(&keys::transcript_dir(&session_key(&s)), Seq(2)));
+        let object_key = store.object_key(&keys::part_key(
+            &keys::transcript_dir(&session_key(&s)),
+            Seq(2),
+        ));
         let forged = aws_sdk_s3::primitives::ByteStream::from_static(b"{\"forged\":true}\n");
         let put = store
             .client()
@@ -221,26 +230,25 @@ async fn a_part_overwritten_behind_the_gateways_back_is_refused_on_load() {
                 .await
                 .map(|_| ()),
             _ => {
-                let original = crc32c::crc32c(
-                    format!(
-                        "{}\n{}\n",
-                        expected[2].to_string(),
-                        expected[3].to_string()
-                    )
-                    .as_bytes(),
-                );
-                use base64::Engine as _;
-                put.checksum_crc32_c(
-                    base64::engine::general_purpose::STANDARD.encode(original.to_be_bytes()),
-                )
-                .send()
-                .await
-                .map(|_| ())
+                let original = store
+                    .client()
+                    .head_object()
+                    .bucket(store.bucket())
+                    .key(&object_key)
+                    .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                    .send()
+                    .await
+                    .expect("head the original part");
+                let stored = original.checksum_crc32_c().expect("a stored CRC32C");
+                put.checksum_crc32_c(stored).send().await.map(|_| ())
             }
         };
         let (status, code, entries) = load_full(&gw.http, &url).await;
         if tamper == "stale-crc32c" {
-            assert!(result.is_err(), "S3 must refuse a body that fails its CRC32C");
+            assert!(
+                result.is_err(),
+                "S3 must refuse a body that fails its CRC32C"
+            );
             assert_eq!(status, 200, "the refused overwrite changed nothing");
             assert_eq!(entries, expected);
             continue;
@@ -319,7 +327,12 @@ impl Drop for PrivateEmulator {
 }
 
 /// POSTs a batch with an `Idempotency-Key`; returns the status and body.
-async fn append_once(http: &reqwest::Client, url: &str, key: &str, entries: &Value) -> (u16, Value) {
+async fn append_once(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    entries: &Value,
+) -> (u16, Value) {
     match http
         .post(url)
         .header("idempotency-key", key)
@@ -381,7 +394,11 @@ async fn an_s3_outage_answers_503_in_bounded_time_and_recovers_without_restart()
     let started = Instant::now();
     let (status, code, _) = load_full(&gw.http, &url).await;
     assert_eq!((status, code.as_str()), (503, "backend_unavailable"));
-    assert!(started.elapsed() < bound, "load took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < bound,
+        "load took {:?}",
+        started.elapsed()
+    );
     let ready = gw.http.get(gw.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503, "not ready while S3 is down");
 
@@ -396,7 +413,10 @@ async fn an_s3_outage_answers_503_in_bounded_time_and_recovers_without_restart()
             assert_eq!(body["data"]["seq"], 6, "the outage left no part: {body}");
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery within 60 s: {status} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 60 s: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     expected.extend(recovered.as_array().unwrap().iter().cloned());
@@ -479,8 +499,20 @@ async fn two_gateway_processes_share_keys_without_loss_duplication_or_disorder()
     for r in results {
         r.expect("writer task");
     }
+    let mut conflicts = Vec::new();
+    for gw in &gateways {
+        let text = http
+            .get(format!("{}/metrics", gw.base_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        conflicts.push(metric(&text, "tg_append_conflicts_total"));
+    }
     eprintln!(
-        "2 gateways x {writers} writers x {appends} appends: {:?}",
+        "2 gateways x {writers} writers x {appends} appends: {:?}, lost races per gateway {conflicts:?}",
         started.elapsed()
     );
 
@@ -491,27 +523,48 @@ async fn two_gateway_processes_share_keys_without_loss_duplication_or_disorder()
             assert_eq!(status, 200);
             views.push(entries);
         }
-        assert_eq!(views[0], views[1], "both instances load one identical order");
+        assert_eq!(
+            views[0], views[1],
+            "both instances load one identical order"
+        );
         let entries = &views[0];
-        assert_eq!(entries.len(), 2 * 2 * (writers / 2) * appends, "every batch once");
+        assert_eq!(
+            entries.len(),
+            2 * 2 * (writers / 2) * appends,
+            "every batch once"
+        );
         let mut seen = std::collections::HashSet::new();
         let mut last_i = std::collections::HashMap::new();
         for pair in entries.chunks(2) {
             assert_eq!((&pair[0]["p"], &pair[1]["p"]), (&json!(0), &json!(1)));
             let id = (pair[0]["g"].clone(), pair[0]["w"].clone());
-            assert_eq!(id, (pair[1]["g"].clone(), pair[1]["w"].clone()), "batches stay contiguous");
+            assert_eq!(
+                id,
+                (pair[1]["g"].clone(), pair[1]["w"].clone()),
+                "batches stay contiguous"
+            );
             let i = pair[0]["i"].as_u64().unwrap();
             assert_eq!(pair[1]["i"], i);
             assert!(seen.insert((id.clone(), i)), "duplicate batch {id:?} {i}");
             // One writer's appends are sequential: they load in its order.
             let prev = last_i.insert(id.clone(), i);
-            assert!(prev.is_none_or(|p| p < i), "writer {id:?} out of order at {i}");
+            assert!(
+                prev.is_none_or(|p| p < i),
+                "writer {id:?} out of order at {i}"
+            );
         }
     }
     for gw in gateways {
         let exit = gw.terminate();
         assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
     }
+}
+
+/// A counter's value in Prometheus text, 0 when absent.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -530,7 +583,7 @@ async fn a_missing_bucket_is_named_at_connect() {
         "{err}"
     );
     let unreachable = Config {
-        s3_endpoint_url: Some(format!("http://127.0.0.1:{}", crate::common::free_port())),
+        s3_endpoint_url: Some(format!("http://127.0.0.1:{}", free_port())),
         aws_operation_timeout_ms: 3_000,
         ..config
     };
@@ -541,4 +594,207 @@ async fn a_missing_bucket_is_named_at_connect() {
     };
     assert!(err.contains("cannot reach"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn directory_bucket_listing_mode_passes_the_listing_conformance() {
+    let Some((endpoint, bucket)) =
+        s3_target("directory_bucket_listing_mode_passes_the_listing_conformance")
+    else {
+        return;
+    };
+    let config = s3_config(&endpoint, &bucket);
+    // S3 Express One Zone neither sorts listings nor takes StartAfter; the
+    // adapter's workaround must give the same answers as a sorted listing.
+    let objects: Arc<dyn ObjectPort> = Arc::new(
+        S3Objects::open(&config)
+            .await
+            .expect("open")
+            .with_unsorted_listing(),
+    );
+    let ns = fresh_id("ns");
+    suite::listings_are_sorted_and_scoped(objects.as_ref(), &ns).await;
+    suite::long_listings_page(objects.as_ref(), &ns, 2_100).await;
+}
+
+/// A TCP proxy to `upstream` (`host:port`) that passes its first connection's
+/// request on but swallows the answer and closes the connection, as a
+/// network failure after S3 committed a write would.
+async fn answer_losing_proxy(upstream: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let lose_answer = std::mem::take(&mut first);
+            tokio::spawn(async move {
+                if lose_answer {
+                    use tokio::io::AsyncReadExt;
+                    let (mut client_read, client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let forward = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    let mut byte = [0u8; 1];
+                    let _ = server_read.read(&mut byte).await;
+                    forward.abort();
+                    drop(client_write);
+                } else {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_put_whose_answer_was_lost_is_not_mistaken_for_a_lost_race() {
+    let Some((endpoint, bucket)) =
+        s3_target("a_put_whose_answer_was_lost_is_not_mistaken_for_a_lost_race")
+    else {
+        return;
+    };
+    let upstream = endpoint.trim_start_matches("http://").to_string();
+    let proxied = answer_losing_proxy(upstream).await;
+    let config = s3_config(&proxied, &bucket);
+    // No request before the put: the put's first attempt is the one whose
+    // answer the proxy swallows; the SDK retries and meets 412.
+    let store = S3Objects::open(&config).await.expect("open");
+    let key = format!("{}/part-00000000000000000001.jsonl", fresh_id("lost"));
+    let body = bytes::Bytes::from_static(b"{\"mine\":true}\n");
+    store
+        .put_if_absent(&key, body.clone(), crc32c::crc32c(&body))
+        .await
+        .expect("the retried put recognises its own object");
+    let other = bytes::Bytes::from_static(b"{\"theirs\":true}\n");
+    match store
+        .put_if_absent(&key, other.clone(), crc32c::crc32c(&other))
+        .await
+    {
+        Err(transcript_gateway::backend::PortError::AlreadyExists(_)) => {}
+        got => panic!("another body on a taken key must be AlreadyExists, got {got:?}"),
+    }
+}
+
+/// Runs `transcript-gateway serve` on S3 expecting it to refuse to start;
+/// returns its stderr.
+async fn refused_start(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(gateway_bin());
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("TG_LOG", "warn")
+        .env("TG_LOG_FORMAT", "text")
+        .env("TG_STORAGE", "s3")
+        .env("TG_CATALOG", "embedded")
+        .env("TG_S3_FORCE_PATH_STYLE", "true")
+        .env("TG_AWS_OPERATION_TIMEOUT_MS", "5000")
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("the gateway gives up within 30 s")
+        .expect("run the gateway");
+    assert!(!out.status.success(), "the gateway must not start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_gateway_without_a_usable_bucket_refuses_to_start_and_says_why() {
+    let Some((endpoint, bucket)) =
+        s3_target("a_gateway_without_a_usable_bucket_refuses_to_start_and_says_why")
+    else {
+        return;
+    };
+    let missing = fresh_id("no-such-bucket");
+    let err = refused_start(&[
+        ("TG_S3_BUCKET", missing.as_str()),
+        ("TG_S3_ENDPOINT_URL", endpoint.as_str()),
+    ])
+    .await;
+    assert!(
+        err.contains(&missing) && err.contains("does not exist"),
+        "{err}"
+    );
+    let err = refused_start(&[
+        ("TG_S3_BUCKET", bucket.as_str()),
+        ("TG_S3_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+    ])
+    .await;
+    assert!(err.contains(&bucket) && err.contains("denied"), "{err}");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let err = refused_start(&[
+        ("TG_S3_BUCKET", bucket.as_str()),
+        ("TG_S3_ENDPOINT_URL", dead.as_str()),
+    ])
+    .await;
+    assert!(err.contains("cannot reach") && err.contains(&dead), "{err}");
+}
+
+#[tokio::test]
+async fn a_tampered_part_late_in_a_streamed_load_breaks_the_transfer() {
+    let Some((endpoint, bucket)) =
+        s3_target("a_tampered_part_late_in_a_streamed_load_breaks_the_transfer")
+    else {
+        return;
+    };
+    let config = s3_config(&endpoint, &bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let gw = s3_gateway(&config, dir.path()).await;
+    let store = S3Objects::open(&config).await.unwrap();
+    let s = Session::fresh();
+    let url = s.entries(&gw.base_url);
+    // About 12 MiB in 1 MiB parts: too big to verify before answering, so
+    // the load streams and meets the bad part after the headers are sent.
+    let parts = 12;
+    for i in 0..parts {
+        let entries: Vec<Value> = (0..16)
+            .map(|k| json!({"i": i, "k": k, "pad": "y".repeat(64 * 1024)}))
+            .collect();
+        let (status, body) = append(&gw.http, &url, Value::Array(entries)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let last = keys::part_key(&keys::transcript_dir(&session_key(&s)), Seq(parts));
+    store
+        .client()
+        .put_object()
+        .bucket(store.bucket())
+        .key(store.object_key(&last))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"{\"forged\":1}\n",
+        ))
+        .send()
+        .await
+        .expect("overwrite the last part");
+    let resp = gw.http.get(&url).send().await.expect("load request");
+    let status = resp.status().as_u16();
+    match resp.bytes().await {
+        Ok(body) if status == 200 => {
+            let parsed: Result<Value, _> = serde_json::from_slice(&body);
+            panic!(
+                "a load with a tampered part ended cleanly ({} bytes, valid JSON: {})",
+                body.len(),
+                parsed.is_ok()
+            );
+        }
+        Ok(body) => {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            assert_eq!((status, error_code(&body)), (502, "checksum_mismatch"));
+        }
+        Err(e) => {
+            assert_eq!(status, 200);
+            eprintln!("the streamed load broke off as it should: {e}");
+        }
+    }
+    gw.stop().await;
 }
