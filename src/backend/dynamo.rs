@@ -364,7 +364,7 @@ impl DynamoCatalog {
         }
     }
 
-    fn where_(&self) -> String {
+    fn location(&self) -> String {
         match &self.endpoint {
             Some(url) => format!("at {url}"),
             None => "in the configured AWS account and region".into(),
@@ -376,7 +376,7 @@ impl DynamoCatalog {
             "DynamoDB table {table:?} does not exist {}; create the tables with \
              `transcript-gateway migrate` (same TG_DYNAMODB_TABLE_PREFIX, \
              TG_DYNAMODB_ENDPOINT_URL and AWS settings), then start again",
-            self.where_()
+            self.location()
         )
     }
 
