@@ -240,26 +240,34 @@ impl Engine {
 
     /// Advances `state` over every part the store holds beyond `state.head`.
     pub(super) async fn catch_up(&self, dir: &str, state: &mut SessionRecord) -> Result<(), Error> {
-        let floor = state.head.max(state.compacted_through);
-        let mut after = keys::part_key(dir, floor);
+        // Parts a snapshot covers may already be deleted, but their numbers
+        // are taken: the head is never below the newest snapshot.
+        if state.compacted_through > state.head {
+            state.head = state.compacted_through;
+            state.parts = state.head.0;
+        }
+        let mut after = keys::part_key(dir, state.head);
         loop {
             let page = self.inner.objects.list(dir, Some(&after), false).await?;
-            let mut last = None;
             for item in &page.items {
                 match keys::parse(dir, &item.key) {
                     Some(keys::ObjectKind::Part(seq)) if seq > state.head => {
                         state.head = seq;
                         state.parts = seq.0;
                         state.bytes += item.size;
-                        last = Some(item.key.clone());
                     }
-                    Some(keys::ObjectKind::Part(_)) => last = Some(item.key.clone()),
-                    // Snapshots sort after every part: the parts are done.
-                    _ => return Ok(()),
+                    // Snapshots sort after every part. One newer than the
+                    // head (its record step never ran) still takes its numbers.
+                    Some(keys::ObjectKind::Snapshot(seq)) if seq > state.head => {
+                        state.head = seq;
+                        state.parts = seq.0;
+                        state.compacted_through = state.compacted_through.max(seq);
+                    }
+                    _ => {}
                 }
             }
-            match (page.more, last) {
-                (true, Some(last)) => after = last,
+            match page.items.last() {
+                Some(last) if page.more => after = last.key.clone(),
                 _ => return Ok(()),
             }
         }

@@ -135,12 +135,17 @@ impl Engine {
             let leftovers = (base_seq > Seq::ZERO).then_some(base_seq);
             return Ok((None, leftovers));
         }
-        for (i, (seq, _)) in parts.iter().enumerate() {
-            if seq.0 != base_seq.0 + 1 + i as u64 {
-                return Err(Error::Conflict(format!(
-                    "{key}: parts after {base_seq} are not contiguous (found {seq}); retry"
-                )));
-            }
+        // Fold only the contiguous run after the base: a part being created
+        // while we listed may be missing from the listing.
+        let contiguous = parts
+            .iter()
+            .enumerate()
+            .take_while(|(i, (seq, _))| seq.0 == base_seq.0 + 1 + *i as u64)
+            .count();
+        let mut parts = parts;
+        parts.truncate(contiguous);
+        if parts.is_empty() {
+            return Ok((None, (base_seq > Seq::ZERO).then_some(base_seq)));
         }
         let through = parts.last().map_or(base_seq, |(seq, _)| *seq);
 

@@ -466,3 +466,52 @@ async fn the_compact_command_uses_the_running_gateway_or_the_backends() {
     assert_eq!(entries, (0..5).map(|i| json!({"i": i})).collect::<Vec<_>>());
     gw.kill();
 }
+
+#[tokio::test]
+async fn a_lagging_catalog_never_lets_a_compacted_sequence_number_be_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let key = key();
+    {
+        let engine = Engine::new(objects.clone(), catalog.clone(), config(0));
+        for i in 1..=4 {
+            append(&engine, &key, i).await;
+        }
+        engine
+            .compact(
+                &key,
+                CompactOptions {
+                    force: true,
+                    halt: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        object_names(&objects, &key).await,
+        vec![keys::ObjectKind::Snapshot(Seq(4))]
+    );
+    // The catalog forgets the last append and the compaction (a failed write).
+    let current = catalog.get_session(&key).await.unwrap().unwrap();
+    let mut lagging = current.value.clone();
+    lagging.head = Seq(3);
+    lagging.parts = 3;
+    lagging.compacted_through = Seq::ZERO;
+    catalog
+        .put_session(transcript_gateway::backend::SessionWrite {
+            key: &key,
+            record: &lagging,
+            expected_version: current.version,
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    let engine = Engine::new(objects, catalog, config(0));
+    assert_eq!(
+        append(&engine, &key, 5).await,
+        Seq(5),
+        "part 4 lives on in the snapshot"
+    );
+    assert_eq!(load(&engine, &key, 0).await, expected(1, 5));
+}

@@ -188,17 +188,23 @@ fn list_blocking(
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let ty = entry.file_type().map_err(|e| io_err("list directory", e))?;
+            // An entry deleted while we list is simply not listed.
+            let ty = match entry.file_type() {
+                Ok(ty) => ty,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("list directory", e)),
+            };
             let key = format!("{prefix}{name}");
             if ty.is_dir() {
                 if recursive {
                     stack.push((entry.path(), format!("{key}/")));
                 }
             } else if ty.is_file() && start_after.is_none_or(|after| key.as_str() > after) {
-                let size = entry
-                    .metadata()
-                    .map_err(|e| io_err("stat object", e))?
-                    .len();
+                let size = match entry.metadata() {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err("stat object", e)),
+                };
                 items.push(Listed {
                     key,
                     size: size.saturating_sub(FOOTER_LEN),
