@@ -61,7 +61,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             for k in 0..3 {
                 let which = (i + k) % 3;
                 let elapsed = match which {
-                    0 => timed(post_append(&env.http, &s3_url, http_body.clone())).await,
+                    0 => timed(post_append(&s3.http, &s3_url, http_body.clone())).await,
                     1 => {
                         let key = format!("{prefix}/direct-{session}/obj-{i:08}.jsonl");
                         timed(async {
@@ -70,7 +70,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         })
                         .await
                     }
-                    _ => timed(post_append(&env.http, &emb_url, http_body.clone())).await,
+                    _ => timed(post_append(&embedded.http, &emb_url, http_body.clone())).await,
                 };
                 let (result, d) = elapsed;
                 result?;

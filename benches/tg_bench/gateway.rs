@@ -57,6 +57,9 @@ pub struct Gateway {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// A keep-alive client for this process only (a restarted gateway may get
+    /// the same port, and pooled connections to a killed one are dead).
+    pub http: reqwest::Client,
     /// The process id (for /proc/<pid>/status).
     pub pid: u32,
     /// Its stderr.
@@ -85,6 +88,7 @@ impl Gateway {
         let port = free_port()?;
         let log = env
             .work_dir
+            .join(&env.run_id)
             .join(format!("gateway-{}-{port}.log", spec.name));
         let log_file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(&env.gateway_bin);
@@ -122,13 +126,15 @@ impl Gateway {
             pid: child.id(),
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
+            http: crate::http_client()?,
             log,
         };
-        gw.wait_ready(&env.http).await?;
+        gw.wait_ready().await?;
         Ok(gw)
     }
 
-    async fn wait_ready(&mut self, http: &reqwest::Client) -> Res<()> {
+    async fn wait_ready(&mut self) -> Res<()> {
+        let http = self.http.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
@@ -166,8 +172,9 @@ impl Gateway {
     }
 
     /// `POST /admin/v1/tasks/{task}/compact`: the status and the JSON answer.
-    pub async fn compact(&self, http: &reqwest::Client, task: &str) -> Res<(u16, Value)> {
-        let resp = http
+    pub async fn compact(&self, task: &str) -> Res<(u16, Value)> {
+        let resp = self
+            .http
             .post(format!("{}/admin/v1/tasks/{task}/compact", self.base))
             .send()
             .await?;

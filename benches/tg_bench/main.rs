@@ -118,8 +118,6 @@ pub struct Env {
     pub s3_pid: Option<u32>,
     /// Scratch space.
     pub work_dir: PathBuf,
-    /// One keep-alive HTTP client for every gateway request.
-    pub http: reqwest::Client,
     /// Direct S3 access.
     pub direct: s3::Direct,
     /// Unique per run; keeps S3 prefixes apart.
@@ -129,9 +127,12 @@ pub struct Env {
 }
 
 impl Env {
-    /// A fresh data directory for a gateway.
+    /// A fresh data directory for a gateway (unique to this run, so a reused
+    /// work dir never mixes runs).
     pub fn data_dir(&self, name: &str) -> PathBuf {
-        self.work_dir.join(format!("data-{name}"))
+        self.work_dir
+            .join(&self.run_id)
+            .join(format!("data-{name}"))
     }
 
     /// An S3 key prefix of this run (no trailing `/`).
@@ -146,6 +147,28 @@ pub const PROJECT: &str = "-workspace-bench";
 /// `.../entries` of a session on a gateway.
 pub fn entries_url(base: &str, task: &str, session: &str) -> String {
     format!("{base}/v1/tasks/{task}/projects/{PROJECT}/sessions/{session}/entries")
+}
+
+/// A keep-alive HTTP client for loopback gateways.
+pub fn http_client() -> Res<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(600))
+        .build()?)
+}
+
+/// An error with its chain of causes on one line.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// POSTs an append body; fails unless the answer is 200. Returns the answer.
@@ -180,7 +203,7 @@ fn main() -> std::process::ExitCode {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::from(1),
         Err(e) => {
-            eprintln!("tg-bench: {e}");
+            eprintln!("tg-bench: {}", chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -204,12 +227,6 @@ async fn run(args: Args) -> Res<bool> {
             args.gateway_bin.display()
         )));
     }
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(600))
-        .build()?;
     let env = Env {
         gateway_bin: args.gateway_bin.clone(),
         python: args.python.clone(),
@@ -219,7 +236,6 @@ async fn run(args: Args) -> Res<bool> {
         s3_bucket: args.s3_bucket.clone(),
         s3_pid: args.s3_pid,
         work_dir: work_dir.clone(),
-        http,
         run_id: ulid::Ulid::new().to_string().to_lowercase(),
         quick: args.quick,
     };
@@ -254,10 +270,10 @@ async fn run(args: Args) -> Res<bool> {
                 rows.append(&mut r);
             }
             Err(e) => {
-                eprintln!("tg-bench: {name} failed: {e}");
+                eprintln!("tg-bench: {name} failed: {}", chain(e.as_ref()));
                 details.insert(
                     name.clone(),
-                    json!({ "error": e.to_string(), "scenario_secs": secs }),
+                    json!({ "error": chain(e.as_ref()), "scenario_secs": secs }),
                 );
                 all_ran = false;
             }

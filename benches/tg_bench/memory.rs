@@ -92,11 +92,11 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
                     8,
                 )
                 .await?;
-            post_append(&env.http, &url, part(parts).http_body()).await?;
+            post_append(&gw.http, &url, part(parts).http_body()).await?;
         }
         Storage::Embedded => {
             for seq in 1..=parts {
-                post_append(&env.http, &url, part(seq).http_body()).await?;
+                post_append(&gw.http, &url, part(seq).http_body()).await?;
             }
         }
     }
@@ -116,7 +116,7 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
     // Compact, then load the snapshot with a fresh process.
     let gw = Gateway::start(env, spec).await?;
     let t0 = Instant::now();
-    let (status, answer) = gw.compact(&env.http, task).await?;
+    let (status, answer) = gw.compact(task).await?;
     let compact_secs = t0.elapsed().as_secs_f64();
     let compact_hwm = gw.status_kib("VmHWM").ok();
     gw.stop()?;
@@ -136,7 +136,7 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
         rows.push(
             Row::new(&scenario, &format!("{label}, the compaction itself"), None)
                 .ratio(format!("peak RSS {mib:.1} MiB in {compact_secs:.1} s"))
-                .target(format!("(<= {TARGET_MIB:.0} MiB)"), Some(mib <= TARGET_MIB)),
+                .target("none (for information)", None),
         );
     }
     let detail = json!({
@@ -185,7 +185,7 @@ async fn measured_load(
         })
     };
     let t0 = Instant::now();
-    let mut resp = env.http.get(&url).send().await?;
+    let mut resp = gw.http.get(&url).send().await?;
     let status = resp.status();
     let first_byte = t0.elapsed();
     let mut received: u64 = 0;
@@ -205,7 +205,7 @@ async fn measured_load(
     }
     // `{"data":{"entries":[` + the JSONL with newlines turned into commas
     // (the last one dropped) + `]}}`.
-    let expected = 21 + total_bytes - 1 + 3;
+    let expected = (r#"{"data":{"entries":["#.len() + "]}}".len()) as u64 + total_bytes - 1;
     let hwm_mib = hwm as f64 / 1024.0;
     let idle_mib = idle_rss as f64 / 1024.0;
     let secs = elapsed.as_secs_f64();

@@ -158,7 +158,7 @@ async fn one_size(
             64,
         )
         .await?;
-    let receipt = post_append(&env.http, &url, part(n).http_body()).await?;
+    let receipt = post_append(&gw.http, &url, part(n).http_body()).await?;
     if receipt["data"]["seq"] != json!(n) {
         return Err(err(format!(
             "the gateway appended part {} after {} seeded parts; expected {n}: the layout differs",
@@ -175,7 +175,7 @@ async fn one_size(
     let seed_secs = t_seed.elapsed().as_secs_f64();
 
     // Warm up every path once, checking each sees all n entries in order.
-    check_entries(&load(env, &url).await?.1, n, "gateway load")?;
+    check_entries(&load(&gw.http, &url).await?.1, n, "gateway load")?;
     let warm = env.direct.reference_load(&s3_dir, REF_CONCURRENCY).await?;
     expect(warm.entries, n, "Rust reference load")?;
 
@@ -191,7 +191,7 @@ async fn one_size(
         for k in 0..3 {
             match (i + k) % 3 {
                 0 => {
-                    let (l, body) = load(env, &url).await?;
+                    let (l, body) = load(&gw.http, &url).await?;
                     check_entries(&body, n, "gateway load")?;
                     gw_bytes.push_ms(l.bytes_ms);
                     gw_parse.push_ms(l.parse_ms);
@@ -220,7 +220,7 @@ async fn one_size(
 
     eprintln!("tg-bench: resume {n} parts: compacting");
     let t_compact = Instant::now();
-    let (status, answer) = gw.compact(&env.http, &task).await?;
+    let (status, answer) = gw.compact(&task).await?;
     let compact_secs = t_compact.elapsed().as_secs_f64();
     let compacted = status == 200;
     if !compacted {
@@ -243,7 +243,7 @@ async fn one_size(
         for k in 0..3 {
             match (i + k) % 3 {
                 0 if compacted => {
-                    let (l, body) = load(env, &url).await?;
+                    let (l, body) = load(&gw.http, &url).await?;
                     check_entries(&body, n, "gateway load after compaction")?;
                     after_bytes.push_ms(l.bytes_ms);
                     after_parse.push_ms(l.parse_ms);
@@ -448,9 +448,9 @@ async fn one_size(
 }
 
 /// GETs a transcript, buffering the body; times the last byte and the parse.
-async fn load(env: &Env, url: &str) -> Res<(GwLoad, Value)> {
+async fn load(http: &reqwest::Client, url: &str) -> Res<(GwLoad, Value)> {
     let t0 = Instant::now();
-    let mut resp = env.http.get(url).send().await?;
+    let mut resp = http.get(url).send().await?;
     let status = resp.status();
     let mut buf = BytesMut::new();
     while let Some(chunk) = resp.chunk().await? {

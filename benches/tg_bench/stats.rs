@@ -19,11 +19,6 @@ impl Samples {
         self.0.push(ms);
     }
 
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// The summary, or `None` without samples.
     pub fn summary(&self) -> Option<Summary> {
         summarize(&self.0)

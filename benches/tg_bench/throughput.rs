@@ -66,7 +66,7 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
     let warm = urls
         .iter()
         .zip(&bodies)
-        .map(|(u, b)| post_append(&env.http, u, b.clone()));
+        .map(|(u, b)| post_append(&gw.http, u, b.clone()));
     futures::future::try_join_all(warm).await?;
 
     eprintln!(
@@ -84,7 +84,7 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
         .iter()
         .zip(&bodies)
         .map(|(url, body)| {
-            let (http, url, body) = (env.http.clone(), url.clone(), body.clone());
+            let (http, url, body) = (gw.http.clone(), url.clone(), body.clone());
             tokio::spawn(async move {
                 let mut w = Writer {
                     latencies: Samples::default(),
@@ -101,7 +101,8 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
                         }
                         Err(e) => {
                             w.errors += 1;
-                            w.first_error.get_or_insert_with(|| e.to_string());
+                            w.first_error
+                                .get_or_insert_with(|| crate::chain(e.as_ref()));
                         }
                     }
                 }
@@ -136,8 +137,9 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
     let gw = Gateway::start(env, spec).await?;
     let mut lost = 0u64;
     let mut extra = 0u64;
-    for (url, w) in urls.iter().zip(&writers) {
-        let resp = env.http.get(url).send().await?;
+    for (i, w) in writers.iter().enumerate() {
+        let url = entries_url(&gw.base, task, &format!("sess-{i:02}"));
+        let resp = gw.http.get(&url).send().await?;
         if !resp.status().is_success() {
             return Err(err(format!(
                 "load {url} after restart answered {}",
