@@ -30,6 +30,10 @@ const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 1024;
+/// Idempotency records older than this are dropped (as DynamoDB's TTL does).
+pub const IDEMPOTENCY_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// How often the writer thread drops expired idempotency records.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Serialize, Deserialize)]
 struct StoredSession {
@@ -193,8 +197,48 @@ fn open_database(path: &Path) -> Result<Database, PortError> {
     }
 }
 
+/// Deletes idempotency records created before `cutoff_ms`; returns how many.
+pub fn prune_idempotency(db: &Database, cutoff_ms: u64) -> Result<usize, PortError> {
+    let txn = db.begin_write().map_err(storage_err)?;
+    let removed = {
+        let mut t = txn.open_table(IDEMPOTENCY).map_err(storage_err)?;
+        let mut doomed = Vec::new();
+        for row in t.iter().map_err(storage_err)? {
+            let (k, v) = row.map_err(storage_err)?;
+            let expired =
+                decode::<IdempotencyRecord>(v.value()).map_or(true, |r| r.created_ms < cutoff_ms);
+            if expired {
+                doomed.push(k.value().to_string());
+            }
+        }
+        for k in &doomed {
+            t.remove(k.as_str()).map_err(storage_err)?;
+        }
+        doomed.len()
+    };
+    txn.commit().map_err(storage_err)?;
+    Ok(removed)
+}
+
 fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+    let mut last_prune: Option<std::time::Instant> = None;
+    loop {
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            let cutoff = crate::engine::now_ms().saturating_sub(IDEMPOTENCY_RETENTION_MS);
+            match prune_idempotency(db, cutoff) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, "catalog: dropped expired idempotency records")
+                }
+                Err(e) => tracing::warn!(error = %e, "catalog: pruning idempotency records failed"),
+            }
+            last_prune = Some(std::time::Instant::now());
+        }
+        let first = match rx.recv_timeout(PRUNE_EVERY) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -423,5 +467,55 @@ impl CatalogPort for RedbCatalog {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AppendReceipt, Seq};
+
+    #[tokio::test]
+    async fn expired_idempotency_records_are_pruned_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = RedbCatalog::open(dir.path()).unwrap();
+        let key = SessionKey::main(SessionRef {
+            task_id: TaskId::new("t").unwrap(),
+            project_key: ProjectKey::new("p").unwrap(),
+            session_id: SessionId::new("s").unwrap(),
+        });
+        let mut version = 0;
+        for (idem, created_ms) in [("old", 1_000), ("new", 5_000)] {
+            let rec = IdempotencyRecord {
+                fingerprint: idem.into(),
+                receipt: AppendReceipt {
+                    seq: Seq(1),
+                    count: 1,
+                    mtime: 1,
+                    summary: None,
+                },
+                created_ms,
+            };
+            version = catalog
+                .put_session(SessionWrite {
+                    key: &key,
+                    record: &SessionRecord::default(),
+                    expected_version: version,
+                    idempotency: Some((idem, &rec)),
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(prune_idempotency(&catalog.db, 2_000).unwrap(), 1);
+        assert!(catalog
+            .get_idempotency(key.task_id(), "old")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(catalog
+            .get_idempotency(key.task_id(), "new")
+            .await
+            .unwrap()
+            .is_some());
     }
 }
