@@ -4,8 +4,19 @@
 //! Three series, interleaved request by request with a rotating order: the
 //! gateway on S3 (embedded catalog), the direct put, and the gateway on the
 //! embedded backend. One request in flight at a time (latency, not load).
+//!
+//! Two more series, interleaved the same way, split the gateway's extra time
+//! into its parts: an HTTP round trip to the gateway that touches no backend
+//! (`GET /healthz`), and one durable write to the embedded catalog (the redb
+//! store the gateway commits each append's record to), run in this process
+//! on the same disk.
+
+use std::sync::Arc;
 
 use serde_json::{json, Value};
+use transcript_gateway::backend::embedded::RedbCatalog;
+use transcript_gateway::backend::{CatalogPort, SessionRecord, SessionWrite};
+use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
 
 use crate::gateway::{Gateway, Spec, Storage};
 use crate::payload::Batch;
@@ -46,6 +57,10 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
     )
     .await?;
 
+    let catalog: Arc<dyn CatalogPort> =
+        Arc::new(RedbCatalog::open(&env.data_dir("append-catalog-probe"))?);
+    let healthz = format!("{}/healthz", s3.base);
+
     let mut rows = Vec::new();
     let mut detail = serde_json::Map::new();
     for (label, entries, iters) in [("1 KiB", 1usize, iters_small), ("64 KiB", 64, iters_large)] {
@@ -55,11 +70,20 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         let session = format!("sess-{}", label.replace(' ', "").to_lowercase());
         let s3_url = entries_url(&s3.base, "bench-append", &session);
         let emb_url = entries_url(&embedded.base, "bench-append", &session);
-        let mut series = [Samples::default(), Samples::default(), Samples::default()];
+        let mut series: [Samples; 5] = Default::default();
+        let probe_key = SessionKey {
+            session: SessionRef {
+                task_id: TaskId::new("bench-append-probe")?,
+                project_key: ProjectKey::new(crate::PROJECT)?,
+                session_id: SessionId::new(session.clone())?,
+            },
+            subpath: None,
+        };
+        let mut probe_version = 0;
         let (cpu_gw0, cpu_emu0) = (s3.cpu_secs(), env.s3_pid.and_then(crate::procfs::cpu_secs));
         for i in 0..warmup + iters {
-            for k in 0..3 {
-                let which = (i + k) % 3;
+            for k in 0..5 {
+                let which = (i + k) % 5;
                 let elapsed = match which {
                     0 => timed(post_append(&s3.http, &s3_url, http_body.clone())).await,
                     1 => {
@@ -70,7 +94,33 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         })
                         .await
                     }
-                    _ => timed(post_append(&embedded.http, &emb_url, http_body.clone())).await,
+                    2 => timed(post_append(&embedded.http, &emb_url, http_body.clone())).await,
+                    3 => {
+                        timed(async {
+                            let resp = s3.http.get(&healthz).send().await?;
+                            resp.bytes().await?;
+                            Ok(Value::Null)
+                        })
+                        .await
+                    }
+                    _ => {
+                        let record = SessionRecord {
+                            head: Seq(probe_version + 1),
+                            parts: probe_version + 1,
+                            bytes: (probe_version + 1) * part.len() as u64,
+                            mtime: transcript_gateway::engine::now_ms(),
+                            ..SessionRecord::default()
+                        };
+                        let write = SessionWrite {
+                            key: &probe_key,
+                            record: &record,
+                            expected_version: probe_version,
+                            idempotency: None,
+                        };
+                        let (result, d) = timed(catalog.put_session(write)).await;
+                        probe_version = result?;
+                        (Ok(Value::Null), d)
+                    }
                 };
                 let (result, d) = elapsed;
                 result?;
@@ -85,7 +135,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             .and_then(crate::procfs::cpu_secs)
             .zip(cpu_emu0)
             .map(|(a, b)| a - b);
-        let [gw, direct, emb] = series.map(|s| s.summary().expect("samples"));
+        let [gw, direct, emb, hop, commit] = series.map(|s| s.summary().expect("samples"));
         let p50 = gw.p50_ms / direct.p50_ms;
         let p99 = gw.p99_ms / direct.p99_ms;
         let scenario = format!("append {label}");
@@ -120,6 +170,29 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                     emb.p99_ms / direct.p99_ms
                 )),
         );
+        let residual = gw.p50_ms - direct.p50_ms - hop.p50_ms - commit.p50_ms;
+        rows.push(
+            Row::new(
+                &scenario,
+                "phase: HTTP round trip (GET /healthz)",
+                Some(hop.clone()),
+            )
+            .ratio(format!(
+                "{:.0}% of the p50 gap",
+                100.0 * hop.p50_ms / (gw.p50_ms - direct.p50_ms)
+            )),
+        );
+        rows.push(
+            Row::new(
+                &scenario,
+                "phase: catalog commit (redb, fsync)",
+                Some(commit.clone()),
+            )
+            .ratio(format!(
+                "{:.0}% of the p50 gap; rest {residual:.2} ms",
+                100.0 * commit.p50_ms / (gw.p50_ms - direct.p50_ms)
+            )),
+        );
         detail.insert(
             scenario,
             json!({
@@ -131,6 +204,10 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 "direct_put": direct,
                 "gateway_s3": gw,
                 "gateway_embedded": emb,
+                "phase_http_round_trip": hop,
+                "phase_catalog_commit": commit,
+                "p50_gap_ms": gw.p50_ms - direct.p50_ms,
+                "p50_gap_unexplained_ms": residual,
                 "ratio_p50": p50,
                 "ratio_p99": p99,
                 "gateway_s3_cpu_secs": cpu_gw,
