@@ -134,6 +134,12 @@ fn validate_subpath(what: &str, value: &str) -> Result<(), Error> {
             )));
         }
         validate_id(what, segment)?;
+        if segment.ends_with(".jsonl") {
+            // Such a directory could collide with a part or snapshot file.
+            return Err(Error::invalid(format!(
+                "{what} segments must not end in '.jsonl'"
+            )));
+        }
     }
     Ok(())
 }
@@ -163,7 +169,7 @@ impl Seq {
 
     /// The number after this one.
     pub fn next(self) -> Seq {
-        Seq(self.0 + 1)
+        Seq(self.0.saturating_add(1))
     }
 }
 
@@ -299,6 +305,8 @@ mod tests {
             "a/./b",
             "a/b/c/d/e",
             "a b",
+            "part-00000000000000000001.jsonl",
+            "a/x.jsonl",
         ] {
             assert!(Subpath::new(bad).is_err(), "{bad:?} accepted");
         }

@@ -56,9 +56,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let readiness = Readiness::new();
+    let appends = tokio_util::task::TaskTracker::new();
     let state = AppState {
         engine,
         readiness: readiness.clone(),
+        appends: appends.clone(),
     };
     let limits = HttpLimits {
         body_limit_bytes: config.body_limit_bytes,
@@ -75,11 +77,24 @@ pub async fn serve(
     };
     let server = axum::serve(listener, router).with_graceful_shutdown(signal);
     let drain_limit = Duration::from_secs(config.drain_timeout_secs);
+    let deadline = async {
+        draining.notified().await;
+        tokio::time::sleep(drain_limit).await
+    };
     tokio::select! {
         result = server => result?,
-        _ = async { draining.notified().await; tokio::time::sleep(drain_limit).await } => {
+        _ = deadline => {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
+    }
+    // Appends whose clients went away still finish: their parts and records
+    // land together, so a retry with the same idempotency key finds them.
+    appends.close();
+    if tokio::time::timeout(drain_limit, appends.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(left = appends.len(), "appends still running at exit");
     }
     tracing::info!("server stopped");
     Ok(())

@@ -171,6 +171,7 @@ mod tests {
         let state = AppState {
             engine: engine.clone(),
             readiness: Readiness::new(),
+            appends: tokio_util::task::TaskTracker::new(),
         };
         let limits = HttpLimits {
             body_limit_bytes: 1 << 20,

@@ -137,19 +137,25 @@ pub async fn append(
     };
     let idempotency = idempotency(&headers, &key, &body.entries)?;
     let writer_epoch = writer_epoch(&headers)?;
+    let request = AppendRequest {
+        key,
+        entries: body.entries,
+        idempotency,
+        summary: body.summary.map(|s| SummaryUpdate {
+            data: s.data,
+            expected_version: s.expected_version,
+        }),
+        writer_epoch,
+    };
+    // The append runs as its own task: a client that disconnects, or a
+    // request timeout, cannot cut it between writing the part and recording
+    // it (and its idempotency key). Shutdown waits for these tasks.
+    let engine = state.engine.clone();
     let receipt = state
-        .engine
-        .append(AppendRequest {
-            key,
-            entries: body.entries,
-            idempotency,
-            summary: body.summary.map(|s| SummaryUpdate {
-                data: s.data,
-                expected_version: s.expected_version,
-            }),
-            writer_epoch,
-        })
-        .await?;
+        .appends
+        .spawn(async move { engine.append(request).await })
+        .await
+        .map_err(|e| Error::internal(format!("append task failed: {e}")))??;
     Ok(Json(DataEnvelope { data: receipt }))
 }
 

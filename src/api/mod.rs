@@ -74,6 +74,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Cleared while draining.
     pub readiness: Readiness,
+    /// In-flight appends, each its own task; shutdown waits for them.
+    pub appends: tokio_util::task::TaskTracker,
 }
 
 /// Limits the HTTP layer enforces.

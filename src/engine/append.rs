@@ -97,7 +97,7 @@ impl Engine {
         count: u64,
     ) -> Result<AppendReceipt, Error> {
         let key = &req.key;
-        if !head.loaded {
+        if !self.is_fresh(head) {
             self.reload_head(key, head).await?;
         }
         let dir = keys::transcript_dir(key);
@@ -230,23 +230,43 @@ impl Engine {
     async fn reload_head(&self, key: &SessionKey, head: &mut Head) -> Result<(), Error> {
         let record = self.inner.catalog.get_session(key).await?;
         let mut state = record.as_ref().map(|r| r.value.clone()).unwrap_or_default();
-        self.catch_up(&keys::transcript_dir(key), &mut state)
+        let anchored = self
+            .catch_up(&keys::transcript_dir(key), &mut state)
             .await?;
+        if !anchored {
+            // The record names parts that no longer exist (a delete stopped
+            // after removing the objects): the key starts over. The summary
+            // version moves on so no client's old version matches.
+            state = SessionRecord {
+                summary_version: state.summary_version + 1,
+                ..SessionRecord::default()
+            };
+        }
         head.record = record;
         head.state = state;
         head.loaded = true;
+        head.loaded_at = Some(std::time::Instant::now());
         Ok(())
     }
 
-    /// Advances `state` over every part the store holds beyond `state.head`.
-    pub(super) async fn catch_up(&self, dir: &str, state: &mut SessionRecord) -> Result<(), Error> {
+    /// Advances `state` over every part (and snapshot) the store holds beyond
+    /// `state.head`. Returns false when the store holds nothing backing the
+    /// head at all: no part at or beyond it and no snapshot covering it.
+    pub(super) async fn catch_up(
+        &self,
+        dir: &str,
+        state: &mut SessionRecord,
+    ) -> Result<bool, Error> {
         // Parts a snapshot covers may already be deleted, but their numbers
         // are taken: the head is never below the newest snapshot.
         if state.compacted_through > state.head {
             state.head = state.compacted_through;
             state.parts = state.head.0;
         }
-        let mut after = keys::part_key(dir, state.head);
+        let start = state.head;
+        let mut anchored = start == Seq::ZERO;
+        // Start one before the head so the head's own part shows up.
+        let mut after = keys::part_key(dir, Seq(start.0.saturating_sub(1)));
         loop {
             let page = self.inner.objects.list(dir, Some(&after), false).await?;
             for item in &page.items {
@@ -255,12 +275,17 @@ impl Engine {
                         state.head = seq;
                         state.parts = seq.0;
                         state.bytes += item.size;
+                        anchored = true;
                     }
+                    Some(keys::ObjectKind::Part(seq)) if seq == start => anchored = true,
                     // Snapshots sort after every part. One newer than the
                     // head (its record step never ran) still takes its numbers.
-                    Some(keys::ObjectKind::Snapshot(seq)) if seq > state.head => {
-                        state.head = seq;
-                        state.parts = seq.0;
+                    Some(keys::ObjectKind::Snapshot(seq)) if seq >= start => {
+                        anchored = true;
+                        if seq > state.head {
+                            state.head = seq;
+                            state.parts = seq.0;
+                        }
                         state.compacted_through = state.compacted_through.max(seq);
                     }
                     _ => {}
@@ -268,7 +293,7 @@ impl Engine {
             }
             match page.items.last() {
                 Some(last) if page.more => after = last.key.clone(),
-                _ => return Ok(()),
+                _ => return Ok(anchored),
             }
         }
     }

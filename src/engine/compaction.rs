@@ -67,7 +67,10 @@ pub struct CompactionReport {
 }
 
 impl Engine {
-    fn compaction_lock(&self, key: &SessionKey) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn compaction_lock(
+        &self,
+        session: &SessionRef,
+    ) -> std::sync::Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
             .inner
             .compactions
@@ -76,7 +79,7 @@ impl Engine {
         if locks.len() >= super::PRUNE_AT {
             locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
         }
-        locks.entry(key.clone()).or_default().clone()
+        locks.entry(session.clone()).or_default().clone()
     }
 
     /// Starts a background compaction of `key` if its parts since the last
@@ -86,7 +89,7 @@ impl Engine {
         if threshold == 0 || parts_since_snapshot < threshold {
             return;
         }
-        let lock = self.compaction_lock(key);
+        let lock = self.compaction_lock(&key.session);
         if lock.try_lock().is_err() {
             return;
         }
@@ -107,7 +110,7 @@ impl Engine {
         opts: CompactOptions,
     ) -> Result<Option<CompactionReport>, Error> {
         let (report, covered) = {
-            let lock = self.compaction_lock(key);
+            let lock = self.compaction_lock(&key.session);
             let _running = lock.lock().await;
             self.compact_locked(key, opts).await?
         };
@@ -273,7 +276,7 @@ impl Engine {
     /// Reads a whole snapshot (verified): its per-part counts and entries.
     async fn read_snapshot_whole(&self, key: &str) -> Result<(Vec<u64>, BytesMut), Error> {
         let bytes = super::load::read_object(self.inner.objects.as_ref(), key).await?;
-        let mut reader = SnapshotReader::new(Seq::ZERO);
+        let mut reader = SnapshotReader::new(Seq::ZERO, Seq(u64::MAX));
         let entries = reader
             .push(&bytes)
             .map_err(|e| Error::Internal(format!("{key}: {e}")))?
@@ -351,7 +354,7 @@ impl Engine {
         through: Seq,
         limit: Option<usize>,
     ) -> Result<usize, Error> {
-        let lock = self.compaction_lock(key);
+        let lock = self.compaction_lock(&key.session);
         let _running = lock.lock().await;
         let dir = keys::transcript_dir(key);
         match self.newest_snapshot(&dir).await? {

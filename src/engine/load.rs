@@ -103,9 +103,19 @@ impl Engine {
         let prefetch = plan.bytes() <= self.inner.config.prefetch_bytes;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
-        tokio::spawn(async move { engine.produce(dir, after, plan, tx).await });
-        let stream = stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        tokio::spawn(async move { engine.produce(dir, after, head, plan, tx).await });
+        // The producer ends a complete load with an empty chunk; a channel
+        // that closes without it (the task died) is an error, never a clean end.
+        let stream = stream::unfold(Some(rx), |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(Ok(chunk)) if chunk.is_empty() => None,
+                Some(item) => Some((item, Some(rx))),
+                None => Some((
+                    Err(Error::internal("the load ended before its last entry")),
+                    None,
+                )),
+            }
         });
         let stream: LoadStream = if prefetch {
             let chunks: Vec<Bytes> = stream.try_collect().await?;
@@ -122,13 +132,18 @@ impl Engine {
         self,
         dir: String,
         after: Seq,
+        head: Seq,
         mut plan: Plan,
         tx: mpsc::Sender<Result<Bytes, Error>>,
     ) {
         let mut next = after.next();
         for _ in 0..=MAX_REPLANS {
-            match self.emit(&plan, next, &tx).await {
-                Ok(()) | Err(Stop::Done) => return,
+            match self.emit(&plan, next, head, &tx).await {
+                Ok(()) => {
+                    let _ = tx.send(Ok(Bytes::new())).await;
+                    return;
+                }
+                Err(Stop::Done) => return,
                 Err(Stop::Vanished { next: from }) => {
                     next = from;
                     match self.plan(&dir, Seq(from.0 - 1)).await {
@@ -143,16 +158,18 @@ impl Engine {
         }
         let _ = tx
             .send(Err(Error::Conflict(
-                "the transcript kept being compacted during the load; retry".into(),
+                "the transcript kept changing (compacted or deleted) during the load; retry".into(),
             )))
             .await;
     }
 
-    /// Hands out `plan` from part `next` on.
+    /// Hands out `plan` from part `next` up to part `head`: a load serves
+    /// what existed when it started, even if it had to re-plan.
     async fn emit(
         &self,
         plan: &Plan,
         mut next: Seq,
+        head: Seq,
         tx: &mpsc::Sender<Result<Bytes, Error>>,
     ) -> Result<(), Stop> {
         async fn send(
@@ -166,7 +183,10 @@ impl Engine {
             Ok(())
         }
         if let Some(snapshot) = plan.snapshot.as_ref().filter(|s| s.seq >= next) {
-            match self.stream_snapshot(snapshot, Seq(next.0 - 1), tx).await {
+            match self
+                .stream_snapshot(snapshot, Seq(next.0 - 1), head, tx)
+                .await
+            {
                 Ok(true) => next = snapshot.seq.next(),
                 Ok(false) => return Err(Stop::Vanished { next }),
                 Err(e) => return send(tx, Err(e)).await,
@@ -175,7 +195,7 @@ impl Engine {
         let parts: Vec<Piece> = plan
             .parts
             .iter()
-            .filter(|p| p.seq >= next)
+            .filter(|p| p.seq >= next && p.seq <= head)
             .cloned()
             .collect();
         let max_units = budget_units(self.inner.config.load_memory_budget);
@@ -198,6 +218,10 @@ impl Engine {
                 Err(e) => return send(tx, Err(e)).await,
             }
         }
+        if next <= head {
+            // Parts the load planned are gone and nothing newer covers them.
+            return Err(Stop::Vanished { next });
+        }
         Ok(())
     }
 
@@ -207,6 +231,7 @@ impl Engine {
         &self,
         snapshot: &Piece,
         skip_through: Seq,
+        stop_after: Seq,
         tx: &mpsc::Sender<Result<Bytes, Error>>,
     ) -> Result<bool, Error> {
         let Some(mut body) = self.inner.objects.get(&snapshot.key).await? else {
@@ -218,7 +243,7 @@ impl Engine {
                 snapshot.key
             )));
         };
-        let mut reader = SnapshotReader::new(skip_through);
+        let mut reader = SnapshotReader::new(skip_through, stop_after);
         let mut crc = 0u32;
         while let Some(chunk) = body.stream.next().await {
             let chunk = chunk?;

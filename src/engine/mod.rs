@@ -76,16 +76,20 @@ struct Inner {
     /// Per-key head state. A std mutex is enough: it guards only map lookups,
     /// never an await. Entries nobody holds are pruned as the map grows.
     heads: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<Head>>>>,
-    /// Per-key compaction locks: one compaction (or deletion of covered
-    /// parts) at a time per key.
-    compactions: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per-session compaction locks: one compaction, deletion of compacted
+    /// parts, or session delete at a time per session (main key and subkeys).
+    compactions: Mutex<HashMap<SessionRef, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// What this process knows of one key's tail, valid while `loaded`.
+/// What this process knows of one key's tail, valid while `loaded` and fresh.
 #[derive(Debug, Default)]
 struct Head {
     /// False until read from storage, and again after anything went wrong.
     loaded: bool,
+    /// When it was last read from storage. Another instance may compact the
+    /// key and delete parts one grace period later, so a cached head is
+    /// re-read well before that (after half the grace period).
+    loaded_at: Option<std::time::Instant>,
     /// The catalog record as of our last read or write, if any.
     record: Option<Versioned<SessionRecord>>,
     /// The record as it should be (may be ahead of the catalog after a failed
@@ -146,10 +150,20 @@ impl Engine {
         heads.entry(key.clone()).or_default().clone()
     }
 
-    /// Forgets every cached head of a session (its main key and subkeys).
-    fn forget_session(&self, session: &SessionRef) {
-        let mut heads = self.inner.heads.lock().unwrap_or_else(|p| p.into_inner());
-        heads.retain(|k, _| &k.session != session);
+    /// The keys of a session whose heads this process has cached.
+    fn cached_keys(&self, session: &SessionRef) -> Vec<SessionKey> {
+        let heads = self.inner.heads.lock().unwrap_or_else(|p| p.into_inner());
+        heads
+            .keys()
+            .filter(|k| &k.session == session)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a cached head may be used without re-reading storage.
+    fn is_fresh(&self, head: &Head) -> bool {
+        let max_age = self.inner.config.compaction_grace / 2;
+        head.loaded && head.loaded_at.is_some_and(|t| t.elapsed() < max_age)
     }
 
     /// Lists main transcripts of a project, one page.

@@ -134,9 +134,48 @@ pub(super) async fn put_summary(
 }
 
 pub(super) async fn delete(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
-    let lock = engine.head_lock(key);
-    let mut head = lock.lock().await;
-    head.loaded = false;
+    // No compaction may write a snapshot into what we are deleting.
+    let compaction = engine.compaction_lock(&key.session);
+    let _compaction = compaction.lock().await;
+    let catalog = &engine.inner.catalog;
+    // Every transcript this delete removes, main key first: hold all their
+    // heads so no append interleaves, and mark them stale when done.
+    let mut doomed = vec![key.clone()];
+    if key.subpath.is_none() {
+        let mut after = None;
+        loop {
+            let page = catalog
+                .list_subkeys(&key.session, after.as_ref(), 1000)
+                .await?;
+            doomed.extend(page.items.iter().map(|sub| SessionKey {
+                session: key.session.clone(),
+                subpath: Some(sub.clone()),
+            }));
+            match page.items.last() {
+                Some(last) if page.more => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        doomed.extend(engine.cached_keys(&key.session));
+    }
+    doomed.sort();
+    doomed.dedup();
+    let mut heads = Vec::with_capacity(doomed.len());
+    for k in &doomed {
+        heads.push(engine.head_lock(k).lock_owned().await);
+    }
+    let result = delete_locked(engine, key, &doomed).await;
+    for head in &mut heads {
+        head.loaded = false;
+    }
+    result
+}
+
+async fn delete_locked(
+    engine: &Engine,
+    key: &SessionKey,
+    doomed: &[SessionKey],
+) -> Result<(), Error> {
     let objects = engine.inner.objects.clone();
     let catalog = &engine.inner.catalog;
     // Objects first: if we stop half-way the catalog still lists the key and a
@@ -164,20 +203,9 @@ pub(super) async fn delete(engine: &Engine, key: &SessionKey) -> Result<(), Erro
         }
     }
     if key.subpath.is_none() {
-        loop {
-            let page = catalog.list_subkeys(&key.session, None, 1000).await?;
-            for sub in &page.items {
-                let subkey = SessionKey {
-                    session: key.session.clone(),
-                    subpath: Some(sub.clone()),
-                };
-                catalog.delete_session(&subkey).await?;
-            }
-            if !page.more {
-                break;
-            }
+        for subkey in doomed.iter().filter(|k| k.subpath.is_some()) {
+            catalog.delete_session(subkey).await?;
         }
-        engine.forget_session(&key.session);
         return retire_main_record(engine, key).await;
     }
     catalog.delete_session(key).await?;

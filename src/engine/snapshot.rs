@@ -62,20 +62,27 @@ impl SnapshotHeader {
 pub struct SnapshotReader {
     /// Parts whose entries are not wanted (the load has them already).
     skip_parts_through: Seq,
+    /// The last part whose entries are wanted.
+    stop_after: Seq,
     header: Option<SnapshotHeader>,
     /// Entries still to drop once the header is known.
     skip_entries: u64,
+    /// Entries still to hand out once the header is known.
+    want_entries: u64,
     /// Bytes after the last complete line.
     carry: BytesMut,
 }
 
 impl SnapshotReader {
-    /// A reader that drops the entries of parts `1..=skip_parts_through`.
-    pub fn new(skip_parts_through: Seq) -> Self {
+    /// A reader that hands out the entries of parts after
+    /// `skip_parts_through`, up to and including `stop_after`.
+    pub fn new(skip_parts_through: Seq, stop_after: Seq) -> Self {
         Self {
             skip_parts_through,
+            stop_after,
             header: None,
             skip_entries: 0,
+            want_entries: 0,
             carry: BytesMut::new(),
         }
     }
@@ -96,6 +103,9 @@ impl SnapshotReader {
             let header = SnapshotHeader::decode(&line[..end])
                 .ok_or_else(|| "snapshot header is missing or malformed".to_string())?;
             self.skip_entries = header.entries_through(self.skip_parts_through);
+            self.want_entries = header
+                .entries_through(self.stop_after)
+                .saturating_sub(self.skip_entries);
             self.header = Some(header);
         }
         while self.skip_entries > 0 {
@@ -105,10 +115,24 @@ impl SnapshotReader {
             let _ = self.carry.split_to(end + 1);
             self.skip_entries -= 1;
         }
-        match self.carry.iter().rposition(|&b| b == b'\n') {
-            Some(last) => Ok(Some(self.carry.split_to(last + 1).freeze())),
-            None => Ok(None),
+        let mut end = 0;
+        let mut lines = 0;
+        while lines < self.want_entries {
+            match self.carry[end..].iter().position(|&b| b == b'\n') {
+                Some(pos) => {
+                    end += pos + 1;
+                    lines += 1;
+                }
+                None => break,
+            }
         }
+        self.want_entries -= lines;
+        let out = self.carry.split_to(end).freeze();
+        if self.want_entries == 0 {
+            // Entries past `stop_after` are read (for the checksum) but dropped.
+            self.carry.clear();
+        }
+        Ok((!out.is_empty()).then_some(out))
     }
 
     /// Checks the snapshot ended cleanly: header read, no partial line.
@@ -116,7 +140,7 @@ impl SnapshotReader {
         if self.header.is_none() {
             return Err("snapshot ended before its header".into());
         }
-        if !self.carry.is_empty() || self.skip_entries > 0 {
+        if !self.carry.is_empty() || self.skip_entries > 0 || self.want_entries > 0 {
             return Err("snapshot ended in the middle of an entry".into());
         }
         Ok(())
@@ -143,7 +167,7 @@ mod tests {
     }
 
     fn read_all(body: &[u8], skip: u64, chunk: usize) -> String {
-        let mut reader = SnapshotReader::new(Seq(skip));
+        let mut reader = SnapshotReader::new(Seq(skip), Seq(u64::MAX));
         let mut out = Vec::new();
         for piece in body.chunks(chunk) {
             if let Some(lines) = reader.push(piece).unwrap() {
@@ -187,12 +211,32 @@ mod tests {
     }
 
     #[test]
+    fn reader_stops_after_the_last_wanted_part() {
+        let body = snapshot(&[2, 1, 3]);
+        for chunk in [1, 5, 4096] {
+            let mut reader = SnapshotReader::new(Seq(1), Seq(2));
+            let mut out = Vec::new();
+            for piece in body.chunks(chunk) {
+                if let Some(lines) = reader.push(piece).unwrap() {
+                    out.extend_from_slice(&lines);
+                }
+            }
+            reader.finish().unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "{\"p\":2,\"e\":0}\n",
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
     fn reader_refuses_truncated_or_headless_snapshots() {
         let body = snapshot(&[2]);
-        let mut r = SnapshotReader::new(Seq(0));
+        let mut r = SnapshotReader::new(Seq(0), Seq(u64::MAX));
         r.push(&body[..body.len() - 3]).unwrap();
         assert!(r.finish().is_err());
-        let mut r = SnapshotReader::new(Seq(0));
+        let mut r = SnapshotReader::new(Seq(0), Seq(u64::MAX));
         assert!(r.push(b"{\"a\":1}\n").is_err());
     }
 }

@@ -515,3 +515,144 @@ async fn a_lagging_catalog_never_lets_a_compacted_sequence_number_be_reused() {
     );
     assert_eq!(load(&engine, &key, 0).await, expected(1, 5));
 }
+
+fn lazy(grace: Duration) -> EngineConfig {
+    EngineConfig {
+        prefetch_bytes: 0,
+        load_concurrency: 1,
+        compaction_threshold: 0,
+        compaction_grace: grace,
+        ..EngineConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn an_instance_with_a_stale_head_never_hides_its_append_behind_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    // Two gateway instances over one store. Compacted parts are deleted one
+    // grace period after the compaction, and an instance re-reads a cached
+    // head older than half of that, so it never appends into their gap.
+    let grace = Duration::from_millis(400);
+    let a = Engine::new(objects.clone(), catalog.clone(), lazy(grace));
+    let b = Engine::new(objects.clone(), catalog.clone(), lazy(grace));
+    let key = key();
+    assert_eq!(append(&b, &key, 1).await, Seq(1));
+    for i in 2..=10 {
+        append(&a, &key, i).await;
+    }
+    a.compact(
+        &key,
+        CompactOptions {
+            force: true,
+            halt: Some(Halt::AfterRecord),
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(grace).await;
+    // The grace period has passed on A's side: the covered parts go.
+    assert_eq!(a.delete_covered(&key, Seq(10), None).await.unwrap(), 10);
+    assert_eq!(
+        append(&b, &key, 11).await,
+        Seq(11),
+        "B appends after the snapshot, not into its gap"
+    );
+    assert_eq!(load(&a, &key, 0).await, expected(1, 11));
+    assert_eq!(
+        object_names(&objects, &key).await,
+        vec![
+            keys::ObjectKind::Part(Seq(11)),
+            keys::ObjectKind::Snapshot(Seq(10))
+        ],
+        "no orphan part is left behind the snapshot"
+    );
+}
+
+#[tokio::test]
+async fn a_delete_that_stopped_after_removing_objects_lets_the_key_start_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let key = key();
+    {
+        let engine = Engine::new(objects.clone(), catalog.clone(), config(0));
+        for i in 1..=3 {
+            append(&engine, &key, i).await;
+        }
+    }
+    // The objects are gone but the catalog still names head 3.
+    let kd = keys::transcript_dir(&key);
+    for item in objects.list(&kd, None, false).await.unwrap().items {
+        objects.delete(&item.key).await.unwrap();
+    }
+    let engine = Engine::new(objects, catalog, config(0));
+    assert_eq!(
+        append(&engine, &key, 7).await,
+        Seq(1),
+        "the key starts over"
+    );
+    assert_eq!(load(&engine, &key, 0).await, batch(7));
+}
+
+#[tokio::test]
+async fn a_load_serves_what_existed_when_it_started_even_after_replanning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let engine = Engine::new(objects, catalog, lazy(Duration::ZERO));
+    let key = key();
+    for i in 1..=20 {
+        append(&engine, &key, i).await;
+    }
+    let loaded = engine.load(&key, Seq::ZERO).await.unwrap().unwrap();
+    assert_eq!(loaded.head, Seq(20));
+    let mut stream = loaded.stream;
+    let mut chunks = vec![stream.next().await.unwrap().unwrap()];
+    // Parts 1..20 vanish into a snapshot, then 21..25 arrive: the re-planned
+    // load must stop at 20.
+    engine
+        .compact(
+            &key,
+            CompactOptions {
+                force: true,
+                halt: None,
+            },
+        )
+        .await
+        .unwrap();
+    for i in 21..=25 {
+        append(&engine, &key, i).await;
+    }
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk.unwrap());
+    }
+    assert_eq!(
+        lines(&chunks),
+        expected(1, 20),
+        "the load stops at its head"
+    );
+}
+
+#[tokio::test]
+async fn a_load_cut_short_by_a_delete_ends_in_an_error_not_a_short_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let engine = Engine::new(objects, catalog, lazy(Duration::ZERO));
+    let key = key();
+    for i in 1..=30 {
+        append(&engine, &key, i).await;
+    }
+    let mut stream = engine.load(&key, Seq::ZERO).await.unwrap().unwrap().stream;
+    assert!(stream.next().await.unwrap().is_ok());
+    engine.delete(&key).await.unwrap();
+    let mut failed = false;
+    while let Some(chunk) = stream.next().await {
+        if chunk.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(
+        failed,
+        "a load whose parts were deleted must not end cleanly"
+    );
+}

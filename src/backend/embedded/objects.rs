@@ -78,8 +78,19 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates `dir` and any missing parents, fsyncing each parent that gained an
-/// entry so the new directories survive a crash.
+/// entry so the new directories survive a crash. A concurrent delete may prune
+/// a parent we just made; that is retried.
 fn create_dirs_durably(root: &Path, dir: &Path) -> io::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match create_dirs_once(root, dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+fn create_dirs_once(root: &Path, dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -293,7 +304,11 @@ impl ObjectPort for FsObjects {
                 Err(e) => return Err(io_err("delete object", e)),
             }
             if let Some(parent) = path.parent() {
-                sync_dir(parent).map_err(|e| io_err("sync directory", e))?;
+                match sync_dir(parent) {
+                    // A concurrent delete already pruned the emptied directory.
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                    other => other.map_err(|e| io_err("sync directory", e))?,
+                }
                 prune_empty_dirs(&root, parent);
             }
             Ok(())
