@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::snapshot::{SnapshotHeader, SnapshotReader};
 use super::{keys, Engine};
-use crate::backend::{PortError, SessionWrite};
+use crate::backend::{PortError, SessionRecord};
 use crate::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -292,33 +292,18 @@ impl Engine {
     }
 
     async fn record_compaction(&self, key: &SessionKey, through: Seq) -> Result<(), Error> {
-        let catalog = &self.inner.catalog;
-        for _ in 0..16 {
-            // A key the catalog does not know yet (its record is being
-            // repaired) gets the hint with its next append.
-            let Some(current) = catalog.get_session(key).await? else {
-                return Ok(());
-            };
-            if current.value.compacted_through >= through {
-                return Ok(());
-            }
-            let mut record = current.value.clone();
-            record.compacted_through = through;
-            let write = SessionWrite {
-                key,
-                record: &record,
-                expected_version: current.version,
-                idempotency: None,
-            };
-            match catalog.put_session(write).await {
-                Ok(_) => return Ok(()),
-                Err(PortError::PreconditionFailed(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Conflict(
-            "the session record kept changing; retry".into(),
-        ))
+        // A key the catalog does not know yet (its record is being repaired)
+        // gets the hint with its next append.
+        self.update_record(key, |current| {
+            Ok(current
+                .filter(|r| r.compacted_through < through)
+                .map(|r| SessionRecord {
+                    compacted_through: through,
+                    ..r.clone()
+                }))
+        })
+        .await?;
+        Ok(())
     }
 
     async fn schedule_deletion(&self, key: &SessionKey, through: Seq, halt: Option<Halt>) {

@@ -12,7 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::value::RawValue;
 
-use crate::backend::{CatalogPort, ObjectPort, Page, SessionRecord, Versioned};
+use crate::backend::{
+    CatalogPort, ObjectPort, Page, PortError, SessionRecord, SessionWrite, Versioned,
+};
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 use crate::error::Error;
 
@@ -98,6 +100,8 @@ struct Head {
 }
 
 const PRUNE_AT: usize = 4096;
+/// Most compare-and-set rounds on one catalog record before giving up.
+const CAS_ROUNDS: usize = 16;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -148,6 +152,37 @@ impl Engine {
             heads.retain(|_, h| Arc::strong_count(h) > 1);
         }
         heads.entry(key.clone()).or_default().clone()
+    }
+
+    /// Read-modify-write of one catalog record with compare-and-set, retried
+    /// while other writers interleave. `change` sees the current record
+    /// (`None` when absent) and returns the record to store, or `None` to
+    /// store nothing. Returns what was stored.
+    async fn update_record(
+        &self,
+        key: &SessionKey,
+        mut change: impl FnMut(Option<&SessionRecord>) -> Result<Option<SessionRecord>, Error>,
+    ) -> Result<Option<SessionRecord>, Error> {
+        for _ in 0..CAS_ROUNDS {
+            let current = self.inner.catalog.get_session(key).await?;
+            let Some(next) = change(current.as_ref().map(|c| &c.value))? else {
+                return Ok(None);
+            };
+            let write = SessionWrite {
+                key,
+                record: &next,
+                expected_version: current.as_ref().map_or(0, |c| c.version),
+                idempotency: None,
+            };
+            match self.inner.catalog.put_session(write).await {
+                Ok(_) => return Ok(Some(next)),
+                Err(PortError::PreconditionFailed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict(
+            "the session record kept changing; retry".into(),
+        ))
     }
 
     /// The keys of a session whose heads this process has cached.

@@ -4,7 +4,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 
 use super::{keys, now_ms, Engine};
-use crate::backend::{Page, PortError, SessionRecord, SessionWrite};
+use crate::backend::{Page, SessionRecord};
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, TaskId};
 use crate::error::Error;
 
@@ -33,7 +33,6 @@ pub struct SummaryView {
 }
 
 const DELETE_CONCURRENCY: usize = 16;
-const SUMMARY_ROUNDS: usize = 16;
 
 pub(super) async fn list(
     engine: &Engine,
@@ -92,45 +91,30 @@ pub(super) async fn put_summary(
     let mut head = lock.lock().await;
     // Our cached record goes stale either way; the next append re-reads it.
     head.loaded = false;
-    let catalog = &engine.inner.catalog;
-    for _ in 0..SUMMARY_ROUNDS {
-        let current = catalog.get_session(&key).await?;
-        let (mut record, version) = match current {
-            Some(r) => (r.value, r.version),
-            None => (SessionRecord::default(), 0),
-        };
-        if record.summary_version != expected_version {
-            return Err(Error::SummaryConflict(format!(
-                "summary is at version {}, not {expected_version}",
-                record.summary_version
-            )));
-        }
-        record.summary = Some(data.clone());
-        record.summary_version += 1;
-        // The summary now covers every entry the session had when it was
-        // folded; it takes the session's mtime, which it leaves unchanged.
-        record.summary_mtime = if record.mtime > 0 {
-            record.mtime
-        } else {
-            now_ms()
-        };
-        let write = SessionWrite {
-            key: &key,
-            record: &record,
-            expected_version: version,
-            idempotency: None,
-        };
-        match catalog.put_session(write).await {
-            Ok(_) => return Ok(record.summary_version),
-            // Something else changed the record (an append from another
-            // instance): re-read; the summary version decides the outcome.
-            Err(PortError::PreconditionFailed(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Conflict(
-        "the session record kept changing; retry".into(),
-    ))
+    // A concurrent append (from another instance) only makes us re-read;
+    // the summary version alone decides the outcome.
+    let stored = engine
+        .update_record(&key, |current| {
+            let mut record = current.cloned().unwrap_or_default();
+            if record.summary_version != expected_version {
+                return Err(Error::SummaryConflict(format!(
+                    "summary is at version {}, not {expected_version}",
+                    record.summary_version
+                )));
+            }
+            record.summary = Some(data.clone());
+            record.summary_version += 1;
+            // The summary covers every entry the session had when it was
+            // folded; it takes the session's mtime, which it leaves unchanged.
+            record.summary_mtime = if record.mtime > 0 {
+                record.mtime
+            } else {
+                now_ms()
+            };
+            Ok(Some(record))
+        })
+        .await?;
+    Ok(stored.map_or(0, |r| r.summary_version))
 }
 
 pub(super) async fn delete(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
@@ -216,28 +200,13 @@ async fn delete_locked(
 /// summary version moved on, so a client holding an old version can never
 /// overwrite a summary written after the delete.
 async fn retire_main_record(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
-    let catalog = &engine.inner.catalog;
-    for _ in 0..SUMMARY_ROUNDS {
-        let Some(current) = catalog.get_session(key).await? else {
-            return Ok(());
-        };
-        let tombstone = SessionRecord {
-            summary_version: current.value.summary_version + 1,
-            ..SessionRecord::default()
-        };
-        let write = SessionWrite {
-            key,
-            record: &tombstone,
-            expected_version: current.version,
-            idempotency: None,
-        };
-        match catalog.put_session(write).await {
-            Ok(_) => return Ok(()),
-            Err(PortError::PreconditionFailed(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Conflict(
-        "the session record kept changing; retry".into(),
-    ))
+    engine
+        .update_record(key, |current| {
+            Ok(current.map(|r| SessionRecord {
+                summary_version: r.summary_version + 1,
+                ..SessionRecord::default()
+            }))
+        })
+        .await?;
+    Ok(())
 }
