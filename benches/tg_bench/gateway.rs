@@ -187,6 +187,25 @@ impl Gateway {
         ))
     }
 
+    /// The gateway's own counters from `/metrics` (`tg_*` samples only).
+    pub async fn metrics(&self) -> Res<std::collections::BTreeMap<String, f64>> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("tg_"))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_string(), value.parse().ok()?))
+            })
+            .collect())
+    }
+
     /// SIGTERM, then waits (at most 30 s, then SIGKILL).
     pub fn stop(mut self) -> Res<()> {
         let Some(mut child) = self.child.take() else {

@@ -110,6 +110,16 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
     let mut rows = Vec::new();
     let mut detail = serde_json::Map::new();
     detail.insert("reference_worker".into(), py.versions.clone());
+    detail.insert(
+        "method".into(),
+        json!(
+            "per size: seed parts directly in S3, append the last through the gateway; \
+               'before' rounds interleave gateway load, Rust reference and Python reference \
+               (rotating order); then POST compact; 'after' rounds interleave gateway load, \
+               Rust floor GET and Python floor GET. Ratios use p50. '+ parse' rows include \
+               parsing the whole answer into JSON values; the reference parses every line."
+        ),
+    );
     if env.quick {
         detail.insert(
             "note".into(),

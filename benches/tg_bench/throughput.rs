@@ -131,6 +131,7 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
     }
     let rate = acked as f64 / wall;
 
+    let metrics = gw.metrics().await.ok();
     // Durability: crash the gateway, restart it on the same data, count.
     eprintln!("tg-bench: throughput {name}: kill -9, restart, verify");
     gw.kill();
@@ -185,6 +186,7 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
         "unacknowledged_but_present": extra,
         "latency": summary,
         "cpu_secs": cpu,
+        "gateway_metrics": metrics,
     });
     Ok((row, detail))
 }
