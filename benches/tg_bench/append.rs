@@ -5,24 +5,31 @@
 //! gateway on S3 (embedded catalog), the direct put, and the gateway on the
 //! embedded backend. One request in flight at a time (latency, not load).
 //!
-//! Two more series, interleaved the same way, split the gateway's extra time
-//! into its parts: an HTTP round trip to the gateway that touches no backend
-//! (`GET /healthz`), and one durable write to the embedded catalog (the redb
-//! store the gateway commits each append's record to), run in this process
-//! on the same disk.
+//! A fourth series is the gateway on S3 with an `Idempotency-Key` on every
+//! append, as the Python adapter sends (one more catalog read, and the
+//! idempotency record in the same commit).
+//!
+//! Three more series, interleaved the same way, split the gateway's extra
+//! time into its parts: an HTTP round trip to the gateway that touches no
+//! backend (`GET /healthz`); one durable write to the embedded catalog (the
+//! redb store the gateway commits each append's record to), run in this
+//! process on the same disk; and the idempotent variant of that write (a
+//! lookup, then the record and the idempotency record in one commit).
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use transcript_gateway::backend::embedded::RedbCatalog;
-use transcript_gateway::backend::{CatalogPort, SessionRecord, SessionWrite};
-use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
+use transcript_gateway::backend::{CatalogPort, IdempotencyRecord, SessionRecord, SessionWrite};
+use transcript_gateway::domain::{
+    AppendReceipt, ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId,
+};
 
 use crate::gateway::{Gateway, Spec, Storage};
 use crate::payload::Batch;
 use crate::report::Row;
 use crate::stats::{timed, Samples};
-use crate::{entries_url, post_append, Env, Res};
+use crate::{entries_url, post_append, post_append_with, Env, Res};
 
 /// Target ratios of gateway to direct put (issue 6).
 const P50_TARGET: f64 = 1.3;
@@ -70,7 +77,8 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         let session = format!("sess-{}", label.replace(' ', "").to_lowercase());
         let s3_url = entries_url(&s3.base, "bench-append", &session);
         let emb_url = entries_url(&embedded.base, "bench-append", &session);
-        let mut series: [Samples; 5] = Default::default();
+        let mut series: [Samples; 7] = Default::default();
+        let s3_idem_url = entries_url(&s3.base, "bench-append", &format!("{session}-idem"));
         let probe_key = SessionKey {
             session: SessionRef {
                 task_id: TaskId::new("bench-append-probe")?,
@@ -80,10 +88,18 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             subpath: None,
         };
         let mut probe_version = 0;
+        let idem_probe_key = SessionKey {
+            session: SessionRef {
+                session_id: SessionId::new(format!("{session}-idem"))?,
+                ..probe_key.session.clone()
+            },
+            subpath: None,
+        };
+        let mut idem_version = 0;
         let (cpu_gw0, cpu_emu0) = (s3.cpu_secs(), env.s3_pid.and_then(crate::procfs::cpu_secs));
         for i in 0..warmup + iters {
-            for k in 0..5 {
-                let which = (i + k) % 5;
+            for k in 0..7 {
+                let which = (i + k) % 7;
                 let elapsed = match which {
                     0 => timed(post_append(&s3.http, &s3_url, http_body.clone())).await,
                     1 => {
@@ -102,6 +118,56 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                             Ok(Value::Null)
                         })
                         .await
+                    }
+                    5 => {
+                        let key = format!("bench-{}-{session}-{i:08}", env.run_id);
+                        timed(post_append_with(
+                            &s3.http,
+                            &s3_idem_url,
+                            http_body.clone(),
+                            Some(&key),
+                        ))
+                        .await
+                    }
+                    6 => {
+                        // The idempotent path in-process: lookup, then the
+                        // record and the idempotency record in one commit.
+                        let key = format!("probe-{session}-{i}");
+                        let record = SessionRecord {
+                            head: Seq(idem_version + 1),
+                            parts: idem_version + 1,
+                            mtime: transcript_gateway::engine::now_ms(),
+                            ..SessionRecord::default()
+                        };
+                        let idem_record = IdempotencyRecord {
+                            fingerprint: "0".repeat(64),
+                            receipt: AppendReceipt {
+                                seq: Seq(idem_version + 1),
+                                count: entries as u64,
+                                mtime: record.mtime,
+                                summary: None,
+                            },
+                            created_ms: record.mtime,
+                        };
+                        let (result, d) = timed(async {
+                            let found = catalog
+                                .get_idempotency(&idem_probe_key.session.task_id, &key)
+                                .await?;
+                            if found.is_some() {
+                                return Err(crate::err("probe idempotency key already used"));
+                            }
+                            Ok(catalog
+                                .put_session(SessionWrite {
+                                    key: &idem_probe_key,
+                                    record: &record,
+                                    expected_version: idem_version,
+                                    idempotency: Some((&key, &idem_record)),
+                                })
+                                .await?)
+                        })
+                        .await;
+                        idem_version = result?;
+                        (Ok(Value::Null), d)
                     }
                     _ => {
                         let record = SessionRecord {
@@ -135,7 +201,8 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             .and_then(crate::procfs::cpu_secs)
             .zip(cpu_emu0)
             .map(|(a, b)| a - b);
-        let [gw, direct, emb, hop, commit] = series.map(|s| s.summary().expect("samples"));
+        let [gw, direct, emb, hop, commit, idem, lookup] =
+            series.map(|s| s.summary().expect("samples"));
         let p50 = gw.p50_ms / direct.p50_ms;
         let p99 = gw.p99_ms / direct.p99_ms;
         let scenario = format!("append {label}");
@@ -160,6 +227,19 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 format!("p50 <= {P50_TARGET}x, p99 <= {P99_TARGET}x"),
                 Some(p50 <= P50_TARGET && p99 <= P99_TARGET),
             ),
+        );
+        rows.push(
+            Row::new(
+                &scenario,
+                "gateway, S3, with Idempotency-Key",
+                Some(idem.clone()),
+            )
+            .rate(idem.sequential_rate(), "ops/s")
+            .ratio(format!(
+                "p50 {:.2}x, p99 {:.2}x",
+                idem.p50_ms / direct.p50_ms,
+                idem.p99_ms / direct.p99_ms
+            )),
         );
         rows.push(
             Row::new(&scenario, "gateway, embedded backend", Some(emb.clone()))
@@ -193,6 +273,18 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 100.0 * commit.p50_ms / (gw.p50_ms - direct.p50_ms)
             )),
         );
+        rows.push(
+            Row::new(
+                &scenario,
+                "phase: idempotent catalog write (lookup + commit)",
+                Some(lookup.clone()),
+            )
+            .ratio(format!(
+                "+{:.2} ms over the plain commit; the key costs the gateway +{:.2} ms",
+                lookup.p50_ms - commit.p50_ms,
+                idem.p50_ms - gw.p50_ms
+            )),
+        );
         detail.insert(
             scenario,
             json!({
@@ -204,8 +296,10 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 "direct_put": direct,
                 "gateway_s3": gw,
                 "gateway_embedded": emb,
+                "gateway_s3_idempotency_key": idem,
                 "phase_http_round_trip": hop,
                 "phase_catalog_commit": commit,
+                "phase_idempotent_catalog_write": lookup,
                 "p50_gap_ms": gw.p50_ms - direct.p50_ms,
                 "p50_gap_unexplained_ms": residual,
                 "ratio_p50": p50,

@@ -173,12 +173,25 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// POSTs an append body; fails unless the answer is 200. Returns the answer.
 pub async fn post_append(http: &reqwest::Client, url: &str, body: bytes::Bytes) -> Res<Value> {
-    let resp = http
+    post_append_with(http, url, body, None).await
+}
+
+/// [`post_append`] with an optional `Idempotency-Key`, as the Python adapter
+/// sends on every append.
+pub async fn post_append_with(
+    http: &reqwest::Client,
+    url: &str,
+    body: bytes::Bytes,
+    idempotency_key: Option<&str>,
+) -> Res<Value> {
+    let mut req = http
         .post(url)
         .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?;
+        .body(body);
+    if let Some(key) = idempotency_key {
+        req = req.header("idempotency-key", key);
+    }
+    let resp = req.send().await?;
     let status = resp.status();
     let bytes = resp.bytes().await?;
     if !status.is_success() {
