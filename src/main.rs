@@ -50,6 +50,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let overrides = match &cli.command {
         Command::Serve { listen, data_dir } => Overrides {
@@ -91,6 +92,21 @@ fn main() -> ExitCode {
         }),
     }
 }
+
+/// Loads free buffers of about 1 MiB; once glibc's dynamic mmap threshold
+/// has grown past that, freed buffers stay in the heap and the resident size
+/// creeps up. A fixed threshold hands them back to the system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets an allocator parameter; it runs once, first
+    // thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
 
 fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
