@@ -143,43 +143,50 @@ impl Engine {
         let contiguous = parts
             .iter()
             .enumerate()
-            .take_while(|(i, (seq, _))| seq.0 == base_seq.0 + 1 + *i as u64)
+            .take_while(|(i, (seq, _, _))| seq.0 == base_seq.0 + 1 + *i as u64)
             .count();
         let mut parts = parts;
         parts.truncate(contiguous);
         if parts.is_empty() {
             return Ok((None, (base_seq > Seq::ZERO).then_some(base_seq)));
         }
-        let through = parts.last().map_or(base_seq, |(seq, _)| *seq);
+        let through = parts.last().map_or(base_seq, |(seq, _, _)| *seq);
 
-        // Step 1: read everything the snapshot will hold.
-        let (mut counts, mut entries) = match &base {
-            Some(b) => self.read_snapshot_whole(&b.key).await?,
-            None => (Vec::new(), BytesMut::new()),
+        // Step 1: read everything the snapshot will hold, straight into its
+        // body. The header (per-part counts) is known only at the end, so room
+        // for its longest form is kept in front and the unused part sliced
+        // off: one buffer, no copy of the transcript.
+        let header_room = 96 + 21 * through.0 as usize;
+        let hint = base.as_ref().map_or(0, |b| b.size)
+            + parts.iter().map(|(_, _, size)| size).sum::<u64>();
+        let hint = hint as usize;
+        let mut buf = BytesMut::with_capacity(header_room + hint);
+        buf.resize(header_room, b' ');
+        let mut counts = match &base {
+            Some(b) => self.read_snapshot_into(&b.key, &mut buf).await?,
+            None => Vec::new(),
         };
         let objects = self.inner.objects.clone();
-        let part_keys: Vec<String> = parts.iter().map(|(_, k)| k.clone()).collect();
-        let bodies: Vec<Bytes> = stream::iter(part_keys)
+        let part_keys: Vec<String> = parts.iter().map(|(_, k, _)| k.clone()).collect();
+        let mut bodies = stream::iter(part_keys)
             .map(move |k| read_owned(objects.clone(), k))
-            .buffered(self.inner.config.load_concurrency.max(1))
-            .try_collect()
-            .await?;
-        for body in &bodies {
+            .buffered(self.inner.config.load_concurrency.max(1));
+        while let Some(body) = bodies.next().await {
+            let body = body?;
             counts.push(body.iter().filter(|&&b| b == b'\n').count() as u64);
-            entries.extend_from_slice(body);
+            buf.extend_from_slice(&body);
         }
-        drop(bodies);
         let header = SnapshotHeader {
             v: 1,
             through,
             counts,
         }
         .encode();
-        let mut body = BytesMut::with_capacity(header.len() + entries.len());
-        body.extend_from_slice(&header);
-        body.extend_from_slice(&entries);
-        drop(entries);
-        let body = body.freeze();
+        let start = header_room
+            .checked_sub(header.len())
+            .ok_or_else(|| Error::internal("snapshot header longer than its reserved room"))?;
+        buf[start..header_room].copy_from_slice(&header);
+        let body = buf.freeze().slice(start..);
         let size = body.len() as u64;
 
         // Step 2: the snapshot, created once.
@@ -254,14 +261,20 @@ impl Engine {
         Ok(dirs.iter().filter_map(|d| key_of_dir(task, d)).collect())
     }
 
-    async fn list_parts_after(&self, dir: &str, after: Seq) -> Result<Vec<(Seq, String)>, Error> {
+    async fn list_parts_after(
+        &self,
+        dir: &str,
+        after: Seq,
+    ) -> Result<Vec<(Seq, String, u64)>, Error> {
         let mut parts = Vec::new();
         let mut start = keys::part_key(dir, after);
         loop {
             let page = self.inner.objects.list(dir, Some(&start), false).await?;
             for item in &page.items {
                 match keys::parse(dir, &item.key) {
-                    Some(keys::ObjectKind::Part(seq)) => parts.push((seq, item.key.clone())),
+                    Some(keys::ObjectKind::Part(seq)) => {
+                        parts.push((seq, item.key.clone(), item.size))
+                    }
                     Some(keys::ObjectKind::Snapshot(_)) => return Ok(parts),
                     None => {}
                 }
@@ -274,21 +287,39 @@ impl Engine {
     }
 
     /// Reads a whole snapshot (verified): its per-part counts and entries.
-    async fn read_snapshot_whole(&self, key: &str) -> Result<(Vec<u64>, BytesMut), Error> {
-        let bytes = super::load::read_object(self.inner.objects.as_ref(), key).await?;
+    /// Streams a snapshot's entries (verified) onto `buf`; returns its
+    /// per-part counts.
+    async fn read_snapshot_into(&self, key: &str, buf: &mut BytesMut) -> Result<Vec<u64>, Error> {
+        let Some(mut body) = self.inner.objects.get(key).await? else {
+            return Err(Error::Conflict(format!(
+                "{key} vanished while being read; retry"
+            )));
+        };
+        let stored = body.crc32c;
         let mut reader = SnapshotReader::new(Seq::ZERO, Seq(u64::MAX));
-        let entries = reader
-            .push(&bytes)
-            .map_err(|e| Error::Internal(format!("{key}: {e}")))?
-            .unwrap_or_default();
+        let mut crc = 0u32;
+        while let Some(chunk) = body.stream.next().await {
+            let chunk = chunk?;
+            crc = crc32c::crc32c_append(crc, &chunk);
+            if let Some(lines) = reader
+                .push(&chunk)
+                .map_err(|e| Error::Internal(format!("{key}: {e}")))?
+            {
+                buf.extend_from_slice(&lines);
+            }
+        }
+        if stored != Some(crc) {
+            return Err(super::load::checksum_error(format!(
+                "{key}: stored CRC32C {stored:08x?}, computed {crc:08x}"
+            )));
+        }
         reader
             .finish()
             .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
-        let counts = reader
+        Ok(reader
             .header()
             .map(|h| h.counts.clone())
-            .unwrap_or_default();
-        Ok((counts, BytesMut::from(&entries[..])))
+            .unwrap_or_default())
     }
 
     async fn record_compaction(&self, key: &SessionKey, through: Seq) -> Result<(), Error> {

@@ -387,7 +387,7 @@ pub(super) async fn read_object(objects: &dyn ObjectPort, key: &str) -> Result<B
         .ok_or_else(|| Error::Conflict(format!("{key} vanished while being read; retry")))
 }
 
-fn checksum_error(message: String) -> Error {
+pub(super) fn checksum_error(message: String) -> Error {
     METRICS.checksum_failures.fetch_add(1, Ordering::Relaxed);
     tracing::error!(%message, "checksum verification failed");
     PortError::ChecksumMismatch(message).into()
