@@ -19,10 +19,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::snapshot::{SnapshotHeader, SnapshotReader};
+use super::snapshot::SnapshotHeader;
 use super::{keys, Engine};
 use crate::backend::{PortError, SessionRecord};
 use crate::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId};
@@ -130,7 +130,7 @@ impl Engine {
         let dir = keys::transcript_dir(key);
         let base = self.newest_snapshot(&dir).await?;
         let base_seq = base.as_ref().map_or(Seq::ZERO, |b| b.seq);
-        let parts = self.list_parts_after(&dir, base_seq).await?;
+        let parts = self.parts_after(&dir, base_seq).await?;
         let threshold = self.inner.config.compaction_threshold;
         let enough = opts.force || (threshold > 0 && parts.len() as u64 >= threshold);
         if parts.is_empty() || !enough {
@@ -143,31 +143,41 @@ impl Engine {
         let contiguous = parts
             .iter()
             .enumerate()
-            .take_while(|(i, (seq, _, _))| seq.0 == base_seq.0 + 1 + *i as u64)
+            .take_while(|(i, part)| part.seq.0 == base_seq.0 + 1 + *i as u64)
             .count();
         let mut parts = parts;
         parts.truncate(contiguous);
         if parts.is_empty() {
             return Ok((None, (base_seq > Seq::ZERO).then_some(base_seq)));
         }
-        let through = parts.last().map_or(base_seq, |(seq, _, _)| *seq);
+        let through = parts.last().map_or(base_seq, |part| part.seq);
 
         // Step 1: read everything the snapshot will hold, straight into its
         // body. The header (per-part counts) is known only at the end, so room
         // for its longest form is kept in front and the unused part sliced
         // off: one buffer, no copy of the transcript.
         let header_room = 96 + 21 * through.0 as usize;
-        let hint = base.as_ref().map_or(0, |b| b.size)
-            + parts.iter().map(|(_, _, size)| size).sum::<u64>();
+        let hint =
+            base.as_ref().map_or(0, |b| b.size) + parts.iter().map(|part| part.size).sum::<u64>();
         let hint = hint as usize;
         let mut buf = BytesMut::with_capacity(header_room + hint);
         buf.resize(header_room, b' ');
         let mut counts = match &base {
-            Some(b) => self.read_snapshot_into(&b.key, &mut buf).await?,
+            Some(b) => {
+                let sink = |lines: Bytes| {
+                    buf.extend_from_slice(&lines);
+                    std::future::ready(true)
+                };
+                self.read_snapshot(&b.key, Seq::ZERO, Seq(u64::MAX), sink)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Conflict(format!("{} vanished while being read; retry", b.key))
+                    })?
+            }
             None => Vec::new(),
         };
         let objects = self.inner.objects.clone();
-        let part_keys: Vec<String> = parts.iter().map(|(_, k, _)| k.clone()).collect();
+        let part_keys: Vec<String> = parts.iter().map(|part| part.key.clone()).collect();
         let mut bodies = stream::iter(part_keys)
             .map(move |k| read_owned(objects.clone(), k))
             .buffered(self.inner.config.load_concurrency.max(1));
@@ -261,67 +271,6 @@ impl Engine {
         Ok(dirs.iter().filter_map(|d| key_of_dir(task, d)).collect())
     }
 
-    async fn list_parts_after(
-        &self,
-        dir: &str,
-        after: Seq,
-    ) -> Result<Vec<(Seq, String, u64)>, Error> {
-        let mut parts = Vec::new();
-        let mut start = keys::part_key(dir, after);
-        loop {
-            let page = self.inner.objects.list(dir, Some(&start), false).await?;
-            for item in &page.items {
-                match keys::parse(dir, &item.key) {
-                    Some(keys::ObjectKind::Part(seq)) => {
-                        parts.push((seq, item.key.clone(), item.size))
-                    }
-                    Some(keys::ObjectKind::Snapshot(_)) => return Ok(parts),
-                    None => {}
-                }
-            }
-            match page.items.last() {
-                Some(last) if page.more => start = last.key.clone(),
-                _ => return Ok(parts),
-            }
-        }
-    }
-
-    /// Reads a whole snapshot (verified): its per-part counts and entries.
-    /// Streams a snapshot's entries (verified) onto `buf`; returns its
-    /// per-part counts.
-    async fn read_snapshot_into(&self, key: &str, buf: &mut BytesMut) -> Result<Vec<u64>, Error> {
-        let Some(mut body) = self.inner.objects.get(key).await? else {
-            return Err(Error::Conflict(format!(
-                "{key} vanished while being read; retry"
-            )));
-        };
-        let stored = body.crc32c;
-        let mut reader = SnapshotReader::new(Seq::ZERO, Seq(u64::MAX));
-        let mut crc = 0u32;
-        while let Some(chunk) = body.stream.next().await {
-            let chunk = chunk?;
-            crc = crc32c::crc32c_append(crc, &chunk);
-            if let Some(lines) = reader
-                .push(&chunk)
-                .map_err(|e| Error::Internal(format!("{key}: {e}")))?
-            {
-                buf.extend_from_slice(&lines);
-            }
-        }
-        if stored != Some(crc) {
-            return Err(super::load::checksum_error(format!(
-                "{key}: stored CRC32C {stored:08x?}, computed {crc:08x}"
-            )));
-        }
-        reader
-            .finish()
-            .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
-        Ok(reader
-            .header()
-            .map(|h| h.counts.clone())
-            .unwrap_or_default())
-    }
-
     async fn record_compaction(&self, key: &SessionKey, through: Seq) -> Result<(), Error> {
         // A key the catalog does not know yet (its record is being repaired)
         // gets the hint with its next append.
@@ -408,12 +357,7 @@ impl Engine {
             doomed.truncate(n);
         }
         let count = doomed.len();
-        let objects = self.inner.objects.clone();
-        stream::iter(doomed)
-            .map(move |k| delete_owned(objects.clone(), k))
-            .buffer_unordered(16)
-            .try_collect::<Vec<()>>()
-            .await?;
+        self.delete_objects(doomed).await?;
         Ok(count)
     }
 }
@@ -423,13 +367,6 @@ async fn read_owned(
     key: String,
 ) -> Result<Bytes, Error> {
     super::load::read_object(objects.as_ref(), &key).await
-}
-
-async fn delete_owned(
-    objects: std::sync::Arc<dyn crate::backend::ObjectPort>,
-    key: String,
-) -> Result<(), PortError> {
-    objects.delete(&key).await
 }
 
 /// The key whose objects live in `dir` (`task/project/session[/subpath]/`).

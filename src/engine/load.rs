@@ -183,12 +183,13 @@ impl Engine {
             Ok(())
         }
         if let Some(snapshot) = plan.snapshot.as_ref().filter(|s| s.seq >= next) {
+            let sink = |lines| async move { tx.send(Ok(lines)).await.is_ok() };
             match self
-                .stream_snapshot(snapshot, Seq(next.0 - 1), head, tx)
+                .read_snapshot(&snapshot.key, Seq(next.0 - 1), head, sink)
                 .await
             {
-                Ok(true) => next = snapshot.seq.next(),
-                Ok(false) => return Err(Stop::Vanished { next }),
+                Ok(Some(_)) => next = snapshot.seq.next(),
+                Ok(None) => return Err(Stop::Vanished { next }),
                 Err(e) => return send(tx, Err(e)).await,
             }
         }
@@ -225,23 +226,26 @@ impl Engine {
         Ok(())
     }
 
-    /// Streams a snapshot's entries after part `skip_through`; `Ok(false)`
-    /// when the snapshot no longer exists.
-    async fn stream_snapshot(
+    /// Reads a snapshot, verified against its CRC32C, handing `sink` whole
+    /// lines of the entries of parts after `skip_through` up to `stop_after`.
+    /// `sink` returns false to stop early (its reader went away). Returns the
+    /// snapshot's per-part entry counts, or `None` when it no longer exists.
+    pub(super) async fn read_snapshot<F, Fut>(
         &self,
-        snapshot: &Piece,
+        key: &str,
         skip_through: Seq,
         stop_after: Seq,
-        tx: &mpsc::Sender<Result<Bytes, Error>>,
-    ) -> Result<bool, Error> {
-        let Some(mut body) = self.inner.objects.get(&snapshot.key).await? else {
-            return Ok(false);
+        mut sink: F,
+    ) -> Result<Option<Vec<u64>>, Error>
+    where
+        F: FnMut(Bytes) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let Some(mut body) = self.inner.objects.get(key).await? else {
+            return Ok(None);
         };
         let Some(stored) = body.crc32c else {
-            return Err(checksum_error(format!(
-                "{}: no CRC32C stored",
-                snapshot.key
-            )));
+            return Err(checksum_error(format!("{key}: no CRC32C stored")));
         };
         let mut reader = SnapshotReader::new(skip_through, stop_after);
         let mut crc = 0u32;
@@ -250,23 +254,27 @@ impl Engine {
             crc = crc32c::crc32c_append(crc, &chunk);
             let lines = reader
                 .push(&chunk)
-                .map_err(|e| Error::Internal(format!("{}: {e}", snapshot.key)))?;
+                .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
             if let Some(lines) = lines {
-                if tx.send(Ok(lines)).await.is_err() {
-                    return Ok(true);
+                if !sink(lines).await {
+                    return Ok(Some(Vec::new()));
                 }
             }
         }
         if crc != stored {
             return Err(checksum_error(format!(
-                "{}: stored CRC32C {stored:08x}, computed {crc:08x}",
-                snapshot.key
+                "{key}: stored CRC32C {stored:08x}, computed {crc:08x}"
             )));
         }
         reader
             .finish()
-            .map_err(|e| Error::Internal(format!("{}: {e}", snapshot.key)))?;
-        Ok(true)
+            .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
+        Ok(Some(
+            reader
+                .header()
+                .map(|h| h.counts.clone())
+                .unwrap_or_default(),
+        ))
     }
 
     /// Lists what a load from part `after + 1` must read: the newest snapshot
@@ -274,9 +282,19 @@ impl Engine {
     async fn plan(&self, dir: &str, after: Seq) -> Result<Plan, Error> {
         let snapshot = self.newest_snapshot(dir).await?;
         let from = snapshot.as_ref().map_or(after, |s| s.seq.max(after));
+        let parts = self.parts_after(dir, from).await?;
+        Ok(Plan {
+            snapshot: snapshot.filter(|s| s.seq > after),
+            parts,
+        })
+    }
+
+    /// The parts in `dir` after part `after`, in order (snapshots sort after
+    /// every part, so the listing stops at the first one).
+    pub(super) async fn parts_after(&self, dir: &str, after: Seq) -> Result<Vec<Piece>, Error> {
         let mut parts = Vec::new();
-        let mut start = keys::part_key(dir, from);
-        'pages: loop {
+        let mut start = keys::part_key(dir, after);
+        loop {
             let page = self.inner.objects.list(dir, Some(&start), false).await?;
             for item in &page.items {
                 match keys::parse(dir, &item.key) {
@@ -285,19 +303,15 @@ impl Engine {
                         key: item.key.clone(),
                         size: item.size,
                     }),
-                    Some(keys::ObjectKind::Snapshot(_)) => break 'pages,
+                    Some(keys::ObjectKind::Snapshot(_)) => return Ok(parts),
                     None => {}
                 }
             }
             match page.items.last() {
                 Some(last) if page.more => start = last.key.clone(),
-                _ => break,
+                _ => return Ok(parts),
             }
         }
-        Ok(Plan {
-            snapshot: snapshot.filter(|s| s.seq > after),
-            parts,
-        })
     }
 
     /// The newest snapshot in `dir`, if any.

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 
 use crate::backend::{
@@ -102,6 +103,8 @@ struct Head {
 const PRUNE_AT: usize = 4096;
 /// Most compare-and-set rounds on one catalog record before giving up.
 const CAS_ROUNDS: usize = 16;
+/// Objects deleted at once by a delete or after a compaction.
+const DELETE_CONCURRENCY: usize = 16;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -183,6 +186,20 @@ impl Engine {
         Err(Error::Conflict(
             "the session record kept changing; retry".into(),
         ))
+    }
+
+    /// Deletes objects, several at a time.
+    async fn delete_objects(&self, keys: Vec<String>) -> Result<(), Error> {
+        let objects = self.inner.objects.clone();
+        stream::iter(keys)
+            .map(move |key| {
+                let objects = objects.clone();
+                async move { objects.delete(&key).await }
+            })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     /// The keys of a session whose heads this process has cached.

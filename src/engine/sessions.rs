@@ -1,6 +1,5 @@
 //! Session-level operations: listing, summaries and deletion.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 
 use super::{keys, now_ms, Engine};
@@ -31,8 +30,6 @@ pub struct SummaryView {
     /// When the summary was stored, epoch ms (0 when none).
     pub mtime: u64,
 }
-
-const DELETE_CONCURRENCY: usize = 16;
 
 pub(super) async fn list(
     engine: &Engine,
@@ -174,13 +171,8 @@ async fn delete_locked(
             break;
         }
         let more = page.more;
-        stream::iter(page.items)
-            .map(|item| {
-                let objects = objects.clone();
-                async move { objects.delete(&item.key).await }
-            })
-            .buffer_unordered(DELETE_CONCURRENCY)
-            .try_collect::<Vec<()>>()
+        engine
+            .delete_objects(page.items.into_iter().map(|item| item.key).collect())
             .await?;
         if !more {
             break;
