@@ -50,6 +50,14 @@ pub struct CompactOptions {
     pub halt: Option<Halt>,
 }
 
+impl CompactOptions {
+    /// Compact now, whatever the threshold, all the way through.
+    pub const FORCED: CompactOptions = CompactOptions {
+        force: true,
+        halt: None,
+    };
+}
+
 /// What one key's compaction did.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CompactionReport {
@@ -236,11 +244,7 @@ impl Engine {
     pub async fn compact_task(&self, task: &TaskId) -> Result<Vec<CompactionReport>, Error> {
         let mut reports = Vec::new();
         for key in self.task_keys(task).await? {
-            let opts = CompactOptions {
-                force: true,
-                halt: None,
-            };
-            if let Some(report) = self.compact(&key, opts).await? {
+            if let Some(report) = self.compact(&key, CompactOptions::FORCED).await? {
                 reports.push(report);
             }
         }

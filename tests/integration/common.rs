@@ -183,6 +183,15 @@ pub async fn load(http: &reqwest::Client, url: &str) -> (u16, Vec<Value>) {
     (status, entries)
 }
 
+/// Parses chunks of JSONL (as an engine load yields them) into entries.
+pub fn jsonl_lines(chunks: &[bytes::Bytes]) -> Vec<Value> {
+    chunks
+        .iter()
+        .flat_map(|c| c.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
+        .map(|l| serde_json::from_slice(l).expect("a JSON line"))
+        .collect()
+}
+
 /// The gateway binary cargo built for this test run.
 pub fn gateway_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_transcript-gateway"))

@@ -11,7 +11,7 @@ use transcript_gateway::backend::{CatalogPort, ObjectPort};
 use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
 use transcript_gateway::engine::{keys, AppendRequest, CompactOptions, Engine, EngineConfig, Halt};
 
-use crate::common::{embedded_ports, fresh_id, ChildGateway, Session};
+use crate::common::{embedded_ports, fresh_id, jsonl_lines, ChildGateway, Session};
 
 fn key() -> SessionKey {
     SessionKey::main(SessionRef {
@@ -59,19 +59,7 @@ async fn load(engine: &Engine, key: &SessionKey, after: u64) -> Vec<Value> {
         return Vec::new();
     };
     let chunks: Vec<_> = loaded.stream.map(|c| c.unwrap()).collect().await;
-    lines(&chunks)
-}
-
-fn lines(chunks: &[bytes::Bytes]) -> Vec<Value> {
-    chunks
-        .iter()
-        .flat_map(|c| {
-            c.split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_slice(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    jsonl_lines(&chunks)
 }
 
 fn expected(from: u64, to: u64) -> Vec<Value> {
@@ -97,13 +85,7 @@ async fn compaction_keeps_every_entry_in_order_and_serves_after_seq() {
         append(&engine, &key, i).await;
     }
     let report = engine
-        .compact(
-            &key,
-            CompactOptions {
-                force: true,
-                halt: None,
-            },
-        )
+        .compact(&key, CompactOptions::FORCED)
         .await
         .unwrap()
         .expect("compacted");
@@ -126,13 +108,7 @@ async fn compaction_keeps_every_entry_in_order_and_serves_after_seq() {
     }
     // A second compaction folds the tail onto the first snapshot.
     let report = engine
-        .compact(
-            &key,
-            CompactOptions {
-                force: true,
-                halt: None,
-            },
-        )
+        .compact(&key, CompactOptions::FORCED)
         .await
         .unwrap()
         .unwrap();
@@ -230,16 +206,7 @@ async fn a_compaction_stopped_at_any_step_loads_correctly_and_is_finished_by_the
             "{halt:?}: after_seq after the crash"
         );
         assert_eq!(append(&engine, &key, 21).await, Seq(21), "{halt:?}");
-        engine
-            .compact(
-                &key,
-                CompactOptions {
-                    force: true,
-                    halt: None,
-                },
-            )
-            .await
-            .unwrap();
+        engine.compact(&key, CompactOptions::FORCED).await.unwrap();
         assert_eq!(
             load(&engine, &key, 0).await,
             expected(1, 21),
@@ -283,21 +250,12 @@ async fn a_load_that_meets_vanished_parts_restarts_from_the_newer_snapshot() {
         let mut stream = loaded.stream;
         let mut chunks = vec![stream.next().await.unwrap().unwrap()];
         // Everything after the first part is folded away and deleted now.
-        engine
-            .compact(
-                &key,
-                CompactOptions {
-                    force: true,
-                    halt: None,
-                },
-            )
-            .await
-            .unwrap();
+        engine.compact(&key, CompactOptions::FORCED).await.unwrap();
         while let Some(chunk) = stream.next().await {
             chunks.push(chunk.unwrap());
         }
         assert_eq!(
-            lines(&chunks),
+            jsonl_lines(&chunks),
             expected(after + 1, head),
             "after_seq={after}"
         );
@@ -333,16 +291,7 @@ async fn interleaved_appends_compactions_and_loads_never_lose_duplicate_or_reord
         let (engine, key) = (engine.clone(), key.clone());
         tokio::spawn(async move {
             for _ in 0..40 {
-                engine
-                    .compact(
-                        &key,
-                        CompactOptions {
-                            force: true,
-                            halt: None,
-                        },
-                    )
-                    .await
-                    .unwrap();
+                engine.compact(&key, CompactOptions::FORCED).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
         })
@@ -477,16 +426,7 @@ async fn a_lagging_catalog_never_lets_a_compacted_sequence_number_be_reused() {
         for i in 1..=4 {
             append(&engine, &key, i).await;
         }
-        engine
-            .compact(
-                &key,
-                CompactOptions {
-                    force: true,
-                    halt: None,
-                },
-            )
-            .await
-            .unwrap();
+        engine.compact(&key, CompactOptions::FORCED).await.unwrap();
     }
     assert_eq!(
         object_names(&objects, &key).await,
@@ -609,16 +549,7 @@ async fn a_load_serves_what_existed_when_it_started_even_after_replanning() {
     let mut chunks = vec![stream.next().await.unwrap().unwrap()];
     // Parts 1..20 vanish into a snapshot, then 21..25 arrive: the re-planned
     // load must stop at 20.
-    engine
-        .compact(
-            &key,
-            CompactOptions {
-                force: true,
-                halt: None,
-            },
-        )
-        .await
-        .unwrap();
+    engine.compact(&key, CompactOptions::FORCED).await.unwrap();
     for i in 21..=25 {
         append(&engine, &key, i).await;
     }
@@ -626,7 +557,7 @@ async fn a_load_serves_what_existed_when_it_started_even_after_replanning() {
         chunks.push(chunk.unwrap());
     }
     assert_eq!(
-        lines(&chunks),
+        jsonl_lines(&chunks),
         expected(1, 20),
         "the load stops at its head"
     );

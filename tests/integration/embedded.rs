@@ -8,7 +8,7 @@ use transcript_gateway::backend::conformance as suite;
 use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
 use transcript_gateway::engine::{AppendRequest, Engine, EngineConfig};
 
-use crate::common::{embedded_ports, fresh_id};
+use crate::common::{embedded_ports, fresh_id, jsonl_lines};
 
 #[tokio::test]
 async fn embedded_objects_pass_the_port_conformance_suite() {
@@ -57,15 +57,7 @@ fn batch(writer: usize, i: usize, size: usize) -> Vec<Box<RawValue>> {
 async fn load_lines(engine: &Engine, key: &SessionKey) -> Vec<serde_json::Value> {
     let loaded = engine.load(key, Seq::ZERO).await.unwrap().expect("exists");
     let chunks: Vec<_> = loaded.stream.map(|c| c.unwrap()).collect().await;
-    chunks
-        .iter()
-        .flat_map(|c| {
-            c.split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_slice(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    jsonl_lines(&chunks)
 }
 
 #[tokio::test]
