@@ -24,7 +24,8 @@ fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
-fn validate_id(what: &str, value: &str) -> Result<(), Error> {
+/// Checks one id (or subpath segment): 1–128 of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub(crate) fn validate_id(what: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.len() > MAX_ID_LEN {
         return Err(Error::invalid(format!(
             "{what} must be 1 to {MAX_ID_LEN} characters"

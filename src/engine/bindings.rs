@@ -9,22 +9,11 @@ use crate::error::Error;
 
 /// Longest accepted `cwd`, in bytes.
 pub const MAX_CWD_LEN: usize = 4096;
-/// Longest accepted `claude_session_id`, in bytes.
-pub const MAX_CLAUDE_SESSION_ID_LEN: usize = 128;
 
 /// Checks a binding's values before anything is written.
 pub fn validate_binding(binding: &Binding) -> Result<(), Error> {
-    let id = &binding.claude_session_id;
-    if id.is_empty()
-        || id.len() > MAX_CLAUDE_SESSION_ID_LEN
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return Err(Error::invalid(format!(
-            "claude_session_id must be 1 to {MAX_CLAUDE_SESSION_ID_LEN} of A-Z, a-z, 0-9, '.', '_' and '-'"
-        )));
-    }
+    // The Claude session id is a session id like any in a route.
+    crate::domain::validate_id("claude_session_id", &binding.claude_session_id)?;
     ProjectKey::new(binding.project_key.as_str())?;
     let cwd = &binding.cwd;
     if cwd.is_empty() || cwd.len() > MAX_CWD_LEN {
