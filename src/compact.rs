@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::auth::{Minter, Scope, Scopes, TaskGrant};
 use crate::config::Config;
 use crate::domain::TaskId;
 use crate::engine::CompactionReport;
@@ -33,18 +34,51 @@ impl std::fmt::Display for CompactOutcome {
     }
 }
 
-/// Compacts every transcript of `task`.
-pub async fn run(config: &Config, task: &str) -> Result<CompactOutcome, String> {
+/// The bearer token for the gateway's admin route: the one given, or one
+/// minted with the configured secret for this task, or none (an open gateway).
+fn admin_token(config: &Config, task: &TaskId, given: Option<&str>) -> Option<String> {
+    if let Some(token) = given {
+        return Some(token.to_string());
+    }
+    let minter = Minter::new(&config.auth(), None).ok()?;
+    let scopes = Scopes::parse_strict(Scope::Admin.as_str()).ok()?;
+    minter
+        .mint(
+            &TaskGrant::One(task.clone()),
+            scopes,
+            Duration::from_secs(300),
+            "transcript-gateway-compact",
+        )
+        .ok()
+}
+
+/// Compacts every transcript of `task`; `token` is an admin token for the
+/// gateway when the configuration has no secret to mint one.
+pub async fn run(
+    config: &Config,
+    task: &str,
+    token: Option<&str>,
+) -> Result<CompactOutcome, String> {
     let task = TaskId::new(task).map_err(|e| e.to_string())?;
     let url = format!("http://{}/admin/v1/tasks/{task}/compact", config.listen);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(config.request_timeout_secs + 5))
         .build()
         .map_err(|e| e.to_string())?;
-    match client.post(&url).send().await {
+    let mut request = client.post(&url);
+    if let Some(token) = admin_token(config, &task, token) {
+        request = request.bearer_auth(token);
+    }
+    match request.send().await {
         Ok(resp) => {
             let status = resp.status();
             let body: serde_json::Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(format!(
+                    "{url} answered {status}: {body}; the gateway needs an admin token \
+                     (set TG_AUTH_SECRET as the gateway has it, or pass --token)"
+                ));
+            }
             if !status.is_success() {
                 return Err(format!("{url} answered {status}: {body}"));
             }

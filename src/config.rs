@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::auth::{AuthSettings, Secret};
 
 /// Where parts and snapshots live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,18 +57,33 @@ pub enum LogFormat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// Address to listen on (`TG_LISTEN`).
+    /// Address to listen on (`TG_LISTEN`); `localhost:PORT` means 127.0.0.1.
+    #[serde(deserialize_with = "deserialize_listen")]
     pub listen: SocketAddr,
-    /// Accept a non-loopback `listen` without authentication
-    /// (`TG_INSECURE_PUBLIC_BIND`): only for a container whose published port
-    /// is itself bound to the host's loopback, as in `docker-compose.yml`.
-    pub insecure_public_bind: bool,
+    /// HS256 secret for bearer tokens, at least 32 bytes (`TG_AUTH_SECRET`).
+    pub auth_secret: Option<Secret>,
+    /// PEM file with an Ed25519 or RSA public key for bearer tokens
+    /// (`TG_AUTH_PUBLIC_KEY_FILE`); the orchestrator keeps the private key.
+    pub auth_public_key_file: Option<PathBuf>,
+    /// The `iss` every token must carry, when set (`TG_AUTH_ISSUER`).
+    pub auth_issuer: Option<String>,
+    /// The `aud` every token must carry, when set (`TG_AUTH_AUDIENCE`).
+    pub auth_audience: Option<String>,
+    /// Serve without authentication (`TG_INSECURE_NO_AUTH`, `--insecure-no-auth`):
+    /// accepted only on a loopback address, for local development.
+    pub insecure_no_auth: bool,
+    /// Whether `/metrics` needs an `admin` token (`TG_METRICS_REQUIRE_AUTH`).
+    pub metrics_require_auth: bool,
     /// Directory of the embedded backend (`TG_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Largest accepted request body in bytes (`TG_BODY_LIMIT_BYTES`).
     pub body_limit_bytes: usize,
     /// Time limit for one request until its response starts (`TG_REQUEST_TIMEOUT_SECS`).
     pub request_timeout_secs: u64,
+    /// Largest total size of a request's headers in bytes (`TG_HEADER_LIMIT_BYTES`).
+    pub header_limit_bytes: usize,
+    /// Most requests served at once; more are refused with 503 (`TG_MAX_IN_FLIGHT`).
+    pub max_in_flight: usize,
     /// Longest wait for in-flight requests at shutdown (`TG_DRAIN_TIMEOUT_SECS`).
     pub drain_timeout_secs: u64,
     /// `json` or `text` (`TG_LOG_FORMAT`).
@@ -109,10 +126,17 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
-            insecure_public_bind: false,
+            auth_secret: None,
+            auth_public_key_file: None,
+            auth_issuer: None,
+            auth_audience: None,
+            insecure_no_auth: false,
+            metrics_require_auth: false,
             data_dir: PathBuf::from("./data"),
             body_limit_bytes: 32 * 1024 * 1024,
-            request_timeout_secs: 55,
+            request_timeout_secs: 60,
+            header_limit_bytes: 16 * 1024,
+            max_in_flight: 1024,
             drain_timeout_secs: 30,
             log_format: LogFormat::Json,
             log: "info".into(),
@@ -144,6 +168,26 @@ pub struct Overrides {
     /// `--data-dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// `--insecure-no-auth` (only ever turns it on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_no_auth: Option<bool>,
+}
+
+/// Parses a listen address; `localhost:PORT` is 127.0.0.1:PORT.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("invalid port in listen address {text:?}"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("invalid listen address {text:?} (expected HOST:PORT)"))
+}
+
+fn deserialize_listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
 }
 
 /// A configuration that cannot be used, with the reason.
@@ -177,17 +221,57 @@ impl Config {
         Ok(config)
     }
 
+    /// The token settings.
+    pub fn auth(&self) -> AuthSettings {
+        AuthSettings {
+            secret: self.auth_secret.clone(),
+            public_key_file: self.auth_public_key_file.clone(),
+            issuer: self.auth_issuer.clone(),
+            audience: self.auth_audience.clone(),
+        }
+    }
+
+    /// Checks that serving on `listen` is safe: a token key is configured, or
+    /// `insecure_no_auth` is set and `listen` is a loopback address.
+    pub fn check_serving_auth(&self, listen: SocketAddr) -> Result<(), ConfigError> {
+        let has_key = self.auth().has_key();
+        match (has_key, self.insecure_no_auth) {
+            (true, true) => Err(ConfigError(
+                "both a token key (TG_AUTH_SECRET / TG_AUTH_PUBLIC_KEY_FILE) and \
+                 --insecure-no-auth (TG_INSECURE_NO_AUTH) are set; choose one"
+                    .into(),
+            )),
+            (true, false) => Ok(()),
+            (false, true) if listen.ip().is_loopback() => Ok(()),
+            (false, true) => Err(ConfigError(format!(
+                "refusing to serve without authentication on {listen}: --insecure-no-auth \
+                 (TG_INSECURE_NO_AUTH) is accepted only on a loopback address (127.0.0.0/8, \
+                 ::1, localhost); set TG_AUTH_SECRET or TG_AUTH_PUBLIC_KEY_FILE instead"
+            ))),
+            (false, false) => Err(ConfigError(
+                "authentication is not configured: set TG_AUTH_SECRET (at least 32 bytes) or \
+                 TG_AUTH_PUBLIC_KEY_FILE (an Ed25519 or RSA public key in PEM), or, for local \
+                 development on a loopback address only, pass --insecure-no-auth"
+                    .into(),
+            )),
+        }
+    }
+
     /// Checks the settings fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.ip().is_loopback() && !self.insecure_public_bind {
-            return Err(ConfigError(format!(
-                "refusing to listen on non-loopback address {} without authentication; \
-                 bind to 127.0.0.1 or [::1] (TG_INSECURE_PUBLIC_BIND=true only behind a loopback-bound port)",
-                self.listen
-            )));
-        }
         if self.body_limit_bytes == 0 {
             return Err(ConfigError("body_limit_bytes must be positive".into()));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError("request_timeout_secs must be positive".into()));
+        }
+        if self.header_limit_bytes < 1024 {
+            return Err(ConfigError(
+                "header_limit_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError("max_in_flight must be positive".into()));
         }
         if self.s3_load_concurrency == 0 || self.s3_load_concurrency > 256 {
             return Err(ConfigError("s3_load_concurrency must be 1 to 256".into()));
@@ -234,7 +318,7 @@ mod tests {
             jail.set_env("TG_LISTEN", "127.0.0.1:2000");
             let flags = Overrides {
                 listen: Some("127.0.0.1:3000".parse().unwrap()),
-                data_dir: None,
+                ..Overrides::default()
             };
             let c = Config::load(Some(Path::new("tg.toml")), &flags).map_err(|e| e.to_string())?;
             assert_eq!(c.data_dir, PathBuf::from("/from-file"));
@@ -245,17 +329,54 @@ mod tests {
         });
     }
 
+    fn secret() -> Option<Secret> {
+        Some(Secret::new("x".repeat(32)))
+    }
+
     #[test]
-    fn public_bind_without_auth_is_refused() {
-        let c = Config {
-            listen: "0.0.0.0:8787".parse().unwrap(),
+    fn serving_without_a_key_is_refused_unless_open_on_loopback() {
+        let public: SocketAddr = "0.0.0.0:8787".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:8787".parse().unwrap();
+        let none = Config::default();
+        let err = none.check_serving_auth(loopback).unwrap_err().to_string();
+        assert!(
+            err.contains("TG_AUTH_SECRET") && err.contains("--insecure-no-auth"),
+            "{err}"
+        );
+        let open = Config {
+            insecure_no_auth: true,
             ..Config::default()
         };
-        assert!(c
-            .validate()
+        open.check_serving_auth(loopback).unwrap();
+        open.check_serving_auth("[::1]:1".parse().unwrap()).unwrap();
+        open.check_serving_auth("127.9.9.9:1".parse().unwrap())
+            .unwrap();
+        let err = open.check_serving_auth(public).unwrap_err().to_string();
+        assert!(err.contains("only on a loopback address"), "{err}");
+        let keyed = Config {
+            auth_secret: secret(),
+            ..Config::default()
+        };
+        keyed.check_serving_auth(public).unwrap();
+        let both = Config {
+            insecure_no_auth: true,
+            ..keyed
+        };
+        assert!(both
+            .check_serving_auth(loopback)
             .unwrap_err()
             .to_string()
-            .contains("non-loopback"));
+            .contains("choose one"));
+    }
+
+    #[test]
+    fn localhost_is_a_listen_address() {
+        assert_eq!(
+            parse_listen("localhost:9000").unwrap(),
+            "127.0.0.1:9000".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_listen("localhost:x").is_err());
+        assert!(parse_listen("example.com:80").is_err());
     }
 
     #[test]

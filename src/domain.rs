@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 
+pub mod json;
+
 /// Longest task or session id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 /// Longest project key (the SDK cuts names at 200 plus a hash suffix).

@@ -48,6 +48,12 @@ pub enum Error {
     /// The body is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The request target and headers are larger than the configured limit.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// Too many requests are in flight; retry shortly.
+    #[error("the gateway is serving its limit of requests at once; retry shortly")]
+    Overloaded,
     /// The gateway is shutting down and takes no new work.
     #[error("the gateway is draining; retry against another instance")]
     Draining,
@@ -97,6 +103,8 @@ impl Error {
             Error::StaleWriter(_) => ErrorCode::StaleWriter,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            Error::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
+            Error::Overloaded => ErrorCode::Overloaded,
             Error::Draining => ErrorCode::Draining,
             Error::BackendUnavailable(_) => ErrorCode::BackendUnavailable,
             Error::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
@@ -150,6 +158,10 @@ pub enum ErrorCode {
     Conflict,
     /// 413: body over the limit.
     PayloadTooLarge,
+    /// 431: request target and headers over the limit.
+    HeadersTooLarge,
+    /// 503: too many requests in flight.
+    Overloaded,
     /// 503: shutting down.
     Draining,
     /// 503: storage unreachable.
@@ -179,7 +191,10 @@ impl ErrorCode {
             | ErrorCode::StaleWriter
             | ErrorCode::Conflict => S::CONFLICT,
             ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
-            ErrorCode::Draining | ErrorCode::BackendUnavailable => S::SERVICE_UNAVAILABLE,
+            ErrorCode::HeadersTooLarge => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::Draining | ErrorCode::BackendUnavailable | ErrorCode::Overloaded => {
+                S::SERVICE_UNAVAILABLE
+            }
             ErrorCode::ChecksumMismatch => S::BAD_GATEWAY,
             ErrorCode::Timeout => S::GATEWAY_TIMEOUT,
             ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
@@ -192,6 +207,7 @@ impl ErrorCode {
             self,
             ErrorCode::Draining
                 | ErrorCode::BackendUnavailable
+                | ErrorCode::Overloaded
                 | ErrorCode::Timeout
                 | ErrorCode::Conflict
         )
@@ -213,6 +229,8 @@ impl ErrorCode {
             ErrorCode::StaleWriter => "stale_writer",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::Draining => "draining",
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::ChecksumMismatch => "checksum_mismatch",

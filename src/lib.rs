@@ -2,6 +2,8 @@
 //! transcripts durable and portable across workers.
 //!
 //! Module map:
+//! - [`auth`]: bearer tokens (verification, scopes, minting) and the one
+//!   middleware that checks them.
 //! - [`config`]: the one typed configuration (defaults, file, `TG_*`, flags).
 //! - [`domain`]: validated ids and keys (`TaskId`, `SessionKey`, `Seq`, ...).
 //! - [`error`]: the service error enum and its wire codes and statuses.
@@ -15,8 +17,10 @@
 //! - [`server`]: building the engine, serving, draining on shutdown.
 //! - [`metrics`]: process-wide counters for `/metrics`.
 //! - [`telemetry`]: structured logging.
+//! - [`token`]: `transcript-gateway token mint`.
 
 pub mod api;
+pub mod auth;
 pub mod backend;
 pub mod compact;
 pub mod config;
@@ -27,6 +31,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod server;
 pub mod telemetry;
+pub mod token;
 
 pub use config::Config;
 pub use engine::Engine;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use transcript_gateway::config::{Config, Overrides};
-use transcript_gateway::{server, telemetry};
+use transcript_gateway::config::{parse_listen, Config, Overrides};
+use transcript_gateway::{server, telemetry, token};
 
 /// Durable, portable Claude Agent SDK session transcripts over HTTP.
 ///
@@ -27,11 +27,20 @@ enum Command {
     /// Run the HTTP service.
     Serve {
         /// Address to listen on [default: 127.0.0.1:8787] (also TG_LISTEN).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_listen)]
         listen: Option<std::net::SocketAddr>,
         /// Directory of the embedded backend [default: ./data] (also TG_DATA_DIR).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve without authentication; refused unless listening on a
+        /// loopback address (also TG_INSECURE_NO_AUTH=true).
+        #[arg(long)]
+        insecure_no_auth: bool,
+    },
+    /// Bearer tokens for workers and operators.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Create or update the DynamoDB tables (idempotent; reports what it did).
     Migrate,
@@ -41,6 +50,10 @@ enum Command {
         /// The task to compact.
         #[arg(long)]
         task: String,
+        /// An admin token for the running gateway (by default one is minted
+        /// with TG_AUTH_SECRET).
+        #[arg(long)]
+        token: Option<String>,
         /// Directory of the embedded backend [default: ./data] (also TG_DATA_DIR).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -49,19 +62,31 @@ enum Command {
     Openapi,
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed token on stdout, signed with TG_AUTH_SECRET (HS256) or
+    /// with --private-key-file (EdDSA or RS256).
+    Mint(token::MintArgs),
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     let overrides = match &cli.command {
-        Command::Serve { listen, data_dir } => Overrides {
+        Command::Serve {
+            listen,
+            data_dir,
+            insecure_no_auth,
+        } => Overrides {
             listen: *listen,
             data_dir: data_dir.clone(),
+            insecure_no_auth: insecure_no_auth.then_some(true),
         },
         Command::Compact { data_dir, .. } => Overrides {
-            listen: None,
             data_dir: data_dir.clone(),
+            ..Overrides::default()
         },
-        Command::Migrate | Command::Openapi => Overrides::default(),
+        Command::Migrate | Command::Openapi | Command::Token { .. } => Overrides::default(),
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -75,15 +100,28 @@ fn main() -> ExitCode {
             print!("{}", transcript_gateway::api::openapi::openapi_json());
             ExitCode::SUCCESS
         }
+        Command::Token {
+            command: TokenCommand::Mint(args),
+        } => match token::mint(&config, &args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("transcript-gateway: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Migrate => run(async move {
             let report = transcript_gateway::migrate::run(&config).await;
             report.map(|r| print!("{r}"))
         }),
-        Command::Compact { task, .. } => run(async move {
-            let outcome = transcript_gateway::compact::run(&config, &task).await;
+        Command::Compact { task, token, .. } => run(async move {
+            let outcome = transcript_gateway::compact::run(&config, &task, token.as_deref()).await;
             outcome.map(|o| print!("{o}"))
         }),
         Command::Serve { .. } => run(async move {
+            config.check_serving_auth(config.listen)?;
             telemetry::init(&config);
             let engine = server::build_engine(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, HttpLimits, Readiness};
+use crate::auth::{Guard, Verifier};
 use crate::backend;
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
@@ -18,6 +19,12 @@ use crate::engine::{Engine, EngineConfig};
 /// A failure to start or run the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configuration does not allow serving.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A token key cannot be used.
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::KeyError),
     /// A backend could not be opened or reached.
     #[error("{0}")]
     Backend(String),
@@ -55,6 +62,16 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Checked against the address actually bound, whatever the config says.
+    config.check_serving_auth(listener.local_addr()?)?;
+    let verifier = Verifier::from_settings(&config.auth())?;
+    if verifier.is_none() {
+        tracing::warn!("serving WITHOUT authentication (--insecure-no-auth, loopback only)");
+    }
+    let guard = Guard {
+        verifier: verifier.map(Arc::new),
+        metrics_require_auth: config.metrics_require_auth,
+    };
     let readiness = Readiness::new();
     let appends = tokio_util::task::TaskTracker::new();
     let state = AppState {
@@ -62,10 +79,7 @@ pub async fn serve(
         readiness: readiness.clone(),
         appends: appends.clone(),
     };
-    let limits = HttpLimits {
-        body_limit_bytes: config.body_limit_bytes,
-        request_timeout: Duration::from_secs(config.request_timeout_secs),
-    };
+    let limits = HttpLimits::new(config, guard);
     let router = api::router(state, &limits);
     let draining = Arc::new(tokio::sync::Notify::new());
     let notify = draining.clone();

@@ -108,6 +108,7 @@ impl Gateway {
             }
         }
         cmd.env("TG_LOG", "warn")
+            .env("TG_AUTH_SECRET", crate::BENCH_AUTH_SECRET)
             .env("AWS_EC2_METADATA_DISABLED", "true");
         if let Storage::S3 { prefix } = &spec.storage {
             cmd.env("TG_STORAGE", "s3")

@@ -149,9 +149,36 @@ pub fn entries_url(base: &str, task: &str, session: &str) -> String {
     format!("{base}/v1/tasks/{task}/projects/{PROJECT}/sessions/{session}/entries")
 }
 
-/// A keep-alive HTTP client for loopback gateways.
+/// The HS256 secret every benchmarked gateway verifies tokens with.
+pub const BENCH_AUTH_SECRET: &str = "tg-bench-secret-for-loopback-gateways-only";
+
+/// A keep-alive HTTP client for loopback gateways that sends a bearer token
+/// for every task (gateways run with authentication on, as deployed).
 pub fn http_client() -> Res<reqwest::Client> {
+    use transcript_gateway::auth::{AuthSettings, Minter, Scopes, Secret, TaskGrant};
+    let settings = AuthSettings {
+        secret: Some(Secret::new(BENCH_AUTH_SECRET)),
+        ..AuthSettings::default()
+    };
+    let token = Minter::new(&settings, None)
+        .and_then(|m| {
+            m.mint(
+                &TaskGrant::Any,
+                Scopes::parse_strict("transcripts:write admin")
+                    .map_err(transcript_gateway::auth::KeyError::new)?,
+                Duration::from_secs(24 * 3600),
+                "tg-bench",
+            )
+        })
+        .map_err(|e| err(format!("cannot mint the benchmark token: {e}")))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| err(e.to_string()))?,
+    );
     Ok(reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(256)

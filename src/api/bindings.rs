@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
 
 /// The values to bind a task to, from the run's first `ResultMessage`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BindingBody {
     /// The Claude session UUID: 1–128 of `[A-Za-z0-9._-]`.
     pub claude_session_id: String,
@@ -149,7 +150,6 @@ pub async fn lease(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use axum::body::Body;
     use axum::http::{Method, Request};
@@ -173,10 +173,16 @@ mod tests {
             readiness: Readiness::new(),
             appends: tokio_util::task::TaskTracker::new(),
         };
-        let limits = HttpLimits {
+        let config = crate::config::Config {
             body_limit_bytes: 1 << 20,
-            request_timeout: Duration::from_secs(10),
+            request_timeout_secs: 10,
+            ..crate::config::Config::default()
         };
+        let open = crate::auth::Guard {
+            verifier: None,
+            metrics_require_auth: false,
+        };
+        let limits = HttpLimits::new(&config, open);
         (router(state, &limits), engine)
     }
 

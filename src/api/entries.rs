@@ -28,6 +28,7 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// The append body.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AppendBody {
     /// The batch: a non-empty array of JSON objects, stored in order.
     #[schema(value_type = Vec<Object>)]
@@ -38,6 +39,7 @@ pub struct AppendBody {
 
 /// A client-folded summary and the version it was folded on.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SummaryBody {
     /// The summary, stored verbatim.
     #[schema(value_type = Object)]

@@ -39,6 +39,20 @@ impl IntoResponse for Error {
             detail.clone()
         };
         let mut response = code.status().into_response();
+        match code {
+            ErrorCode::Unauthorized => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"transcript-gateway\""),
+                );
+            }
+            ErrorCode::Overloaded => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
         response.extensions_mut().insert(ErrorInfo {
             code,
             message,
@@ -85,6 +99,10 @@ fn framework_error(status: StatusCode) -> (ErrorCode, &'static str) {
             (ErrorCode::Timeout, "the request timed out")
         }
         StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::Draining, "the gateway is not ready"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            ErrorCode::HeadersTooLarge,
+            "request headers are larger than the configured limit",
+        ),
         s if s.is_client_error() => (ErrorCode::InvalidRequest, "bad request"),
         _ => (ErrorCode::Internal, "internal error"),
     }

@@ -2,7 +2,8 @@
 //! engine call and shape the response. Nothing here talks to a backend.
 //!
 //! `mod.rs` merges the per-resource routers and adds the layers: request id,
-//! tracing, error envelope, timeout and body limit.
+//! tracing, error envelope, in-flight limit, header limit, authentication
+//! ([`crate::auth::require`]), timeout and body limit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+use crate::auth::{self, Guard};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::Error;
 
@@ -29,6 +32,7 @@ pub mod entries;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod openapi;
 pub mod paths;
 pub mod sessions;
@@ -78,13 +82,32 @@ pub struct AppState {
     pub appends: tokio_util::task::TaskTracker,
 }
 
-/// Limits the HTTP layer enforces.
+/// Limits and checks the HTTP layer enforces before any handler runs.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
     /// Largest request body.
     pub body_limit_bytes: usize,
     /// Time until a response must start.
     pub request_timeout: Duration,
+    /// Largest request target plus headers.
+    pub header_limit_bytes: usize,
+    /// Most requests served at once.
+    pub max_in_flight: usize,
+    /// Who may call what.
+    pub guard: Guard,
+}
+
+impl HttpLimits {
+    /// The limits of `config`, with `guard` checking tokens.
+    pub fn new(config: &Config, guard: Guard) -> Self {
+        Self {
+            body_limit_bytes: config.body_limit_bytes,
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
+            header_limit_bytes: config.header_limit_bytes,
+            max_in_flight: config.max_in_flight,
+            guard,
+        }
+    }
 }
 
 async fn no_route() -> Error {
@@ -124,6 +147,18 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
                 .layer(axum::middleware::from_fn(error::envelope))
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+                    limits::in_flight,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.header_limit_bytes,
+                    limits::header_limit,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.guard.clone(),
+                    auth::require,
+                ))
                 .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
         )

@@ -86,6 +86,7 @@ pub struct SummaryData {
 
 /// A compare-and-set summary write.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PutSummaryBody {
     /// The new summary, stored verbatim.
     #[schema(value_type = Object)]

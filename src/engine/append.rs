@@ -52,6 +52,9 @@ impl Engine {
                 "a summary can only be sent with a main-transcript append",
             ));
         }
+        if let Some(summary) = &req.summary {
+            super::check_summary(summary.data.get())?;
+        }
         let body = super::encode_entries(&req.entries)?;
         let count = req.entries.len() as u64;
         let lock = self.head_lock(&req.key);

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::domain::Entry;
+use crate::domain::{json, Entry};
 use crate::error::Error;
 
 /// Removes insignificant whitespace from valid JSON text, leaving strings,
@@ -33,8 +33,17 @@ pub fn minify_json(text: &str) -> String {
     out
 }
 
+/// Checks a summary before it is stored: a JSON object within the limits of
+/// [`json::check_value`].
+pub fn check_summary(data: &str) -> Result<(), Error> {
+    if !data.starts_with('{') {
+        return Err(Error::invalid("summary data must be a JSON object"));
+    }
+    json::check_value(data).map_err(|p| Error::invalid(format!("summary data {p}")))
+}
+
 /// Encodes a batch as a part body: each entry compacted onto its own line.
-/// Every entry must be a JSON object.
+/// Every entry must be a JSON object within the limits of [`json::check_value`].
 pub fn encode_entries(entries: &[Entry]) -> Result<Bytes, Error> {
     if entries.is_empty() {
         return Err(Error::invalid("entries must be a non-empty array"));
@@ -47,6 +56,7 @@ pub fn encode_entries(entries: &[Entry]) -> Result<Bytes, Error> {
                 "entries[{i}] must be a JSON object"
             )));
         }
+        json::check_value(text).map_err(|p| Error::invalid(format!("entries[{i}] {p}")))?;
         if text
             .bytes()
             .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
@@ -84,6 +94,25 @@ mod tests {
     fn encode_writes_one_line_per_entry() {
         let body = encode_entries(&[raw("{\"a\": 1}"), raw("{\"b\":\n2}")]).unwrap();
         assert_eq!(&body[..], b"{\"a\":1}\n{\"b\":2}\n");
+    }
+
+    #[test]
+    fn encode_refuses_entries_nested_too_deep_or_with_duplicate_keys() {
+        let deep = format!("{{\"d\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let err = encode_entries(&[raw("{}"), raw(&deep)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("entries[1] nests deeper than 128 levels"),
+            "{err}"
+        );
+        let err = encode_entries(&[raw(r#"{"a":1,"a":2}"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("entries[0] has the object key \"a\" more than once"),
+            "{err}"
+        );
     }
 
     #[test]

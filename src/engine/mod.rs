@@ -30,7 +30,7 @@ pub mod snapshot;
 
 pub use append::{AppendRequest, Idempotency};
 pub use bindings::validate_binding;
-pub use codec::{encode_entries, minify_json};
+pub use codec::{check_summary, encode_entries, minify_json};
 pub use compaction::{CompactOptions, CompactionReport, Halt};
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};

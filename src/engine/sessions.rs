@@ -83,6 +83,7 @@ pub(super) async fn put_summary(
     data: Box<RawValue>,
     expected_version: u64,
 ) -> Result<u64, Error> {
+    super::check_summary(data.get())?;
     let key = SessionKey::main(session.clone());
     let lock = engine.head_lock(&key);
     let mut head = lock.lock().await;

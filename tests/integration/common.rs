@@ -24,6 +24,57 @@ pub fn fresh_id(prefix: &str) -> String {
 /// The project key most tests use.
 pub const PROJECT: &str = "-workspace-task";
 
+/// The HS256 secret of gateways that tests run with authentication on.
+pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// A configuration with token authentication (the HS256 [`TEST_SECRET`]).
+pub fn auth_config() -> Config {
+    Config {
+        auth_secret: Some(transcript_gateway::auth::Secret::new(TEST_SECRET)),
+        ..Config::default()
+    }
+}
+
+/// A token signed with `config`'s settings for `task` (or `*`) and `scopes`.
+pub fn mint_with(config: &Config, task: &str, scopes: &str) -> String {
+    use transcript_gateway::auth::{Minter, Scopes, TaskGrant};
+    Minter::new(&config.auth(), None)
+        .expect("minter")
+        .mint(
+            &TaskGrant::parse(task).expect("task"),
+            Scopes::parse_strict(scopes).expect("scopes"),
+            Duration::from_secs(600),
+            "integration-test",
+        )
+        .expect("mint")
+}
+
+/// A token signed with [`TEST_SECRET`].
+pub fn mint(task: &str, scopes: &str) -> String {
+    mint_with(&auth_config(), task, scopes)
+}
+
+/// SHA-256 of every file under `dir`, by relative path: a fingerprint of
+/// everything the embedded backend stores (objects and catalog).
+pub fn storage_fingerprint(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    use sha2::{Digest, Sha256};
+    let mut out = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read file");
+                let rel = path.strip_prefix(dir).expect("under dir").to_path_buf();
+                out.insert(rel, hex::encode(Sha256::digest(&bytes)));
+            }
+        }
+    }
+    out
+}
+
 /// An emulator setting, or `None` after printing why the caller skips.
 pub fn emulator_env(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
@@ -77,8 +128,12 @@ impl TestGateway {
         Self::serve(engine, config).await
     }
 
-    /// Serves `engine` with `config`'s HTTP limits.
-    pub async fn serve(engine: Engine, config: Config) -> Self {
+    /// Serves `engine` with `config`'s HTTP limits; without a token key in
+    /// `config` it serves open (loopback only, as `--insecure-no-auth`).
+    pub async fn serve(engine: Engine, mut config: Config) -> Self {
+        if !config.auth().has_key() {
+            config.insecure_no_auth = true;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -216,8 +271,16 @@ pub struct ChildGateway {
 
 impl ChildGateway {
     /// Starts `transcript-gateway serve` with `env` on a free port and waits
-    /// until `/healthz` answers (at most 30 s).
+    /// until `/healthz` answers (at most 30 s). Without `TG_AUTH_SECRET` in
+    /// `env` it runs open (`--insecure-no-auth`, on loopback).
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let keyed = env.iter().any(|(k, _)| *k == "TG_AUTH_SECRET");
+        let args: &[&str] = if keyed { &[] } else { &["--insecure-no-auth"] };
+        Self::start_with(data_dir, env, args).await
+    }
+
+    /// [`ChildGateway::start`] with extra `serve` flags and nothing implied.
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let port = free_port();
         let log = data_dir.with_extension(format!("{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -227,6 +290,7 @@ impl ChildGateway {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
+            .args(args)
             .env("TG_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log_file);
@@ -287,4 +351,68 @@ impl Drop for ChildGateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends one HTTP/1.1 request over a fresh connection, byte for byte as given,
+/// and returns the status, the lower-cased headers and the body.
+pub async fn raw_request(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: impl AsRef<[u8]>,
+) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    let body = body.as_ref();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: std::collections::HashMap<_, _> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.get("transfer-encoding").map(|v| v.as_str()) == Some("chunked") {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[pos + 2..pos + 2 + size]);
+        data = &data[pos + 2 + size + 2..];
+    }
+    out
 }

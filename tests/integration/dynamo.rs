@@ -433,6 +433,7 @@ async fn serve_without_tables_fails_fast_with_a_clear_message() {
             data.to_str().expect("utf-8 path"),
         ],
         &[
+            ("TG_INSECURE_NO_AUTH", "true"),
             ("TG_CATALOG", "dynamodb"),
             ("TG_DYNAMODB_ENDPOINT_URL", endpoint.as_str()),
             ("TG_DYNAMODB_TABLE_PREFIX", prefix.as_str()),

@@ -3,6 +3,7 @@
 //! environment variables are absent; `scripts/test` sets them.
 
 mod api;
+mod auth;
 mod common;
 mod compaction;
 mod durability;

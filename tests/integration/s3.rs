@@ -692,6 +692,7 @@ async fn refused_start(env: &[(&str, &str)]) -> String {
         .arg(dir.path())
         .env("TG_LOG", "warn")
         .env("TG_LOG_FORMAT", "text")
+        .env("TG_INSECURE_NO_AUTH", "true")
         .env("TG_STORAGE", "s3")
         .env("TG_CATALOG", "embedded")
         .env("TG_S3_FORCE_PATH_STYLE", "true")

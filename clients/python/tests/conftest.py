@@ -7,7 +7,9 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,23 +59,58 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None
     )
 
 
-@pytest.fixture(scope="session")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a running gateway: TG_GATEWAY_URL, or a process started for the session."""
-    external = os.environ.get("TG_GATEWAY_URL")
-    if external:
-        url = external.rstrip("/")
-        _wait_ready(url, None, None)
-        yield url
-        return
-
+def _binary() -> Path:
     binary = Path(os.environ.get("TG_GATEWAY_BIN", DEFAULT_BIN))
     if not binary.is_absolute():
         binary = REPO_ROOT / binary
     if not binary.is_file():
         pytest.fail(f"gateway binary {binary} not found: run `cargo build` or set TG_GATEWAY_BIN")
+    return binary
 
+
+@dataclass(frozen=True)
+class Gateway:
+    """A running gateway and the secret its tokens are signed with (None: it runs open)."""
+
+    url: str
+    secret: str | None
+
+    def token(self, task_id: str, scope: str = "transcripts:write", ttl: str = "1h") -> str | None:
+        """A token minted by `transcript-gateway token mint`, as an orchestrator would."""
+        if self.secret is None:
+            return None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TG_")}
+        env["TG_AUTH_SECRET"] = self.secret
+        out = subprocess.run(
+            [str(_binary()), "token", "mint", "--task", task_id, "--scope", scope, "--ttl", ttl],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    def headers(self, task_id: str, scope: str = "transcripts:write") -> dict[str, str]:
+        """Request headers carrying a token for the task."""
+        token = self.token(task_id, scope)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A running gateway with authentication on: TG_GATEWAY_URL (with TG_AUTH_SECRET if it
+    needs tokens), or a process started for the session with a fresh secret."""
+    external = os.environ.get("TG_GATEWAY_URL")
+    if external:
+        url = external.rstrip("/")
+        _wait_ready(url, None, None)
+        yield Gateway(url, os.environ.get("TG_AUTH_SECRET") or None)
+        return
+
+    binary = _binary()
+    secret = "pytest-" + uuid.uuid4().hex + uuid.uuid4().hex
     env = dict(os.environ)
+    env["TG_AUTH_SECRET"] = secret
     extra: Any = json.loads(os.environ.get("TG_GATEWAY_EXTRA_ENV") or "{}")
     if not isinstance(extra, dict):
         pytest.fail("TG_GATEWAY_EXTRA_ENV must be a JSON object")
@@ -96,7 +133,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     try:
         _wait_ready(url, proc, log)
-        yield url
+        yield Gateway(url, secret)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -107,16 +144,25 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.wait(timeout=5)
 
 
+@pytest.fixture(scope="session")
+def gateway_url(gateway: Gateway) -> str:
+    """Base URL of the session's gateway."""
+    return gateway.url
+
+
 StoreFactory = Callable[..., GatewaySessionStore]
 
 
 @pytest.fixture
-async def make_store(gateway_url: str) -> AsyncIterator[StoreFactory]:
-    """Factory of stores on the test gateway, each on a fresh task unless task_id is given."""
+async def make_store(gateway: Gateway) -> AsyncIterator[StoreFactory]:
+    """Factory of stores on the test gateway, each on a fresh task unless task_id is given,
+    each with a write token for its task unless token= is given."""
     stores: list[GatewaySessionStore] = []
 
     def factory(task_id: str | None = None, **kwargs: Any) -> GatewaySessionStore:
-        store = GatewaySessionStore(gateway_url, task_id or new_task_id(), **kwargs)
+        task = task_id or new_task_id()
+        kwargs.setdefault("token", gateway.token(task))
+        store = GatewaySessionStore(gateway.url, task, **kwargs)
         stores.append(store)
         return store
 

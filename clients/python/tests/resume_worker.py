@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -22,6 +23,10 @@ from typing import Any
 from claude_agent_sdk import project_key_for_directory
 
 from transcript_gateway import GatewaySessionStore
+
+
+def _token() -> str | None:
+    return os.environ.get("GATEWAY_TOKEN") or None
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -50,7 +55,7 @@ async def write(url: str, task_id: str) -> None:
     sub = {**key, "subpath": "subagents/agent-1"}
     main: list[dict[str, Any]] = []
     subagent: list[dict[str, Any]] = []
-    async with GatewaySessionStore(url, task_id) as store:
+    async with GatewaySessionStore(url, task_id, token=_token()) as store:
         epoch = await store.lease()
         parent: str | None = None
         for batch_no in range(4):
@@ -85,7 +90,7 @@ async def write(url: str, task_id: str) -> None:
 
 
 async def resume(url: str, task_id: str) -> None:
-    async with GatewaySessionStore(url, task_id) as store:
+    async with GatewaySessionStore(url, task_id, token=_token()) as store:
         binding = await store.binding()
         if binding is None:
             _emit({"binding": None})

@@ -11,7 +11,7 @@ from claude_agent_sdk import fold_session_summary
 
 from transcript_gateway import GatewayError, GatewaySessionStore
 
-from conftest import StoreFactory
+from conftest import Gateway, StoreFactory
 from helpers import FaultTransport, is_entries_post, new_task_id
 
 KEY = {"project_key": "-workspace-task", "session_id": "0b7c8a52-2f4e-4d55-9a1e-3c1f0e6d9b21"}
@@ -63,16 +63,16 @@ async def test_retry_after_lost_response_stores_one_batch(
         assert summary["data"] == fold_session_summary(None, key, first + second)["data"]
 
 
-async def test_idempotency_key_replays_the_first_receipt(gateway_url: str) -> None:
+async def test_idempotency_key_replays_the_first_receipt(gateway: Gateway) -> None:
     """Posting the same Idempotency-Key twice returns the same receipt and writes once."""
     task = new_task_id()
     url = (
-        f"{gateway_url}/v1/tasks/{task}/projects/{KEY['project_key']}"
+        f"{gateway.url}/v1/tasks/{task}/projects/{KEY['project_key']}"
         f"/sessions/{KEY['session_id']}/entries"
     )
     body = {"entries": [{"type": "x", "n": 1}]}
     headers = {"Idempotency-Key": "k-123"}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=gateway.headers(task)) as client:
         first = await client.post(url, json=body, headers=headers)
         again = await client.post(url, json=body, headers=headers)
         loaded = await client.get(url)
@@ -184,13 +184,13 @@ def _version_data(response: httpx.Response) -> tuple[Any, Any]:
     return data["version"], data["data"]
 
 
-async def test_summary_put_conflicts_on_a_stale_version(gateway_url: str) -> None:
+async def test_summary_put_conflicts_on_a_stale_version(gateway: Gateway) -> None:
     """PUT .../summary is a compare-and-set: a stale version gets 409 summary_conflict."""
     task = new_task_id()
     base = (
-        f"{gateway_url}/v1/tasks/{task}/projects/{KEY['project_key']}/sessions/{KEY['session_id']}"
+        f"{gateway.url}/v1/tasks/{task}/projects/{KEY['project_key']}/sessions/{KEY['session_id']}"
     )
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=gateway.headers(task)) as client:
         await client.post(f"{base}/entries", json={"entries": [{"type": "x"}]})
         empty = await client.get(f"{base}/summary")
         ok = await client.put(f"{base}/summary", json={"data": {"a": 1}, "expected_version": 0})
@@ -219,16 +219,16 @@ async def test_summary_cas_survives_a_delete_by_another_adapter(make_store: Stor
 
 
 async def test_unreconciled_summary_reads_as_stale(
-    gateway_url: str, make_store: StoreFactory
+    gateway: Gateway, make_store: StoreFactory
 ) -> None:
     """Entries appended without a summary update leave a sidecar older than list_sessions' mtime."""
     store = make_store()
     await store.append(KEY, [{"type": "x", "customTitle": "first"}])
     url = (
-        f"{gateway_url}/v1/tasks/{store.task_id}/projects/{KEY['project_key']}"
+        f"{gateway.url}/v1/tasks/{store.task_id}/projects/{KEY['project_key']}"
         f"/sessions/{KEY['session_id']}/entries"
     )
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=gateway.headers(store.task_id)) as client:
         rejected = await client.post(
             url,
             json={

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -11,13 +12,20 @@ from typing import Any
 
 import pytest
 
+from conftest import Gateway
 from helpers import new_task_id
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 LINE_TIMEOUT_S = 60.0
 
 
-async def _start(role: str, url: str, task_id: str, stderr: Path) -> asyncio.subprocess.Process:
+async def _start(
+    role: str, url: str, task_id: str, stderr: Path, token: str | None
+) -> asyncio.subprocess.Process:
+    env = dict(os.environ)
+    if token:
+        # The worker's task token, as an orchestrator hands it over.
+        env["GATEWAY_TOKEN"] = token
     with stderr.open("wb") as err:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -28,6 +36,7 @@ async def _start(role: str, url: str, task_id: str, stderr: Path) -> asyncio.sub
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=err,
+            env=env,
         )
 
 
@@ -52,12 +61,12 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
 
 
 async def test_worker_b_resumes_what_killed_worker_a_wrote(
-    gateway_url: str, tmp_path: Path
+    gateway: Gateway, tmp_path: Path
 ) -> None:
     """B (fresh process, no cache) reads A's binding and loads A's transcript unchanged."""
     task_id = new_task_id()
 
-    a = await _start("write", gateway_url, task_id, tmp_path / "a.err")
+    a = await _start("write", gateway.url, task_id, tmp_path / "a.err", gateway.token(task_id))
     try:
         written = await _json_line(a, tmp_path / "a.err")
         await asyncio.sleep(0.2)
@@ -67,7 +76,7 @@ async def test_worker_b_resumes_what_killed_worker_a_wrote(
     finally:
         await _reap(a)
 
-    b = await _start("resume", gateway_url, task_id, tmp_path / "b.err")
+    b = await _start("resume", gateway.url, task_id, tmp_path / "b.err", gateway.token(task_id))
     try:
         resumed = await _json_line(b, tmp_path / "b.err")
         assert await asyncio.wait_for(b.wait(), 30) == 0, (tmp_path / "b.err").read_text()

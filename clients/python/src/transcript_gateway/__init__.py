@@ -2,20 +2,25 @@
 
 from ._errors import (
     BindingConflictError,
+    ForbiddenError,
     GatewayError,
     GatewayUnavailableError,
     StaleWriterError,
     SummaryConflictError,
+    UnauthorizedError,
 )
-from ._store import GatewaySessionStore
+from ._store import GatewaySessionStore, TokenSource
 from ._version import __version__
 
 __all__ = [
     "BindingConflictError",
+    "ForbiddenError",
     "GatewayError",
     "GatewaySessionStore",
     "GatewayUnavailableError",
     "StaleWriterError",
     "SummaryConflictError",
+    "TokenSource",
+    "UnauthorizedError",
     "__version__",
 ]

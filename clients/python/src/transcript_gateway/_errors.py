@@ -75,7 +75,20 @@ class StaleWriterError(GatewayError):
     """
 
 
+class UnauthorizedError(GatewayError):
+    """The gateway refused the token (401): missing, malformed, expired or wrongly signed.
+
+    Never retried: a fresh token is needed (see the ``token=`` callable form).
+    """
+
+
+class ForbiddenError(GatewayError):
+    """The token is valid but not for this task or this operation (403). Never retried."""
+
+
 _CODE_CLASSES: dict[str, type[GatewayError]] = {
+    "unauthorized": UnauthorizedError,
+    "forbidden": ForbiddenError,
     "summary_conflict": SummaryConflictError,
     "binding_conflict": BindingConflictError,
     "stale_writer": StaleWriterError,

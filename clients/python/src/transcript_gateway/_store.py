@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -31,7 +32,10 @@ from ._errors import (
 )
 from ._version import __version__
 
-__all__ = ["GatewaySessionStore"]
+__all__ = ["GatewaySessionStore", "TokenSource"]
+
+TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
+"""A bearer token, or a callable (sync or async) returning the current one."""
 
 logger = logging.getLogger("transcript_gateway")
 
@@ -82,7 +86,7 @@ class GatewaySessionStore(SessionStore):
         base_url: str,
         task_id: str,
         *,
-        token: str | None = None,
+        token: TokenSource | None = None,
         timeout: float = 50.0,
         attempt_timeout: float = 20.0,
         max_attempts: int = 3,
@@ -107,6 +111,8 @@ class GatewaySessionStore(SessionStore):
         self.page_size = page_size
         self.epoch = epoch
         self._stale_epoch: int | None = None
+        if token is not None and not (isinstance(token, str) or callable(token)):
+            raise TypeError("token must be a str or a callable returning one")
         self._token = token
         self._transport = transport
         self._client = client
@@ -428,11 +434,23 @@ class GatewaySessionStore(SessionStore):
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             headers = {"User-Agent": f"transcript-gateway-client/{__version__}"}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
             self._client = httpx.AsyncClient(headers=headers, transport=self._transport)
             self._owns_client = True
         return self._client
+
+    async def _authorization(self) -> str | None:
+        """The Authorization header value, asking a token callable afresh each time."""
+        token = self._token
+        if token is None:
+            return None
+        if callable(token):
+            value = token()
+            if inspect.isawaitable(value):
+                value = await value
+            token = value
+        if not isinstance(token, str) or not token:
+            raise TypeError("the token callable must return a non-empty str")
+        return f"Bearer {token}"
 
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self.timeout
@@ -450,9 +468,15 @@ class GatewaySessionStore(SessionStore):
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request, retrying transport errors and 502/503/504 with the same body."""
+        """Send one request, retrying transport errors and 502/503/504 with the same body.
+
+        401 and 403 come back at once (never retried) and raise typed errors in ``_ok``.
+        """
         client = self._http()
         request_headers = dict(headers or {})
+        authorization = await self._authorization()
+        if authorization is not None:
+            request_headers["Authorization"] = authorization
         if content is not None:
             request_headers["Content-Type"] = "application/json"
         loop = asyncio.get_running_loop()

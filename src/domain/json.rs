@@ -1,0 +1,233 @@
+//! Limits on the JSON values the gateway stores (entries, summaries), so no
+//! request can store something a client cannot read back: nesting at most
+//! [`MAX_DEPTH`] levels (Python's `json` and many parsers stop near 1,000,
+//! some far sooner), no object with the same key twice (parsers disagree on
+//! which one wins), and no number that overflows a double (Python reads
+//! `1e400` as `inf` and cannot write it back as JSON).
+//!
+//! The text given is already valid JSON (serde parsed it); this is one pass
+//! over its bytes with no recursion, whatever the depth.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Deepest nesting of a stored value; the value itself is level 1.
+pub const MAX_DEPTH: usize = 128;
+
+/// Objects with more keys than this check duplicates with a hash set.
+const LINEAR_KEYS: usize = 16;
+
+/// Why a stored value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonProblem {
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// An object names a key twice.
+    DuplicateKey(String),
+    /// A number is infinite as an IEEE double.
+    NumberTooLarge(String),
+}
+
+impl fmt::Display for JsonProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonProblem::TooDeep => write!(
+                f,
+                "nests deeper than {MAX_DEPTH} levels (at most {MAX_DEPTH} are allowed)"
+            ),
+            JsonProblem::DuplicateKey(k) => write!(f, "has the object key {k:?} more than once"),
+            JsonProblem::NumberTooLarge(n) => {
+                write!(f, "holds a number too large for a double: {n}")
+            }
+        }
+    }
+}
+
+enum Keys<'a> {
+    Few(Vec<Cow<'a, str>>),
+    Many(HashSet<Cow<'a, str>>),
+}
+
+impl<'a> Keys<'a> {
+    /// Adds a key; false when it was already there.
+    fn insert(&mut self, key: Cow<'a, str>) -> bool {
+        match self {
+            Keys::Few(v) => {
+                if v.contains(&key) {
+                    return false;
+                }
+                v.push(key);
+                if v.len() > LINEAR_KEYS {
+                    *self = Keys::Many(std::mem::take(v).into_iter().collect());
+                }
+                true
+            }
+            Keys::Many(set) => set.insert(key),
+        }
+    }
+}
+
+/// One open container: an object (with its keys so far) or an array.
+struct Frame<'a> {
+    keys: Option<Keys<'a>>,
+    expect_key: bool,
+}
+
+fn shorten(text: &str) -> String {
+    if text.len() <= 40 {
+        text.to_string()
+    } else {
+        let cut = (0..=40)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        format!("{}…", &text[..cut])
+    }
+}
+
+/// Checks one stored value. `text` must be valid JSON.
+pub fn check_value(text: &str) -> Result<(), JsonProblem> {
+    let bytes = text.as_bytes();
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(JsonProblem::TooDeep);
+                }
+                let object = bytes[i] == b'{';
+                stack.push(Frame {
+                    keys: object.then(|| Keys::Few(Vec::new())),
+                    expect_key: object,
+                });
+                i += 1;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                i += 1;
+            }
+            b',' => {
+                if let Some(frame) = stack.last_mut() {
+                    frame.expect_key = frame.keys.is_some();
+                }
+                i += 1;
+            }
+            b'"' => {
+                let start = i + 1;
+                let mut escaped = false;
+                let mut j = start;
+                while j < bytes.len() && bytes[j] != b'"' {
+                    escaped |= bytes[j] == b'\\';
+                    j += if bytes[j] == b'\\' { 2 } else { 1 };
+                }
+                let end = j.min(bytes.len());
+                if let Some(frame) = stack.last_mut() {
+                    if frame.expect_key {
+                        frame.expect_key = false;
+                        let raw = &text[start..end];
+                        let key = if escaped {
+                            // Compare keys as parsers see them: "\u0061" is "a".
+                            Cow::Owned(
+                                serde_json::from_str::<String>(&text[i..=end.min(bytes.len() - 1)])
+                                    .unwrap_or_else(|_| raw.to_string()),
+                            )
+                        } else {
+                            Cow::Borrowed(raw)
+                        };
+                        if let Some(keys) = frame.keys.as_mut() {
+                            if !keys.insert(key.clone()) {
+                                return Err(JsonProblem::DuplicateKey(shorten(&key)));
+                            }
+                        }
+                    }
+                }
+                i = end + 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let number = &text[start..i];
+                if !number.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Err(JsonProblem::NumberTooLarge(shorten(number)));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels - 1), "]".repeat(levels - 1)).replacen(
+            '1',
+            "{\"a\":1}",
+            1,
+        )
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_accepted_and_one_more_is_not() {
+        // nested(n) is n levels: n - 1 arrays around one object.
+        assert_eq!(check_value(&nested(MAX_DEPTH)), Ok(()));
+        assert_eq!(
+            check_value(&nested(MAX_DEPTH + 1)),
+            Err(JsonProblem::TooDeep)
+        );
+        assert_eq!(check_value(&nested(10_000)), Err(JsonProblem::TooDeep));
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count() {
+        let text = format!("{{\"s\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+        assert_eq!(check_value(&text), Ok(()));
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_level_and_after_escapes() {
+        assert_eq!(
+            check_value(r#"{"a":1,"b":{"c":1,"c":2}}"#),
+            Err(JsonProblem::DuplicateKey("c".into()))
+        );
+        assert_eq!(
+            check_value(r#"{"a":1,"\u0061":2}"#),
+            Err(JsonProblem::DuplicateKey("a".into()))
+        );
+        let many: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", many.join(","));
+        assert_eq!(check_value(&ok), Ok(()));
+        let dup = format!("{{{},\"k7\":0}}", many.join(","));
+        assert_eq!(
+            check_value(&dup),
+            Err(JsonProblem::DuplicateKey("k7".into()))
+        );
+        // The same key in sibling objects and string values equal to keys are fine.
+        assert_eq!(check_value(r#"[{"a":"a"},{"a":"a"}]"#), Ok(()));
+        assert_eq!(check_value(r#"{"a":["a","a"],"b":"a"}"#), Ok(()));
+    }
+
+    #[test]
+    fn numbers_must_fit_a_double() {
+        assert_eq!(
+            check_value(r#"{"n":12345678901234567890,"f":-3e-7,"m":1.7e308}"#),
+            Ok(())
+        );
+        assert!(matches!(
+            check_value(r#"{"n":1e400}"#),
+            Err(JsonProblem::NumberTooLarge(_))
+        ));
+        let huge = format!("{{\"n\":{}}}", "9".repeat(400));
+        assert!(
+            matches!(check_value(&huge), Err(JsonProblem::NumberTooLarge(n)) if n.ends_with('…'))
+        );
+    }
+}
