@@ -58,6 +58,8 @@ pub struct LoadQuery {
     pub after_seq: Option<u64>,
 }
 
+/// A header's value as text; `name` is as documented (`Idempotency-Key`),
+/// looked up case-insensitively.
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Error> {
     headers
         .get(name)
@@ -73,7 +75,7 @@ fn idempotency(
     key: &SessionKey,
     entries: &[Box<RawValue>],
 ) -> Result<Option<Idempotency>, Error> {
-    let Some(value) = header_str(headers, "idempotency-key")? else {
+    let Some(value) = header_str(headers, "Idempotency-Key")? else {
         return Ok(None);
     };
     if value.is_empty() || value.len() > MAX_IDEMPOTENCY_KEY_LEN {
@@ -94,7 +96,7 @@ fn idempotency(
 }
 
 fn writer_epoch(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    header_str(headers, "x-writer-epoch")?
+    header_str(headers, "X-Writer-Epoch")?
         .map(|v| {
             v.trim()
                 .parse::<u64>()

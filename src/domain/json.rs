@@ -3,7 +3,9 @@
 //! [`MAX_DEPTH`] levels (Python's `json` and many parsers stop near 1,000,
 //! some far sooner), no object with the same key twice (parsers disagree on
 //! which one wins), and no number that overflows a double (Python reads
-//! `1e400` as `inf` and cannot write it back as JSON).
+//! `1e400` as `inf` and cannot write it back as JSON), no lone surrogate
+//! escape such as `\ud800` (it decodes to no character and cannot be
+//! written as UTF-8).
 //!
 //! The text given is already valid JSON (serde parsed it); this is one pass
 //! over its bytes with no recursion, whatever the depth.
@@ -27,6 +29,9 @@ pub enum JsonProblem {
     DuplicateKey(String),
     /// A number is infinite as an IEEE double.
     NumberTooLarge(String),
+    /// A `\uXXXX` escape names half of a UTF-16 surrogate pair without the
+    /// other half: no character, and not encodable as UTF-8.
+    LoneSurrogate,
 }
 
 impl fmt::Display for JsonProblem {
@@ -40,6 +45,10 @@ impl fmt::Display for JsonProblem {
             JsonProblem::NumberTooLarge(n) => {
                 write!(f, "holds a number too large for a double: {n}")
             }
+            JsonProblem::LoneSurrogate => write!(
+                f,
+                "holds a lone UTF-16 surrogate escape (such as \\ud800), which is no character"
+            ),
         }
     }
 }
@@ -86,6 +95,42 @@ fn shorten(text: &str) -> String {
     }
 }
 
+fn hex4(bytes: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(bytes.get(..4)?).ok()?;
+    u16::from_str_radix(text, 16).ok()
+}
+
+/// Checks the `\u` escapes of one string's raw bytes pair up.
+fn check_surrogates(raw: &[u8]) -> Result<(), JsonProblem> {
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if raw.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        let unit = hex4(&raw[i + 2..]).unwrap_or(0);
+        i += 6;
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (raw.get(i..i + 2) == Some(b"\\u"))
+                    .then(|| hex4(&raw[i + 2..]))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return Err(JsonProblem::LoneSurrogate);
+                }
+                i += 6;
+            }
+            0xDC00..=0xDFFF => return Err(JsonProblem::LoneSurrogate),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks one stored value. `text` must be valid JSON.
 pub fn check_value(text: &str) -> Result<(), JsonProblem> {
     let bytes = text.as_bytes();
@@ -123,6 +168,9 @@ pub fn check_value(text: &str) -> Result<(), JsonProblem> {
                     j += if bytes[j] == b'\\' { 2 } else { 1 };
                 }
                 let end = j.min(bytes.len());
+                if escaped {
+                    check_surrogates(&bytes[start..end])?;
+                }
                 if let Some(frame) = stack.last_mut() {
                     if frame.expect_key {
                         frame.expect_key = false;
@@ -213,6 +261,22 @@ mod tests {
         // The same key in sibling objects and string values equal to keys are fine.
         assert_eq!(check_value(r#"[{"a":"a"},{"a":"a"}]"#), Ok(()));
         assert_eq!(check_value(r#"{"a":["a","a"],"b":"a"}"#), Ok(()));
+    }
+
+    #[test]
+    fn surrogate_escapes_must_pair_up() {
+        assert_eq!(
+            check_value(r#"{"e":"\ud83d\ude00 \u00e9 \\ud800"}"#),
+            Ok(())
+        );
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00x"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"\udfff":1}"#,
+        ] {
+            assert_eq!(check_value(bad), Err(JsonProblem::LoneSurrogate), "{bad}");
+        }
     }
 
     #[test]

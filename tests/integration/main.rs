@@ -9,5 +9,6 @@ mod compaction;
 mod durability;
 mod dynamo;
 mod embedded;
+mod hostile;
 mod openapi;
 mod s3;
