@@ -10,5 +10,6 @@ mod durability;
 mod dynamo;
 mod embedded;
 mod hostile;
+mod iam;
 mod openapi;
 mod s3;
