@@ -493,3 +493,52 @@ async fn health_readiness_and_metrics_answer() {
     assert!(appends >= 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_are_refused_with_retry_after() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = Config {
+        max_in_flight: 1,
+        ..Config::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let gw = TestGateway::over(objects, catalog, config).await;
+    let s = Session::fresh();
+    let url = s.entries(&gw.base_url);
+    // One append whose body is still uploading holds the only slot.
+    let addr = gw.base_url.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = br#"{"entries":[{"type":"slow"}]}"#;
+    let path = url.trim_start_matches(&gw.base_url);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let refused = gw.http.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let envelope: Value = refused.json().await.unwrap();
+    assert_eq!(envelope["error"]["code"], "overloaded");
+    assert!(envelope["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("limit of requests"));
+
+    // The held request completes and frees the slot.
+    slow.write_all(&body[5..]).await.unwrap();
+    let mut answer = Vec::new();
+    slow.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let (status, entries) = load(&gw.http, &url).await;
+    assert_eq!((status, entries), (200, vec![json!({"type": "slow"})]));
+    gw.stop().await;
+}

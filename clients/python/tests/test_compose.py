@@ -138,3 +138,11 @@ def test_port_parsing() -> None:
     assert host_ip("[::1]:8787:8787") == "::1"
     assert host_ip({"target": 8787, "published": 8787, "host_ip": "127.0.0.1"}) == "127.0.0.1"
     assert host_ip({"target": 8787, "published": 8787}) is None
+
+
+def test_gateway_runs_with_a_token_secret(services: dict[str, dict[str, Any]]) -> None:
+    """The compose gateway listens beyond loopback inside its container, so it needs a key:
+    a secret long enough for the gateway to accept, and no open mode."""
+    env = environment(services["gateway"])
+    assert len(env.get("TG_AUTH_SECRET", "")) >= 32, "TG_AUTH_SECRET of at least 32 bytes"
+    assert env.get("TG_INSECURE_NO_AUTH", "false").lower() != "true"
