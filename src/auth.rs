@@ -538,7 +538,10 @@ fn need<'a>(method: &Method, path: &'a str, metrics_protected: bool) -> Need<'a>
     } else {
         Scope::Write
     };
-    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
     if under("/admin") {
         let task = path
             .strip_prefix("/admin/v1/tasks/")

@@ -4,7 +4,6 @@
 //! refuses to serve unprotected anywhere but loopback.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -12,7 +11,7 @@ use transcript_gateway::auth::{AuthSettings, Minter, Scopes, Secret, TaskGrant};
 use transcript_gateway::config::Config;
 
 use crate::common::{
-    auth_config, embedded_ports, free_port, fresh_id, gateway_bin, mint, mint_with,
+    auth_config, embedded_ports, free_port, fresh_id, mint, mint_with, run_binary,
     storage_fingerprint, ChildGateway, TestGateway, PROJECT, TEST_SECRET,
 };
 
@@ -521,27 +520,6 @@ async fn issuer_and_audience_are_required_when_configured() {
     gw.stop().await;
 }
 
-/// Runs the binary with `args` and only `env` of the TG_* settings; the exit
-/// status, stdout and stderr.
-fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(gateway_bin());
-    cmd.args(args).stdin(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TG_") {
-            cmd.env_remove(key);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run the gateway binary");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn serve_refuses_to_start_unprotected_or_with_a_weak_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -578,7 +556,7 @@ fn serve_refuses_to_start_unprotected_or_with_a_weak_secret() {
     for (args, env, message) in cases {
         let mut env = env.to_vec();
         env.push(("TG_DATA_DIR", data));
-        let (code, _, stderr) = run(args, &env);
+        let (code, _, stderr) = run_binary(args, &env);
         assert_ne!(code, Some(0), "{args:?} must not start");
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert!(
@@ -611,7 +589,7 @@ async fn token_mint_prints_a_token_the_gateway_accepts_and_compact_mints_its_own
     let dir = tempfile::tempdir().unwrap();
     let task = fresh_id("task");
     let secret = [("TG_AUTH_SECRET", TEST_SECRET)];
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_binary(
         &[
             "token",
             "mint",
@@ -642,15 +620,16 @@ async fn token_mint_prints_a_token_the_gateway_accepts_and_compact_mints_its_own
     ] {
         let mut full = vec!["token", "mint"];
         full.extend(args.iter().copied());
-        let (code, stdout, stderr) = run(&full, &secret);
+        let (code, stdout, stderr) = run_binary(&full, &secret);
         assert_ne!(code, Some(0));
         assert!(stdout.is_empty());
         assert!(stderr.contains(message), "{full:?}: {stderr}");
     }
-    let (code, _, stderr) = run(&["token", "mint", "--task", &task, "--scope", "admin"], &[]);
+    let (code, _, stderr) =
+        run_binary(&["token", "mint", "--task", &task, "--scope", "admin"], &[]);
     assert_ne!(code, Some(0));
     assert!(stderr.contains("no signing key"), "{stderr}");
-    let (_, help, _) = run(&["serve", "--help"], &secret);
+    let (_, help, _) = run_binary(&["serve", "--help"], &secret);
     assert!(!help.contains(TEST_SECRET), "--help shows no secret");
 
     // The gateway takes the minted token; `compact` mints its own admin token.
@@ -673,7 +652,7 @@ async fn token_mint_prints_a_token_the_gateway_accepts_and_compact_mints_its_own
     let without = http.get(&entries).send().await.unwrap();
     assert_eq!(without.status(), 401);
     let listen = gw.base_url.trim_start_matches("http://").to_string();
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_binary(
         &["compact", "--task", &task],
         &[("TG_AUTH_SECRET", TEST_SECRET), ("TG_LISTEN", &listen)],
     );

@@ -252,6 +252,31 @@ pub fn gateway_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_transcript-gateway"))
 }
 
+/// Runs the gateway binary with `args`, none of this process's `TG_*`
+/// settings and `env`; the exit code, stdout and stderr.
+pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TG_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TG_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the gateway binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -7,7 +7,6 @@
 //! atomically under concurrency, real DynamoDB does). With
 //! `TG_TEST_S3_ENDPOINT` set, objects go to S3 too (the production pairing).
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use transcript_gateway::engine::{AppendRequest, Engine, EngineConfig};
 use transcript_gateway::migrate;
 
 use crate::common::{
-    append, embedded_ports, emulator_env, fresh_id, gateway_bin, load, ChildGateway, Session,
+    append, embedded_ports, emulator_env, fresh_id, load, run_binary, ChildGateway, Session,
     TestGateway, PROJECT,
 };
 
@@ -346,24 +345,6 @@ fn borrowed<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = Command::new(gateway_bin());
-    cmd.args(args)
-        .env("TG_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run gateway binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn migrate_is_idempotent_against_moto() {
     let test = "migrate_is_idempotent_against_moto";
@@ -377,7 +358,8 @@ async fn migrate_is_idempotent_against_moto() {
         ("TG_DYNAMODB_ENDPOINT_URL", endpoint.as_str()),
         ("TG_DYNAMODB_TABLE_PREFIX", prefix.as_str()),
     ];
-    let (ok, first, err) = run_binary(&["migrate"], &env);
+    let (code, first, err) = run_binary(&["migrate"], &env);
+    let ok = code == Some(0);
     assert!(ok, "first migrate failed: {first}{err}");
     for table in ["sessions", "idempotency", "tasks"] {
         assert!(
@@ -388,7 +370,8 @@ async fn migrate_is_idempotent_against_moto() {
     assert!(first.contains("enabled TTL on expires_at"), "{first}");
     assert!(first.contains("done; 4 change(s) applied"), "{first}");
 
-    let (ok, second, err) = run_binary(&["migrate"], &env);
+    let (code, second, err) = run_binary(&["migrate"], &env);
+    let ok = code == Some(0);
     assert!(ok, "second migrate failed: {second}{err}");
     for table in ["sessions", "idempotency", "tasks"] {
         assert!(
@@ -424,7 +407,7 @@ async fn serve_without_tables_fails_fast_with_a_clear_message() {
     let prefix = fresh_id("absent");
     let data = dir.path().join("data");
     let started = Instant::now();
-    let (ok, _, err) = run_binary(
+    let (code, _, err) = run_binary(
         &[
             "serve",
             "--listen",
@@ -440,7 +423,7 @@ async fn serve_without_tables_fails_fast_with_a_clear_message() {
         ],
     );
     let took = started.elapsed();
-    assert!(!ok, "serve must refuse to start without tables");
+    assert_ne!(code, Some(0), "serve must refuse to start without tables");
     assert!(
         took < Duration::from_secs(10),
         "must fail fast, took {took:?}"
@@ -775,7 +758,8 @@ async fn resume_across_gateway_processes_after_migrate() {
         ("TG_DYNAMODB_ENDPOINT_URL", endpoint.clone()),
         ("TG_DYNAMODB_TABLE_PREFIX", prefix.clone()),
     ];
-    let (ok, out, err) = run_binary(&["migrate"], &borrowed(&env));
+    let (code, out, err) = run_binary(&["migrate"], &borrowed(&env));
+    let ok = code == Some(0);
     assert!(ok, "{out}{err}");
     // Objects in S3 when the emulator runs (the production pairing), else
     // in the embedded directory both processes share.
