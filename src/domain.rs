@@ -251,8 +251,25 @@ pub struct AppendReceipt {
 pub struct SummaryOutcome {
     /// True when the stored version matched and the new data was stored.
     pub applied: bool,
-    /// The stored summary version after the call.
+    /// The stored summary version after the call (0 for a subkey).
     pub version: u64,
+    /// Why the update was not considered at all, when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl SummaryOutcome {
+    /// The outcome of a summary sent with a subkey append: dropped, as a
+    /// subkey has no summary; the entries are stored all the same.
+    pub fn dropped_for_subkey() -> Self {
+        Self {
+            applied: false,
+            version: 0,
+            note: Some(
+                "a subkey has no summary; the update was dropped and the entries stored".into(),
+            ),
+        }
+    }
 }
 
 /// A summary update: store `data` if the current version is `expected_version`.

@@ -42,6 +42,12 @@ pub enum Error {
     /// The writer's epoch is older than the task's current lease.
     #[error("{0}")]
     StaleWriter(String),
+    /// The writer's epoch is newer than any lease of the task.
+    #[error("{0}")]
+    UnknownEpoch(String),
+    /// The task has a lease and the write carried no epoch.
+    #[error("{0}")]
+    EpochRequired(String),
     /// Some other state conflict; retrying may succeed.
     #[error("{0}")]
     Conflict(String),
@@ -101,6 +107,8 @@ impl Error {
             Error::SummaryConflict(_) => ErrorCode::SummaryConflict,
             Error::BindingConflict(_) => ErrorCode::BindingConflict,
             Error::StaleWriter(_) => ErrorCode::StaleWriter,
+            Error::UnknownEpoch(_) => ErrorCode::UnknownEpoch,
+            Error::EpochRequired(_) => ErrorCode::EpochRequired,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::TooLarge(_) => ErrorCode::PayloadTooLarge,
             Error::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
@@ -154,6 +162,10 @@ pub enum ErrorCode {
     BindingConflict,
     /// 409: a newer writer epoch exists.
     StaleWriter,
+    /// 409: the writer epoch was never issued.
+    UnknownEpoch,
+    /// 409: the task has a lease and the write sent no epoch.
+    EpochRequired,
     /// 409: another state conflict.
     Conflict,
     /// 413: body over the limit.
@@ -189,6 +201,8 @@ impl ErrorCode {
             | ErrorCode::SummaryConflict
             | ErrorCode::BindingConflict
             | ErrorCode::StaleWriter
+            | ErrorCode::UnknownEpoch
+            | ErrorCode::EpochRequired
             | ErrorCode::Conflict => S::CONFLICT,
             ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -227,6 +241,8 @@ impl ErrorCode {
             ErrorCode::SummaryConflict => "summary_conflict",
             ErrorCode::BindingConflict => "binding_conflict",
             ErrorCode::StaleWriter => "stale_writer",
+            ErrorCode::UnknownEpoch => "unknown_epoch",
+            ErrorCode::EpochRequired => "epoch_required",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",

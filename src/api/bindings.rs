@@ -7,7 +7,7 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{AppJson, TaskPath};
+use super::extract::{AppJson, TaskPath, WriterEpoch};
 use super::{paths, AppState, DataEnvelope};
 use crate::backend::{BindOutcome, Binding, StoredBinding};
 use crate::error::Error;
@@ -80,6 +80,7 @@ pub struct LeaseView {
 pub async fn put_binding(
     State(state): State<AppState>,
     TaskPath(task): TaskPath,
+    WriterEpoch(writer_epoch): WriterEpoch,
     AppJson(body): AppJson<BindingBody>,
 ) -> Result<(StatusCode, Json<DataEnvelope<BindingView>>), Error> {
     let binding = Binding {
@@ -87,7 +88,7 @@ pub async fn put_binding(
         project_key: body.project_key,
         cwd: body.cwd,
     };
-    let (status, stored) = match state.engine.bind(&task, binding).await? {
+    let (status, stored) = match state.engine.bind(&task, binding, writer_epoch).await? {
         BindOutcome::Created(stored) => (StatusCode::CREATED, stored),
         BindOutcome::Existing(stored) => (StatusCode::OK, stored),
     };

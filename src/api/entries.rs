@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -10,21 +10,17 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
-use super::extract::{AppJson, AppQuery, SessionPath, SubpathQuery};
+use super::extract::{AppJson, AppQuery, IdempotencyKey, SessionPath, SubpathQuery, WriterEpoch};
 use super::{paths, AppState, DataEnvelope};
 use crate::domain::{AppendReceipt, Seq, SessionKey, SummaryUpdate};
-use crate::engine::{AppendRequest, Idempotency};
+use crate::engine::AppendRequest;
 use crate::error::Error;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new().route(paths::ENTRIES, post(append).get(load))
 }
-
-/// Longest accepted `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// The append body.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -58,53 +54,6 @@ pub struct LoadQuery {
     pub after_seq: Option<u64>,
 }
 
-/// A header's value as text; `name` is as documented (`Idempotency-Key`),
-/// looked up case-insensitively.
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Error> {
-    headers
-        .get(name)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| Error::invalid(format!("{name} must be visible ASCII")))
-        })
-        .transpose()
-}
-
-fn idempotency(
-    headers: &HeaderMap,
-    key: &SessionKey,
-    entries: &[Box<RawValue>],
-) -> Result<Option<Idempotency>, Error> {
-    let Some(value) = header_str(headers, "Idempotency-Key")? else {
-        return Ok(None);
-    };
-    if value.is_empty() || value.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(Error::invalid(format!(
-            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
-        )));
-    }
-    let mut hash = Sha256::new();
-    hash.update(key.to_string().as_bytes());
-    for entry in entries {
-        hash.update(b"\n");
-        hash.update(entry.get().as_bytes());
-    }
-    Ok(Some(Idempotency {
-        key: value.to_string(),
-        fingerprint: hex::encode(hash.finalize()),
-    }))
-}
-
-fn writer_epoch(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    header_str(headers, "X-Writer-Epoch")?
-        .map(|v| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| Error::invalid("X-Writer-Epoch must be a non-negative integer"))
-        })
-        .transpose()
-}
-
 /// Appends a batch as the transcript's next part.
 #[utoipa::path(
     post,
@@ -132,19 +81,18 @@ pub async fn append(
     State(state): State<AppState>,
     SessionPath(session): SessionPath,
     AppQuery(query): AppQuery<SubpathQuery>,
-    headers: HeaderMap,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    WriterEpoch(writer_epoch): WriterEpoch,
     AppJson(body): AppJson<AppendBody>,
 ) -> Result<Json<DataEnvelope<AppendReceipt>>, Error> {
     let key = SessionKey {
         session,
         subpath: query.subpath()?,
     };
-    let idempotency = idempotency(&headers, &key, &body.entries)?;
-    let writer_epoch = writer_epoch(&headers)?;
     let request = AppendRequest {
         key,
         entries: body.entries,
-        idempotency,
+        idempotency_key,
         summary: body.summary.map(|s| SummaryUpdate {
             data: s.data,
             expected_version: s.expected_version,

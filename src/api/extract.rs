@@ -79,6 +79,60 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskPath {
     }
 }
 
+/// A header's value as text; `name` is as documented (`Idempotency-Key`),
+/// looked up case-insensitively.
+pub fn header_str<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, Error> {
+    parts
+        .headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Error::invalid(format!("{name} must be visible ASCII")))
+        })
+        .transpose()
+}
+
+/// `X-Writer-Epoch`: the epoch of the writer's lease, if it sent one. Every
+/// write of a task that has a lease must carry the current one.
+pub struct WriterEpoch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for WriterEpoch {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let epoch = header_str(parts, "X-Writer-Epoch")?
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| Error::invalid("X-Writer-Epoch must be a non-negative integer"))
+            })
+            .transpose()?;
+        Ok(WriterEpoch(epoch))
+    }
+}
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// `Idempotency-Key`: 1–255 visible ASCII characters, if sent.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let Some(value) = header_str(parts, "Idempotency-Key")? else {
+            return Ok(IdempotencyKey(None));
+        };
+        if value.is_empty() || value.len() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(Error::invalid(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
+            )));
+        }
+        Ok(IdempotencyKey(Some(value.to_string())))
+    }
+}
+
 /// `?subpath=`: present means a subkey; present but empty is an error.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

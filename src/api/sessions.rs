@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::extract::{
-    encode_token, AppJson, AppQuery, PageQuery, ProjectPath, SessionPath, SubpathQuery,
+    encode_token, AppJson, AppQuery, PageQuery, ProjectPath, SessionPath, SubpathQuery, WriterEpoch,
 };
 use super::{paths, AppState, DataEnvelope};
 use crate::domain::{SessionId, SessionKey, Subpath};
@@ -75,12 +75,14 @@ pub struct SubkeysView {
 /// A session's summary.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SummaryData {
-    /// Compare-and-set version; 0 when none was stored.
+    /// The version to send as `expected_version` with the next update.
     pub version: u64,
-    /// The stored summary, verbatim; `null` when none.
-    #[schema(value_type = Option<Object>)]
-    pub data: Option<Box<RawValue>>,
-    /// When the summary was stored, epoch ms (0 when none).
+    /// The stored summary, verbatim.
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+    /// When the summary was stored (its storage write time), epoch ms, on
+    /// the clock of the session's `mtime`; older than it means the summary
+    /// has not folded the newest entries yet.
     pub mtime: u64,
 }
 
@@ -182,12 +184,13 @@ pub async fn delete_session(
     State(state): State<AppState>,
     SessionPath(session): SessionPath,
     AppQuery(query): AppQuery<SubpathQuery>,
+    WriterEpoch(writer_epoch): WriterEpoch,
 ) -> Result<StatusCode, Error> {
     let key = SessionKey {
         session,
         subpath: query.subpath()?,
     };
-    state.engine.delete(&key).await?;
+    state.engine.delete(&key, writer_epoch).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -240,13 +243,21 @@ pub async fn list_subkeys(
         ("project_key" = String, Path, description = "SDK project key"),
         ("session_id" = String, Path, description = "Claude session id"),
     ),
-    responses((status = 200, description = "The summary (version 0 and data null when none)", body = DataEnvelope<SummaryData>))
+    responses(
+        (status = 200, description = "The summary", body = DataEnvelope<SummaryData>),
+        (status = 404, description = "`not_found`: the session has no summary (never written, or deleted); update it with `expected_version` 0", body = super::error::ErrorEnvelope),
+    )
 )]
 pub async fn get_summary(
     State(state): State<AppState>,
     SessionPath(session): SessionPath,
 ) -> Result<Json<DataEnvelope<SummaryData>>, Error> {
-    let view = state.engine.summary(&session).await?;
+    let view = state.engine.summary(&session).await?.ok_or_else(|| {
+        Error::not_found(format!(
+            "session {}/{}/{} has no summary",
+            session.task_id, session.project_key, session.session_id
+        ))
+    })?;
     Ok(Json(DataEnvelope {
         data: SummaryData {
             version: view.version,
@@ -275,14 +286,12 @@ pub async fn get_summary(
 pub async fn put_summary(
     State(state): State<AppState>,
     SessionPath(session): SessionPath,
+    WriterEpoch(writer_epoch): WriterEpoch,
     AppJson(body): AppJson<PutSummaryBody>,
 ) -> Result<Json<DataEnvelope<SummaryVersion>>, Error> {
-    if !body.data.get().starts_with('{') {
-        return Err(Error::invalid("summary data must be a JSON object"));
-    }
     let version = state
         .engine
-        .put_summary(&session, body.data, body.expected_version)
+        .put_summary(&session, body.data, body.expected_version, writer_epoch)
         .await?;
     Ok(Json(DataEnvelope {
         data: SummaryVersion { version },

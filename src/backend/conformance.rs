@@ -460,7 +460,7 @@ pub async fn concurrent_engines_append_gap_free(
                         .append(AppendRequest {
                             key: k.clone(),
                             entries,
-                            idempotency: None,
+                            idempotency_key: None,
                             summary: None,
                             writer_epoch: None,
                         })

@@ -137,6 +137,20 @@ pub struct SessionRecord {
     pub summary_mtime: u64,
 }
 
+impl SessionRecord {
+    /// Whether a summary update folded on `expected` may replace the stored
+    /// one: 0 expects no summary at all (none ever, or none since a delete,
+    /// whatever the version counter says), any other value that exact
+    /// version of a stored summary.
+    pub fn summary_matches(&self, expected: u64) -> bool {
+        match (expected, &self.summary) {
+            (0, summary) => summary.is_none(),
+            (v, Some(_)) => v == self.summary_version,
+            (_, None) => false,
+        }
+    }
+}
+
 impl PartialEq for SessionRecord {
     fn eq(&self, other: &Self) -> bool {
         self.head == other.head

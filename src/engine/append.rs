@@ -10,21 +10,13 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use super::{keys, now_ms, Engine, Head};
 use crate::backend::{IdempotencyRecord, PortError, SessionRecord, SessionWrite, Versioned};
 use crate::domain::{AppendReceipt, Entry, Seq, SessionKey, SummaryOutcome, SummaryUpdate};
 use crate::error::Error;
 use crate::metrics::METRICS;
-
-/// The idempotency key a client sent and a digest of its request.
-#[derive(Clone, Debug)]
-pub struct Idempotency {
-    /// The client's key (unique per intended write).
-    pub key: String,
-    /// A digest of everything the request would write.
-    pub fingerprint: String,
-}
 
 /// One append, validated.
 #[derive(Debug)]
@@ -33,8 +25,9 @@ pub struct AppendRequest {
     pub key: SessionKey,
     /// The batch, in order; non-empty, each a JSON object.
     pub entries: Vec<Entry>,
-    /// Set when the client sent an `Idempotency-Key`.
-    pub idempotency: Option<Idempotency>,
+    /// The client's `Idempotency-Key`, unique per intended write within the
+    /// task: a repeat with the same request replays the first answer.
+    pub idempotency_key: Option<String>,
     /// An optional compare-and-set summary update (main keys only).
     pub summary: Option<SummaryUpdate>,
     /// The writer's lease epoch, when it holds one.
@@ -44,48 +37,81 @@ pub struct AppendRequest {
 /// Most compare-and-set rounds on the catalog record per append.
 const MAX_CATALOG_ROUNDS: usize = 16;
 
+impl AppendRequest {
+    /// The summary update to apply: none on a subkey, which has no summary
+    /// (an update sent with one is dropped, never a reason to refuse the
+    /// entries).
+    fn applicable_summary(&self) -> Option<&SummaryUpdate> {
+        self.summary.as_ref().filter(|_| self.key.subpath.is_none())
+    }
+
+    /// The receipt's summary outcome; `apply` decides (applied, version).
+    fn summary_outcome(
+        &self,
+        apply: impl FnOnce(&SummaryUpdate) -> (bool, u64),
+    ) -> Option<SummaryOutcome> {
+        match (&self.summary, self.applicable_summary()) {
+            (None, _) => None,
+            (Some(_), None) => Some(SummaryOutcome::dropped_for_subkey()),
+            (Some(_), Some(update)) => {
+                let (applied, version) = apply(update);
+                Some(SummaryOutcome {
+                    applied,
+                    version,
+                    note: None,
+                })
+            }
+        }
+    }
+}
+
+/// A digest of what an append means: its key, the part body (entries
+/// compacted, so whitespace does not count) and the summary update.
+fn fingerprint(key: &SessionKey, body: &[u8], summary: Option<&SummaryUpdate>) -> String {
+    let mut hash = Sha256::new();
+    hash.update(key.to_string().as_bytes());
+    hash.update(b"\n");
+    hash.update(body);
+    if let Some(update) = summary {
+        hash.update(format!("summary {}\n", update.expected_version).as_bytes());
+        hash.update(super::minify_json(update.data.get()).as_bytes());
+    }
+    hex::encode(hash.finalize())
+}
+
 impl Engine {
     /// Appends one batch as the key's next part and returns its receipt.
     pub async fn append(&self, req: AppendRequest) -> Result<AppendReceipt, Error> {
-        if req.summary.is_some() && req.key.subpath.is_some() {
-            return Err(Error::invalid(
-                "a summary can only be sent with a main-transcript append",
-            ));
-        }
-        if let Some(summary) = &req.summary {
+        if let Some(summary) = req.applicable_summary() {
             super::check_summary(summary.data.get())?;
         }
         let body = super::encode_entries(&req.entries)?;
         let count = req.entries.len() as u64;
+        let idempotency = req.idempotency_key.as_ref().map(|k| {
+            let print = fingerprint(&req.key, &body, req.applicable_summary());
+            (k.as_str(), print)
+        });
         let lock = self.head_lock(&req.key);
         let mut head = lock.lock().await;
 
         let catalog = &self.inner.catalog;
-        if let Some(idem) = &req.idempotency {
-            if let Some(found) = catalog
-                .get_idempotency(req.key.task_id(), &idem.key)
-                .await?
-            {
-                if found.fingerprint == idem.fingerprint {
+        if let Some((idem_key, print)) = &idempotency {
+            if let Some(found) = catalog.get_idempotency(req.key.task_id(), idem_key).await? {
+                if &found.fingerprint == print {
                     METRICS.idempotent_replays.fetch_add(1, Ordering::Relaxed);
                     return Ok(found.receipt);
                 }
                 return Err(Error::IdempotencyConflict(format!(
-                    "Idempotency-Key {:?} was already used for a different request",
-                    idem.key
+                    "Idempotency-Key {idem_key:?} was already used in this task for a different request"
                 )));
             }
         }
-        if let Some(epoch) = req.writer_epoch {
-            let current = catalog.current_epoch(req.key.task_id()).await?;
-            if epoch < current {
-                return Err(Error::StaleWriter(format!(
-                    "writer epoch {epoch} is older than the task's current epoch {current}"
-                )));
-            }
-        }
+        self.check_writer(req.key.task_id(), req.writer_epoch)
+            .await?;
 
-        let result = self.append_locked(&mut head, &req, body, count).await;
+        let result = self
+            .append_locked(&mut head, &req, idempotency, body, count)
+            .await;
         if result.is_err() {
             head.loaded = false;
         }
@@ -96,6 +122,7 @@ impl Engine {
         &self,
         head: &mut Head,
         req: &AppendRequest,
+        idempotency: Option<(&str, String)>,
         body: Bytes,
         count: u64,
     ) -> Result<AppendReceipt, Error> {
@@ -137,7 +164,7 @@ impl Engine {
 
         let since_snapshot = seq.0.saturating_sub(head.state.compacted_through.0);
         self.maybe_compact(key, since_snapshot);
-        match self.commit_record(head, req, seq, count).await {
+        match self.commit_record(head, req, idempotency, seq, count).await {
             Ok(receipt) => Ok(receipt),
             Err(err) => {
                 // The part is durable: acknowledge it, and let the next append
@@ -151,10 +178,7 @@ impl Engine {
                     seq,
                     count,
                     mtime,
-                    summary: req.summary.as_ref().map(|_| SummaryOutcome {
-                        applied: false,
-                        version: head.state.summary_version,
-                    }),
+                    summary: req.summary_outcome(|_| (false, head.state.summary_version)),
                 })
             }
         }
@@ -166,6 +190,7 @@ impl Engine {
         &self,
         head: &mut Head,
         req: &AppendRequest,
+        idempotency: Option<(&str, String)>,
         seq: Seq,
         count: u64,
     ) -> Result<AppendReceipt, Error> {
@@ -173,17 +198,14 @@ impl Engine {
         for _ in 0..MAX_CATALOG_ROUNDS {
             let mut next = head.state.clone();
             next.mtime = now_ms().max(next.mtime + 1);
-            let summary = req.summary.as_ref().map(|update| {
-                let applied = update.expected_version == next.summary_version;
+            let summary = req.summary_outcome(|update| {
+                let applied = next.summary_matches(update.expected_version);
                 if applied {
                     next.summary = Some(update.data.clone());
                     next.summary_version += 1;
                     next.summary_mtime = next.mtime;
                 }
-                SummaryOutcome {
-                    applied,
-                    version: next.summary_version,
-                }
+                (applied, next.summary_version)
             });
             let receipt = AppendReceipt {
                 seq,
@@ -191,11 +213,11 @@ impl Engine {
                 mtime: next.mtime,
                 summary,
             };
-            let idem = req.idempotency.as_ref().map(|i| {
+            let idem = idempotency.as_ref().map(|(k, print)| {
                 (
-                    i.key.as_str(),
+                    *k,
                     IdempotencyRecord {
-                        fingerprint: i.fingerprint.clone(),
+                        fingerprint: print.clone(),
                         receipt: receipt.clone(),
                         created_ms: now_ms(),
                     },

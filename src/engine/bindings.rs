@@ -44,11 +44,18 @@ fn is_absolute(path: &str) -> bool {
 }
 
 impl Engine {
-    /// Binds `task` to a Claude session, first writer wins. Returns
+    /// Binds `task` to a Claude session, first writer wins (fenced like
+    /// every write, see [`Engine::check_writer`]). Returns
     /// `Created`, or `Existing` when the same values were bound before;
     /// different values are a [`Error::BindingConflict`].
-    pub async fn bind(&self, task: &TaskId, binding: Binding) -> Result<BindOutcome, Error> {
+    pub async fn bind(
+        &self,
+        task: &TaskId,
+        binding: Binding,
+        writer_epoch: Option<u64>,
+    ) -> Result<BindOutcome, Error> {
         validate_binding(&binding)?;
+        self.check_writer(task, writer_epoch).await?;
         let stored = StoredBinding {
             binding,
             created_ms: now_ms(),
@@ -80,6 +87,29 @@ impl Engine {
     /// The task's current writer epoch (0 before any lease).
     pub async fn current_epoch(&self, task: &TaskId) -> Result<u64, Error> {
         Ok(self.inner.catalog.current_epoch(task).await?)
+    }
+
+    /// Fences a write to `task`: before the task's first lease anything goes;
+    /// after it, the write must carry exactly the current epoch. An older
+    /// epoch is a writer presumed dead ([`Error::StaleWriter`]), a newer one
+    /// was never issued ([`Error::UnknownEpoch`]), none at all is a writer
+    /// that did not opt in ([`Error::EpochRequired`]).
+    pub async fn check_writer(&self, task: &TaskId, epoch: Option<u64>) -> Result<(), Error> {
+        let current = self.current_epoch(task).await?;
+        match epoch {
+            None if current == 0 => Ok(()),
+            None => Err(Error::EpochRequired(format!(
+                "task {task} has a writer lease (epoch {current}): send X-Writer-Epoch \
+                 with the epoch your lease returned"
+            ))),
+            Some(e) if e < current => Err(Error::StaleWriter(format!(
+                "writer epoch {e} is older than the task's current epoch {current}"
+            ))),
+            Some(e) if e > current => Err(Error::UnknownEpoch(format!(
+                "writer epoch {e} was never issued for task {task} (its current epoch is {current})"
+            ))),
+            Some(_) => Ok(()),
+        }
     }
 }
 

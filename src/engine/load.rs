@@ -38,7 +38,8 @@ const CHANNEL_DEPTH: usize = 4;
 
 /// A load ready to stream.
 pub struct Loaded {
-    /// The last part the load covers.
+    /// The key's head when the load was planned: its last part (which may
+    /// be before `after_seq`, when the load has nothing to send).
     pub head: Seq,
     /// The entries, in order.
     pub stream: LoadStream,
@@ -91,19 +92,20 @@ impl Engine {
     pub async fn load(&self, key: &SessionKey, after: Seq) -> Result<Option<Loaded>, Error> {
         let dir = keys::transcript_dir(key);
         let plan = self.plan(&dir, after).await?;
-        let mut head = plan.head();
-        if head == Seq::ZERO {
-            if !self.exists(&dir).await? {
-                return Ok(None);
-            }
-            head = after;
-        }
-        head = head.max(after);
+        let head = match plan.head() {
+            // Nothing after `after`: the key's own head, at or before it.
+            Seq::ZERO => match self.plan(&dir, Seq::ZERO).await?.head() {
+                Seq::ZERO => return Ok(None),
+                head => head,
+            },
+            head => head,
+        };
         METRICS.loads.fetch_add(1, Ordering::Relaxed);
         let prefetch = plan.bytes() <= self.inner.config.prefetch_bytes;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
-        tokio::spawn(async move { engine.produce(dir, after, head, plan, tx).await });
+        let last = head.max(after);
+        tokio::spawn(async move { engine.produce(dir, after, last, plan, tx).await });
         // The producer ends a complete load with an empty chunk; a channel
         // that closes without it (the task died) is an error, never a clean end.
         let stream = stream::unfold(Some(rx), |rx| async move {
@@ -334,15 +336,6 @@ impl Engine {
                 _ => return Ok(newest),
             }
         }
-    }
-
-    /// Whether any part or snapshot exists in `dir`.
-    async fn exists(&self, dir: &str) -> Result<bool, Error> {
-        let page = self.inner.objects.list(dir, None, false).await?;
-        Ok(page
-            .items
-            .iter()
-            .any(|item| keys::parse(dir, &item.key).is_some()))
     }
 }
 

@@ -28,7 +28,7 @@ mod load;
 mod sessions;
 pub mod snapshot;
 
-pub use append::{AppendRequest, Idempotency};
+pub use append::AppendRequest;
 pub use bindings::validate_binding;
 pub use codec::{check_summary, encode_entries, minify_json};
 pub use compaction::{CompactOptions, CompactionReport, Halt};
@@ -244,24 +244,27 @@ impl Engine {
         Ok(page)
     }
 
-    /// Reads a session's summary and its version.
-    pub async fn summary(&self, session: &SessionRef) -> Result<SummaryView, Error> {
+    /// Reads a session's summary and its version; `None` when it has none.
+    pub async fn summary(&self, session: &SessionRef) -> Result<Option<SummaryView>, Error> {
         sessions::summary(self, session).await
     }
 
-    /// Stores a summary if its version is still `expected_version`.
+    /// Stores a summary if its version is still `expected_version` (0: no
+    /// summary stored); fenced like every write.
     pub async fn put_summary(
         &self,
         session: &SessionRef,
         data: Box<RawValue>,
         expected_version: u64,
+        writer_epoch: Option<u64>,
     ) -> Result<u64, Error> {
-        sessions::put_summary(self, session, data, expected_version).await
+        sessions::put_summary(self, session, data, expected_version, writer_epoch).await
     }
 
     /// Deletes a transcript: a main key with every subkey and its summary, or
-    /// exactly one subkey. Deleting what is absent succeeds.
-    pub async fn delete(&self, key: &SessionKey) -> Result<(), Error> {
-        sessions::delete(self, key).await
+    /// exactly one subkey. Deleting what is absent succeeds. Fenced like
+    /// every write.
+    pub async fn delete(&self, key: &SessionKey, writer_epoch: Option<u64>) -> Result<(), Error> {
+        sessions::delete(self, key, writer_epoch).await
     }
 }

@@ -23,11 +23,11 @@ pub struct SessionListing {
 /// A session's summary and the version to compare-and-set against.
 #[derive(Clone, Debug)]
 pub struct SummaryView {
-    /// 0 when no summary was ever stored.
+    /// The version to send as `expected_version` with the next update.
     pub version: u64,
     /// The stored data, verbatim.
-    pub data: Option<Box<RawValue>>,
-    /// When the summary was stored, epoch ms (0 when none).
+    pub data: Box<RawValue>,
+    /// When the summary was stored, epoch ms, on the clock of the session's mtime.
     pub mtime: u64,
 }
 
@@ -60,21 +60,22 @@ pub(super) async fn list(
     })
 }
 
-pub(super) async fn summary(engine: &Engine, session: &SessionRef) -> Result<SummaryView, Error> {
+/// The stored summary; `None` when the session has none (never written, or
+/// deleted since), which a compare-and-set addresses as version 0.
+pub(super) async fn summary(
+    engine: &Engine,
+    session: &SessionRef,
+) -> Result<Option<SummaryView>, Error> {
     let key = SessionKey::main(session.clone());
     let record = engine.inner.catalog.get_session(&key).await?;
-    Ok(match record {
-        Some(r) => SummaryView {
-            version: r.value.summary_version,
-            data: r.value.summary,
-            mtime: r.value.summary_mtime,
-        },
-        None => SummaryView {
-            version: 0,
-            data: None,
-            mtime: 0,
-        },
-    })
+    Ok(record.and_then(|r| {
+        let value = r.value;
+        value.summary.map(|data| SummaryView {
+            version: value.summary_version,
+            data,
+            mtime: value.summary_mtime,
+        })
+    }))
 }
 
 pub(super) async fn put_summary(
@@ -82,8 +83,10 @@ pub(super) async fn put_summary(
     session: &SessionRef,
     data: Box<RawValue>,
     expected_version: u64,
+    writer_epoch: Option<u64>,
 ) -> Result<u64, Error> {
     super::check_summary(data.get())?;
+    engine.check_writer(&session.task_id, writer_epoch).await?;
     let key = SessionKey::main(session.clone());
     let lock = engine.head_lock(&key);
     let mut head = lock.lock().await;
@@ -94,28 +97,34 @@ pub(super) async fn put_summary(
     let stored = engine
         .update_record(&key, |current| {
             let mut record = current.cloned().unwrap_or_default();
-            if record.summary_version != expected_version {
+            if !record.summary_matches(expected_version) {
+                let stored = match &record.summary {
+                    Some(_) => format!("at version {}", record.summary_version),
+                    None => "absent (expect version 0)".to_string(),
+                };
                 return Err(Error::SummaryConflict(format!(
-                    "summary is at version {}, not {expected_version}",
-                    record.summary_version
+                    "the summary is {stored}, not at version {expected_version}; \
+                     read it again, fold onto it and retry"
                 )));
             }
             record.summary = Some(data.clone());
             record.summary_version += 1;
-            // The summary covers every entry the session had when it was
-            // folded; it takes the session's mtime, which it leaves unchanged.
-            record.summary_mtime = if record.mtime > 0 {
-                record.mtime
-            } else {
-                now_ms()
-            };
+            // The SDK's contract: the sidecar's storage write time, on the
+            // clock of the session's mtime (never before it, so a summary
+            // written after the last append does not read as stale).
+            record.summary_mtime = now_ms().max(record.mtime);
             Ok(Some(record))
         })
         .await?;
     Ok(stored.map_or(0, |r| r.summary_version))
 }
 
-pub(super) async fn delete(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
+pub(super) async fn delete(
+    engine: &Engine,
+    key: &SessionKey,
+    writer_epoch: Option<u64>,
+) -> Result<(), Error> {
+    engine.check_writer(key.task_id(), writer_epoch).await?;
     // No compaction may write a snapshot into what we are deleting.
     let compaction = engine.compaction_lock(&key.session);
     let _compaction = compaction.lock().await;

@@ -45,7 +45,7 @@ async fn append(engine: &Engine, key: &SessionKey, i: u64) -> Seq {
         .append(AppendRequest {
             key: key.clone(),
             entries,
-            idempotency: None,
+            idempotency_key: None,
             summary: None,
             writer_epoch: None,
         })
@@ -574,7 +574,7 @@ async fn a_load_cut_short_by_a_delete_ends_in_an_error_not_a_short_transcript() 
     }
     let mut stream = engine.load(&key, Seq::ZERO).await.unwrap().unwrap().stream;
     assert!(stream.next().await.unwrap().is_ok());
-    engine.delete(&key).await.unwrap();
+    engine.delete(&key, None).await.unwrap();
     let mut failed = false;
     while let Some(chunk) = stream.next().await {
         if chunk.is_err() {

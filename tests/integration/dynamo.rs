@@ -106,7 +106,7 @@ async fn engine_append(engine: &Engine, key: &SessionKey, batch: &[Value]) -> u6
         .append(AppendRequest {
             key: key.clone(),
             entries: raw(batch),
-            idempotency: None,
+            idempotency_key: None,
             summary: None,
             writer_epoch: None,
         })

@@ -77,7 +77,7 @@ async fn sixteen_appenders_on_one_key_lose_and_duplicate_nothing() {
                         .append(AppendRequest {
                             key: key.clone(),
                             entries: batch(w, i, size),
-                            idempotency: None,
+                            idempotency_key: None,
                             summary: None,
                             writer_epoch: None,
                         })
@@ -136,7 +136,7 @@ async fn appended_data_survives_reopening_the_store() {
                 .append(AppendRequest {
                     key: key.clone(),
                     entries: batch(0, i, 2),
-                    idempotency: None,
+                    idempotency_key: None,
                     summary: None,
                     writer_epoch: None,
                 })
@@ -153,7 +153,7 @@ async fn appended_data_survives_reopening_the_store() {
         .append(AppendRequest {
             key: key.clone(),
             entries: batch(0, 5, 1),
-            idempotency: None,
+            idempotency_key: None,
             summary: None,
             writer_epoch: None,
         })

@@ -192,11 +192,11 @@ async def test_summary_put_conflicts_on_a_stale_version(gateway: Gateway) -> Non
     )
     async with httpx.AsyncClient(headers=gateway.headers(task)) as client:
         await client.post(f"{base}/entries", json={"entries": [{"type": "x"}]})
-        empty = await client.get(f"{base}/summary")
+        absent = await client.get(f"{base}/summary")
         ok = await client.put(f"{base}/summary", json={"data": {"a": 1}, "expected_version": 0})
         stale = await client.put(f"{base}/summary", json={"data": {"a": 2}, "expected_version": 0})
         now = await client.get(f"{base}/summary")
-    assert empty.status_code == 200 and _version_data(empty) == (0, None), empty.text
+    assert absent.status_code == 404 and absent.json()["error"]["code"] == "not_found", absent.text
     assert ok.status_code == 200 and ok.json()["data"]["version"] == 1, ok.text
     assert stale.status_code == 409 and stale.json()["error"]["code"] == "summary_conflict", (
         stale.text

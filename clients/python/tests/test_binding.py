@@ -11,9 +11,11 @@ from claude_agent_sdk import fold_session_summary
 
 from transcript_gateway import (
     BindingConflictError,
+    EpochRequiredError,
     GatewayError,
     GatewaySessionStore,
     StaleWriterError,
+    UnknownEpochError,
 )
 
 from conftest import StoreFactory
@@ -152,10 +154,10 @@ async def test_appends_carry_the_epoch_header_only_when_set(make_store: StoreFac
     await store.lease()
     await store.append(key, [{"type": "user", "n": 2}])
     await store.append(sub, [{"type": "user", "n": 3}])
-    store.epoch = 5
+    store.epoch = await make_store(task_id=store.task_id).lease()
     await store.append(key, [{"type": "user", "n": 4}])
     posts = [r for r in transport.requests if is_entries_post(r)]
-    assert [r.headers.get("x-writer-epoch") for r in posts] == [None, "1", "1", "5"]
+    assert [r.headers.get("x-writer-epoch") for r in posts] == [None, "1", "1", "2"]
     lease_posts = transport.matching("POST", "/lease")
     assert len(lease_posts) == 1
     assert "x-writer-epoch" not in lease_posts[0].headers
@@ -232,10 +234,44 @@ async def test_stale_writer_is_fenced_off_and_writes_nothing(make_store: StoreFa
     assert await reader.load(key) == first + second + third + fourth
 
 
-async def test_writer_without_epoch_is_not_fenced(make_store: StoreFactory) -> None:
-    """Fencing is opt-in: a store that never sends an epoch keeps appending after leases."""
+async def test_after_a_lease_every_write_needs_the_current_epoch(make_store: StoreFactory) -> None:
+    """Before any lease a store without an epoch writes; after one, every write of the
+    task (append, summary, delete, bind) without the current epoch is refused and
+    changes nothing."""
     store = make_store()
     key = _key(store.task_id, str(uuid.uuid4()))
-    await make_store(task_id=store.task_id).lease()
     await store.append(key, [{"type": "user", "n": 1}])
-    assert await store.load(key) == [{"type": "user", "n": 1}]
+    holder = make_store(task_id=store.task_id)
+    epoch = await holder.lease()
+    with pytest.raises(EpochRequiredError) as info:
+        await store.append(key, [{"type": "user", "n": 2}])
+    assert (info.value.status, info.value.code) == (409, "epoch_required")
+    with pytest.raises(EpochRequiredError):
+        await store.delete(key)
+    with pytest.raises(EpochRequiredError):
+        await store.bind(**_binding_values(store.task_id))
+    future = make_store(task_id=store.task_id, epoch=epoch + 5)
+    with pytest.raises(UnknownEpochError) as unknown:
+        await future.append(key, [{"type": "user", "n": 3}])
+    assert unknown.value.code == "unknown_epoch"
+    assert await holder.load(key) == [{"type": "user", "n": 1}]
+    assert await holder.binding() is None
+    await holder.append(key, [{"type": "user", "n": 4}])
+    assert await holder.load(key) == [{"type": "user", "n": 1}, {"type": "user", "n": 4}]
+
+
+async def test_a_stale_writer_cannot_delete_or_rebind(make_store: StoreFactory) -> None:
+    """The lease fences deletes, summary updates and bindings as it fences appends."""
+    a = make_store()
+    key = _key(a.task_id, str(uuid.uuid4()))
+    await a.lease()
+    await a.append(key, [{"type": "user", "n": 1}])
+    b = make_store(task_id=a.task_id)
+    await b.lease()
+    with pytest.raises(StaleWriterError):
+        await a.delete(key)
+    with pytest.raises(StaleWriterError):
+        await a.bind(**_binding_values(a.task_id))
+    assert await b.load(key) == [{"type": "user", "n": 1}]
+    await b.delete(key)
+    assert await b.load(key) is None

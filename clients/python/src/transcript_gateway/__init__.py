@@ -2,18 +2,21 @@
 
 from ._errors import (
     BindingConflictError,
+    EpochRequiredError,
     ForbiddenError,
     GatewayError,
     GatewayUnavailableError,
     StaleWriterError,
     SummaryConflictError,
     UnauthorizedError,
+    UnknownEpochError,
 )
 from ._store import GatewaySessionStore, TokenSource
 from ._version import __version__
 
 __all__ = [
     "BindingConflictError",
+    "EpochRequiredError",
     "ForbiddenError",
     "GatewayError",
     "GatewaySessionStore",
@@ -22,5 +25,6 @@ __all__ = [
     "SummaryConflictError",
     "TokenSource",
     "UnauthorizedError",
+    "UnknownEpochError",
     "__version__",
 ]

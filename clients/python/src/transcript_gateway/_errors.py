@@ -75,6 +75,19 @@ class StaleWriterError(GatewayError):
     """
 
 
+class UnknownEpochError(GatewayError):
+    """The store's epoch was never issued for this task (409 unknown_epoch): it is
+    newer than every lease. Take a lease with ``lease()`` instead of inventing one."""
+
+
+class EpochRequiredError(GatewayError):
+    """The task has a writer lease and this store sent no epoch (409 epoch_required).
+
+    Once any worker has leased a task, every write must carry the current epoch:
+    call ``lease()`` (or set ``epoch=``) before writing.
+    """
+
+
 class UnauthorizedError(GatewayError):
     """The gateway refused the token (401): missing, malformed, expired or wrongly signed.
 
@@ -92,6 +105,8 @@ _CODE_CLASSES: dict[str, type[GatewayError]] = {
     "summary_conflict": SummaryConflictError,
     "binding_conflict": BindingConflictError,
     "stale_writer": StaleWriterError,
+    "unknown_epoch": UnknownEpochError,
+    "epoch_required": EpochRequiredError,
 }
 
 

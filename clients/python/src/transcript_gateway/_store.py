@@ -225,7 +225,7 @@ class GatewaySessionStore(SessionStore):
                 del self._failed[kid]
         else:
             self._failed.pop(_key_id(key), None)
-        response = await self._send("DELETE", url, deadline=deadline)
+        response = await self._write("DELETE", url, deadline=deadline)
         if response.status_code != 404:
             self._ok(response, allow_empty=True)
 
@@ -261,7 +261,7 @@ class GatewaySessionStore(SessionStore):
             {"claude_session_id": claude_session_id, "project_key": project_key, "cwd": cwd},
             separators=(",", ":"),
         ).encode()
-        response = await self._send("PUT", self._binding_url(), content=body, deadline=deadline)
+        response = await self._write("PUT", self._binding_url(), content=body, deadline=deadline)
         data: dict[str, Any] = self._ok(response)["data"]
         return data
 
@@ -357,7 +357,7 @@ class GatewaySessionStore(SessionStore):
                 {"data": folded, "expected_version": current.version},
                 separators=(",", ":"),
             ).encode()
-            response = await self._send("PUT", url, content=body, deadline=deadline)
+            response = await self._write("PUT", url, content=body, deadline=deadline)
             if response.status_code == 409:
                 conflict = GatewayError.from_response(response)
                 if conflict.code == "summary_conflict":
@@ -389,17 +389,38 @@ class GatewaySessionStore(SessionStore):
     ) -> dict[str, Any]:
         url = self._session_url(key, "/entries") + _query({"subpath": key.get("subpath")})
         headers = {"Idempotency-Key": idempotency_key}
-        epoch = self._epoch
-        if epoch is not None:
-            headers["X-Writer-Epoch"] = str(epoch)
-        response = await self._send("POST", url, content=body, headers=headers, deadline=deadline)
-        try:
-            receipt: dict[str, Any] = self._ok(response)["data"]
-        except StaleWriterError:
-            if epoch is not None and (self._stale_epoch is None or epoch > self._stale_epoch):
-                self._stale_epoch = epoch
-            raise
+        response = await self._write(
+            "POST", url, content=body, headers=headers, deadline=deadline
+        )
+        receipt: dict[str, Any] = self._ok(response)["data"]
         return receipt
+
+    async def _write(
+        self,
+        method: str,
+        url: str,
+        *,
+        deadline: float,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a write of this task: with ``X-Writer-Epoch`` when the store holds an
+        epoch, refused locally once that epoch was fenced off, and remembering a
+        ``stale_writer`` answer so later writes with the same epoch send nothing."""
+        self._check_not_fenced()
+        epoch = self._epoch
+        request_headers = dict(headers or {})
+        if epoch is not None:
+            request_headers["X-Writer-Epoch"] = str(epoch)
+        response = await self._send(
+            method, url, content=content, headers=request_headers, deadline=deadline
+        )
+        if response.status_code == 409 and epoch is not None:
+            if GatewayError.from_response(response).code == "stale_writer" and (
+                self._stale_epoch is None or epoch > self._stale_epoch
+            ):
+                self._stale_epoch = epoch
+        return response
 
     async def _list_project(self, project_key: str, *, summaries: bool) -> list[dict[str, Any]]:
         deadline = self._deadline()
