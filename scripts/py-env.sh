@@ -4,7 +4,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${TG_VENV:-$repo_root/.venv}"
+venv="${TG_TEST_VENV:-$repo_root/.venv}"
 client="$repo_root/clients/python"
 python="${PYTHON:-python3}"
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::auth::{Minter, Scope, Scopes, TaskGrant};
-use crate::config::Config;
+use crate::config::{CatalogKind, Config};
 use crate::domain::TaskId;
 use crate::engine::CompactionReport;
 use crate::server;
@@ -97,6 +97,20 @@ pub async fn run(
 }
 
 async fn direct(config: &Config, task: &TaskId) -> Result<CompactOutcome, String> {
+    // Opening the embedded catalog would create an empty one: refuse a
+    // directory that holds none instead of reporting "compacted 0".
+    if config.catalog == CatalogKind::Embedded {
+        let catalog = config.data_dir.join(crate::backend::embedded::CATALOG_FILE);
+        if !catalog.is_file() {
+            return Err(format!(
+                "no gateway answered at {} and {} holds no catalog ({}); run compact with the \
+                 gateway's TG_LISTEN, or with --data-dir naming its data directory",
+                config.listen,
+                config.data_dir.display(),
+                crate::backend::embedded::CATALOG_FILE
+            ));
+        }
+    }
     let engine = server::build_engine(config)
         .await
         .map_err(|e| e.to_string())?;

@@ -55,7 +55,7 @@ pub enum LogFormat {
 
 /// Every setting of the gateway.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on (`TG_LISTEN`); `localhost:PORT` means 127.0.0.1.
     #[serde(deserialize_with = "deserialize_listen")]
@@ -195,10 +195,73 @@ fn deserialize_listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
 
+/// `TG_` variables that are not settings: `TG_CONFIG` names the file, and
+/// `TG_TEST_*` belong to the test and benchmark tooling.
+fn is_reserved_variable(name: &str) -> bool {
+    name == "TG_CONFIG" || name.starts_with("TG_TEST_")
+}
+
 impl Config {
+    /// The setting names: the file keys, and the variables without `TG_`.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Refuses `TG_*` variables (from `vars`) that name no setting, so a
+    /// misspelt one cannot leave a default in force unnoticed.
+    pub fn check_variables(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        let keys = Self::keys();
+        let mut unknown: Vec<String> = vars
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.to_ascii_uppercase().starts_with("TG_"))
+            .filter(|name| !is_reserved_variable(name))
+            .filter(|name| !keys.contains(&name[3..].to_ascii_lowercase()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort();
+        Err(ConfigError(format!(
+            "unknown environment variable(s) {}: no such setting (settings are TG_ plus a \
+             key in lower or upper case, such as TG_LISTEN; `transcript-gateway serve --help` \
+             and the README list them; TG_TEST_* is left to the test tooling)",
+            unknown.join(", ")
+        )))
+    }
+
+    /// Refuses keys of a TOML file that name no setting (keys are case-sensitive).
+    fn check_file(path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        let keys = Self::keys();
+        let mut unknown: Vec<&String> = table.keys().filter(|k| !keys.contains(k)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort();
+        let listed: Vec<String> = unknown.iter().map(|k| format!("{k:?}")).collect();
+        Err(ConfigError(format!(
+            "config file {}: unknown key(s) {}; keys are the TG_ variable names in lower \
+             case without TG_ (TG_S3_BUCKET is s3_bucket), such as listen or data_dir",
+            path.display(),
+            listed.join(", ")
+        )))
+    }
+
     /// Layers defaults, the optional TOML file, `TG_*` variables and flags,
-    /// then validates the result.
+    /// then validates the result. Unknown file keys and unknown `TG_*`
+    /// variables are refused.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::check_variables(std::env::vars())?;
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.is_file() {
@@ -207,13 +270,13 @@ impl Config {
                     path.display()
                 )));
             }
+            Self::check_file(path)?;
             figment = figment.merge(Toml::file(path));
         }
         let config: Config = figment
-            // TG_CONFIG names the file itself; TG_TEST_* belong to the test suite.
-            .merge(
-                Env::prefixed("TG_").filter(|k| k != "config" && !k.as_str().starts_with("test_")),
-            )
+            .merge(Env::prefixed("TG_").filter(|k| {
+                !is_reserved_variable(&format!("TG_{}", k.as_str().to_ascii_uppercase()))
+            }))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError(e.to_string()))?;
@@ -272,6 +335,26 @@ impl Config {
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError("max_in_flight must be positive".into()));
+        }
+        if self.aws_operation_timeout_ms == 0 || self.aws_attempt_timeout_ms == 0 {
+            return Err(ConfigError(
+                "aws_operation_timeout_ms and aws_attempt_timeout_ms must be positive".into(),
+            ));
+        }
+        if self.aws_attempt_timeout_ms > self.aws_operation_timeout_ms {
+            return Err(ConfigError(format!(
+                "aws_attempt_timeout_ms ({}) must not exceed aws_operation_timeout_ms ({})",
+                self.aws_attempt_timeout_ms, self.aws_operation_timeout_ms
+            )));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(ConfigError(format!(
+                "log filter {:?} is not valid: {e}",
+                self.log
+            )));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError("data_dir must not be empty".into()));
         }
         if self.s3_load_concurrency == 0 || self.s3_load_concurrency > 256 {
             return Err(ConfigError("s3_load_concurrency must be 1 to 256".into()));
@@ -367,6 +450,110 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("choose one"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type.
+    fn misspelt_or_miscased_file_keys_are_refused_by_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tg.toml",
+                "lisen = \"127.0.0.1:1\"\nLISTEN = \"127.0.0.1:2\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("tg.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("\"LISTEN\"") && err.contains("\"lisen\""),
+                "{err}"
+            );
+            assert!(err.contains("unknown key"), "{err}");
+            jail.create_file("ok.toml", "listen = \"127.0.0.1:3\"\n")?;
+            let ok = Config::load(Some(Path::new("ok.toml")), &Overrides::default()).unwrap();
+            assert_eq!(ok.listen.port(), 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_tg_variables_are_refused_by_name() {
+        let vars = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| (n.to_string(), "x".to_string()))
+                .collect::<Vec<_>>()
+        };
+        let err = Config::check_variables(vars(&["TG_LISEN", "TG_S3_BUCKT", "HOME", "TG_LISTEN"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TG_LISEN, TG_S3_BUCKT"), "{err}");
+        assert!(!err.contains("HOME"));
+        Config::check_variables(vars(&[
+            "TG_LISTEN",
+            "TG_AUTH_SECRET",
+            "TG_CONFIG",
+            "TG_TEST_GATEWAY_BIN",
+            "PATH",
+        ]))
+        .unwrap();
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused() {
+        for (what, config) in [
+            (
+                "request_timeout_secs",
+                Config {
+                    request_timeout_secs: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_in_flight",
+                Config {
+                    max_in_flight: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "header_limit_bytes",
+                Config {
+                    header_limit_bytes: 10,
+                    ..Config::default()
+                },
+            ),
+            (
+                "aws_attempt_timeout_ms",
+                Config {
+                    aws_attempt_timeout_ms: 20_000,
+                    ..Config::default()
+                },
+            ),
+            (
+                "aws_operation_timeout_ms",
+                Config {
+                    aws_operation_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "log filter",
+                Config {
+                    log: "=[".into(),
+                    ..Config::default()
+                },
+            ),
+            (
+                "body_limit_bytes",
+                Config {
+                    body_limit_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(what), "{what}: {err}");
+        }
     }
 
     #[test]

@@ -124,7 +124,9 @@ fn main() -> ExitCode {
             config.check_serving_auth(config.listen)?;
             telemetry::init(&config);
             let engine = server::build_engine(&config).await?;
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| server::ServeError::Listen(config.listen, e))?;
             tracing::info!(listen = %listener.local_addr()?, storage = ?config.storage, catalog = ?config.catalog, "transcript-gateway serving");
             server::serve(listener, engine, &config, server::shutdown_signal()).await
         }),

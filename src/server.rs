@@ -28,6 +28,9 @@ pub enum ServeError {
     /// A backend could not be opened or reached.
     #[error("{0}")]
     Backend(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {0}: {1} (is another process using that address? set TG_LISTEN or --listen)")]
+    Listen(std::net::SocketAddr, #[source] std::io::Error),
     /// The listener failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),

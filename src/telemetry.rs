@@ -13,6 +13,9 @@ pub fn init(config: &Config) {
         .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Colour only for a person at a terminal, never into a file.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     };
 }

@@ -63,7 +63,7 @@ struct Args {
     /// The gateway binary (a release build).
     #[arg(
         long,
-        env = "TG_BENCH_GATEWAY_BIN",
+        env = "TG_TEST_BENCH_GATEWAY_BIN",
         default_value = "target/release/transcript-gateway"
     )]
     gateway_bin: PathBuf,

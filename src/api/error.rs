@@ -18,6 +18,18 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorCode};
 
+/// An error and its sources, on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// What the envelope middleware needs to render an error.
 #[derive(Clone, Debug)]
 pub struct ErrorInfo {
@@ -32,11 +44,23 @@ pub struct ErrorInfo {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let code = self.code();
-        let detail = self.to_string();
-        let message = if code.status().is_server_error() && code == ErrorCode::Internal {
-            "internal error".to_string()
-        } else {
-            detail.clone()
+        let detail = error_chain(&self);
+        // A server error tells the client what it can do; what went wrong
+        // (bucket, endpoint, the SDK's own text) goes to the log line that
+        // carries the same request id.
+        let message = match code {
+            ErrorCode::Internal => "internal error".to_string(),
+            ErrorCode::BackendUnavailable => {
+                "a storage backend is unavailable; retry shortly (the gateway's log has the \
+                 details under this request id)"
+                    .to_string()
+            }
+            ErrorCode::ChecksumMismatch => {
+                "stored data failed its checksum and is not served (the gateway's log has \
+                 the details under this request id)"
+                    .to_string()
+            }
+            _ => detail.clone(),
         };
         let mut response = code.status().into_response();
         match code {

@@ -399,6 +399,9 @@ impl DynamoCatalog {
             // Throttling, server faults, and credential or permission refusals:
             // the client can only wait (or an operator must act).
             Some(_) => PortError::Unavailable(detail),
+            None if super::aws::credentials_missing(&err) => PortError::Unavailable(
+                super::aws::no_credentials(&format!("DynamoDB {op} on {table}")),
+            ),
             None => match err {
                 SdkError::ConstructionFailure(_) => PortError::Other(detail),
                 _ => PortError::Unavailable(detail),

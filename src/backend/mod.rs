@@ -18,6 +18,7 @@ use crate::domain::{
     AppendReceipt, ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId,
 };
 
+pub mod aws;
 pub mod conformance;
 pub mod dynamo;
 pub mod embedded;

@@ -437,6 +437,9 @@ impl ObjectPort for S3Objects {
                  {status}: {}",
                 DisplayErrorContext(&err)
             ),
+            None if super::aws::credentials_missing(&err) => {
+                super::aws::no_credentials(&format!("S3 bucket {bucket:?} at {endpoint}"))
+            }
             None => format!(
                 "cannot reach S3 bucket {bucket:?} at {endpoint}: {}",
                 DisplayErrorContext(&err)
@@ -528,7 +531,11 @@ where
         }
         (Some(s), _) if s >= 500 || s == 429 => PortError::Unavailable(format!("{what}: {detail}")),
         (Some(_), _) => PortError::Other(format!("{what}: {detail}")),
-        // No response at all: timeouts, refused or reset connections.
+        // No response at all: missing credentials, timeouts, refused or
+        // reset connections.
+        (None, _) if super::aws::credentials_missing(err) => {
+            PortError::Unavailable(super::aws::no_credentials(what))
+        }
         (None, _) => match err {
             SdkError::ConstructionFailure(_) => PortError::Other(format!("{what}: {detail}")),
             _ => PortError::Unavailable(format!("{what}: {detail}")),

@@ -803,6 +803,7 @@ async fn resume_across_gateway_processes_after_migrate() {
     }
     let resp = http
         .put(format!("{}/v1/tasks/{}/binding", a.base_url, s.task))
+        .header("x-writer-epoch", epoch_a.to_string())
         .json(&json!({"claude_session_id": s.session, "project_key": s.project, "cwd": format!("/workspace/{}", s.task)}))
         .send()
         .await

@@ -14,3 +14,4 @@ mod hostile;
 mod iam;
 mod openapi;
 mod s3;
+mod startup;

@@ -6,14 +6,14 @@ use transcript_gateway::api::openapi::openapi_json;
 fn committed_openapi_document_matches_the_code() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
     let generated = openapi_json();
-    if std::env::var("TG_UPDATE_OPENAPI").is_ok() {
+    if std::env::var("TG_TEST_UPDATE_OPENAPI").is_ok() {
         std::fs::write(path, &generated).expect("write openapi.json");
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         committed == generated,
         "openapi/openapi.json is out of date; regenerate with `scripts/openapi` \
-         (or TG_UPDATE_OPENAPI=1 cargo test openapi)"
+         (or TG_TEST_UPDATE_OPENAPI=1 cargo test openapi)"
     );
 }
 

@@ -388,6 +388,13 @@ async fn an_s3_outage_answers_503_in_bounded_time_and_recovers_without_restart()
             (503, "backend_unavailable"),
             "{body}"
         );
+        // The client learns what to do, not the bucket, endpoint or SDK text.
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        let host = emu.endpoint.trim_start_matches("http://");
+        for secret in [emu.bucket.as_str(), host, "dispatch", "Error", "{"] {
+            assert!(!message.contains(secret), "{secret:?} in {message:?}");
+        }
+        assert!(message.contains("retry shortly"), "{message}");
         assert!(took < bound, "an append during the outage took {took:?}");
         eprintln!("append during the outage: 503 in {took:?}");
     }

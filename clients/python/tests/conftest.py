@@ -1,4 +1,4 @@
-"""Fixtures: a real gateway process (or TG_GATEWAY_URL) and a factory of adapter stores."""
+"""Fixtures: a real gateway process (or TG_TEST_GATEWAY_URL) and a factory of adapter stores."""
 
 from __future__ import annotations
 
@@ -60,11 +60,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None
 
 
 def _binary() -> Path:
-    binary = Path(os.environ.get("TG_GATEWAY_BIN", DEFAULT_BIN))
+    binary = Path(os.environ.get("TG_TEST_GATEWAY_BIN", DEFAULT_BIN))
     if not binary.is_absolute():
         binary = REPO_ROOT / binary
     if not binary.is_file():
-        pytest.fail(f"gateway binary {binary} not found: run `cargo build` or set TG_GATEWAY_BIN")
+        pytest.fail(f"gateway binary {binary} not found: run `cargo build` or set TG_TEST_GATEWAY_BIN")
     return binary
 
 
@@ -98,9 +98,9 @@ class Gateway:
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """A running gateway with authentication on: TG_GATEWAY_URL (with TG_AUTH_SECRET if it
+    """A running gateway with authentication on: TG_TEST_GATEWAY_URL (with TG_AUTH_SECRET if it
     needs tokens), or a process started for the session with a fresh secret."""
-    external = os.environ.get("TG_GATEWAY_URL")
+    external = os.environ.get("TG_TEST_GATEWAY_URL")
     if external:
         url = external.rstrip("/")
         _wait_ready(url, None, None)
@@ -111,9 +111,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     secret = "pytest-" + uuid.uuid4().hex + uuid.uuid4().hex
     env = dict(os.environ)
     env["TG_AUTH_SECRET"] = secret
-    extra: Any = json.loads(os.environ.get("TG_GATEWAY_EXTRA_ENV") or "{}")
+    extra: Any = json.loads(os.environ.get("TG_TEST_GATEWAY_EXTRA_ENV") or "{}")
     if not isinstance(extra, dict):
-        pytest.fail("TG_GATEWAY_EXTRA_ENV must be a JSON object")
+        pytest.fail("TG_TEST_GATEWAY_EXTRA_ENV must be a JSON object")
     env.update({str(k): str(v) for k, v in extra.items()})
 
     workdir = tmp_path_factory.mktemp("gateway")

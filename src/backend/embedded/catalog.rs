@@ -28,6 +28,9 @@ const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempote
 /// `task`: binding and writer epoch.
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 
+/// The catalog's file name inside the data directory.
+pub const CATALOG_FILE: &str = "catalog.redb";
+
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 1024;
 /// Idempotency records older than this are dropped (as DynamoDB's TTL does).
@@ -93,7 +96,7 @@ impl RedbCatalog {
     /// Opens (creating if needed) the catalog under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, PortError> {
         std::fs::create_dir_all(data_dir).map_err(storage_err)?;
-        let db = open_database(&data_dir.join("catalog.redb"))?;
+        let db = open_database(&data_dir.join(CATALOG_FILE))?;
         let txn = db.begin_write().map_err(storage_err)?;
         for table in [SESSIONS, IDEMPOTENCY, TASKS] {
             txn.open_table(table).map_err(storage_err)?;
@@ -191,6 +194,14 @@ fn open_database(path: &Path) -> Result<Database, PortError> {
                 if std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(PortError::Unavailable(format!(
+                    "the embedded catalog {} is in use by another gateway process: the \
+                     embedded backend serves one process per data directory (give each \
+                     gateway its own TG_DATA_DIR, or run several on S3 and DynamoDB)",
+                    path.display()
+                )))
             }
             Err(e) => return Err(storage_err(e)),
         }

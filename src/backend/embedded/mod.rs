@@ -5,5 +5,5 @@
 mod catalog;
 mod objects;
 
-pub use catalog::RedbCatalog;
+pub use catalog::{RedbCatalog, CATALOG_FILE};
 pub use objects::FsObjects;
