@@ -59,7 +59,11 @@ fn values_that_cannot_work_are_refused_at_start() {
         ),
         ("TG_MAX_IN_FLIGHT", "0", "max_in_flight must be positive"),
         ("TG_LOG", "=[", "log filter"),
-        ("TG_STORAGE", "s4", "found `s4`, expected ``embedded` or `s3``"),
+        (
+            "TG_STORAGE",
+            "s4",
+            "found `s4`, expected ``embedded` or `s3``",
+        ),
     ] {
         let (code, _, err) = run_binary(
             &serve_args(&listen, data.to_str().unwrap()),
