@@ -69,6 +69,9 @@ pub enum Error {
     /// Stored data failed its checksum; it is never served.
     #[error("stored data failed checksum verification: {0}")]
     ChecksumMismatch(String),
+    /// Stored parts break their hash chain: replaced, removed or truncated.
+    #[error("stored transcript failed its integrity check: {0}")]
+    IntegrityViolation(String),
     /// The request took longer than the configured timeout.
     #[error("the request timed out")]
     Timeout,
@@ -116,6 +119,7 @@ impl Error {
             Error::Draining => ErrorCode::Draining,
             Error::BackendUnavailable(_) => ErrorCode::BackendUnavailable,
             Error::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
+            Error::IntegrityViolation(_) => ErrorCode::IntegrityViolation,
             Error::Timeout => ErrorCode::Timeout,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -180,6 +184,8 @@ pub enum ErrorCode {
     BackendUnavailable,
     /// 502: stored data failed its checksum.
     ChecksumMismatch,
+    /// 502: stored parts break their hash chain.
+    IntegrityViolation,
     /// 504: the request took too long.
     Timeout,
     /// 500: a bug.
@@ -209,7 +215,7 @@ impl ErrorCode {
             ErrorCode::Draining | ErrorCode::BackendUnavailable | ErrorCode::Overloaded => {
                 S::SERVICE_UNAVAILABLE
             }
-            ErrorCode::ChecksumMismatch => S::BAD_GATEWAY,
+            ErrorCode::ChecksumMismatch | ErrorCode::IntegrityViolation => S::BAD_GATEWAY,
             ErrorCode::Timeout => S::GATEWAY_TIMEOUT,
             ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
         }
@@ -250,6 +256,7 @@ impl ErrorCode {
             ErrorCode::Draining => "draining",
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::ChecksumMismatch => "checksum_mismatch",
+            ErrorCode::IntegrityViolation => "integrity_violation",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }

@@ -71,6 +71,9 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // Crash points for tests, armed by FAILPOINTS (only with the
+    // `failpoints` feature; without it this does nothing).
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     let overrides = match &cli.command {
         Command::Serve {

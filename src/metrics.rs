@@ -22,6 +22,8 @@ pub struct Metrics {
     pub loads: AtomicU64,
     /// Objects that failed checksum verification.
     pub checksum_failures: AtomicU64,
+    /// Loads and compactions that found a broken hash chain.
+    pub integrity_violations: AtomicU64,
     /// Compactions completed.
     pub compactions: AtomicU64,
 }
@@ -35,12 +37,13 @@ pub static METRICS: Metrics = Metrics {
     catalog_failures: AtomicU64::new(0),
     loads: AtomicU64::new(0),
     checksum_failures: AtomicU64::new(0),
+    integrity_violations: AtomicU64::new(0),
     compactions: AtomicU64::new(0),
 };
 
 impl Metrics {
     /// Each counter's Prometheus name, help text and value.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 8] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 9] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("tg_appends_total", "Parts written.", get(&self.appends)),
@@ -69,6 +72,11 @@ impl Metrics {
                 "tg_checksum_failures_total",
                 "Objects that failed checksum verification.",
                 get(&self.checksum_failures),
+            ),
+            (
+                "tg_integrity_violations_total",
+                "Transcripts whose parts broke their hash chain (replaced, removed or truncated).",
+                get(&self.integrity_violations),
             ),
             (
                 "tg_compactions_total",

@@ -55,6 +55,12 @@ impl IntoResponse for Error {
                  details under this request id)"
                     .to_string()
             }
+            ErrorCode::IntegrityViolation => {
+                "the stored transcript failed its integrity check (a part was replaced, \
+                 removed or truncated) and is not served (the gateway's log has the details \
+                 under this request id)"
+                    .to_string()
+            }
             ErrorCode::ChecksumMismatch => {
                 "stored data failed its checksum and is not served (the gateway's log has \
                  the details under this request id)"

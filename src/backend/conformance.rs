@@ -363,7 +363,7 @@ pub async fn listings_separate_sessions_and_subkeys(catalog: &dyn CatalogPort, t
         .list_subkeys(&session, None, 10)
         .await
         .expect("subkeys");
-    let subs: Vec<_> = subs.items.iter().map(|s| s.to_string()).collect();
+    let subs: Vec<_> = subs.items.iter().map(|(s, _)| s.to_string()).collect();
     assert_eq!(subs, vec!["subagents/agent-1", "subagents/agent-2"]);
     let first = Subpath::new("subagents/agent-1").expect("subpath");
     let rest = catalog

@@ -693,7 +693,7 @@ impl CatalogPort for DynamoCatalog {
         session: &SessionRef,
         start_after: Option<&Subpath>,
         limit: usize,
-    ) -> Result<Page<Subpath>, PortError> {
+    ) -> Result<Page<(Subpath, SessionRecord)>, PortError> {
         let (lo, hi, prefix) = subkeys_range(session, start_after);
         let items = self
             .query_range(
@@ -702,7 +702,7 @@ impl CatalogPort for DynamoCatalog {
                 &lo,
                 &hi,
                 limit.saturating_add(1),
-                Some(attr::SK),
+                None,
             )
             .await?;
         let more = items.len() > limit;
@@ -712,10 +712,9 @@ impl CatalogPort for DynamoCatalog {
             let sub = sk
                 .strip_prefix(prefix.as_str())
                 .ok_or_else(|| corrupt(attr::SK))?;
-            out.push(
-                Subpath::new(sub)
-                    .map_err(|e| PortError::Other(format!("corrupt subpath in catalog: {e}")))?,
-            );
+            let sub = Subpath::new(sub)
+                .map_err(|e| PortError::Other(format!("corrupt subpath in catalog: {e}")))?;
+            out.push((sub, record_from_item(item)?.value));
         }
         Ok(Page { items: out, more })
     }

@@ -136,6 +136,26 @@ pub struct SessionRecord {
     /// summary older than `mtime` has not yet folded the newest entries.
     #[serde(default)]
     pub summary_mtime: u64,
+    /// The transcript's current incarnation: 1 for a new key, one more after
+    /// every delete; 0 for a key in the layout from before incarnations.
+    #[serde(default)]
+    pub incarnation: u64,
+    /// The hash-chain digest of part `head` (hex), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Earlier incarnations whose objects are deleted once the grace period
+    /// after their seal has passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
+}
+
+/// An incarnation closed by a delete, waiting for its objects to go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// The incarnation.
+    pub incarnation: u64,
+    /// When it was sealed, epoch ms.
+    pub sealed_ms: u64,
 }
 
 impl SessionRecord {
@@ -162,6 +182,9 @@ impl PartialEq for SessionRecord {
             && self.summary.as_ref().map(|s| s.get()) == other.summary.as_ref().map(|s| s.get())
             && self.summary_version == other.summary_version
             && self.summary_mtime == other.summary_mtime
+            && self.incarnation == other.incarnation
+            && self.digest == other.digest
+            && self.retired == other.retired
     }
 }
 
@@ -255,14 +278,15 @@ pub trait CatalogPort: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Page<(SessionId, SessionRecord)>, PortError>;
 
-    /// Lists the subpaths recorded under a session, ascending, after
-    /// `start_after`, at most `limit`.
+    /// Lists the subkeys recorded under a session with their records,
+    /// ascending, after `start_after`, at most `limit` (records of deleted
+    /// subkeys included: the engine tells them apart).
     async fn list_subkeys(
         &self,
         session: &SessionRef,
         start_after: Option<&Subpath>,
         limit: usize,
-    ) -> Result<Page<Subpath>, PortError>;
+    ) -> Result<Page<(Subpath, SessionRecord)>, PortError>;
 
     /// Reads the idempotency record stored under `key` for `task`.
     async fn get_idempotency(

@@ -2,18 +2,23 @@
 //! create-if-absent, and on a lost race catch up with the store and try the
 //! next number. Wall clocks never decide order.
 //!
-//! The catalog is updated after the part is durable. The part is the truth:
-//! if the catalog write fails the append is still acknowledged, the head is
-//! marked stale, and the next append re-reads the catalog and catches it up
-//! from the object listing (see [`Engine::repair`]).
+//! The part carries everything a retry and an audit need (see `part.rs`):
+//! its place in the hash chain, the acknowledged mtime, and the append's
+//! idempotency key and request digest. The catalog is updated after the part
+//! is durable; if that write fails (or the process dies first) the append is
+//! still in the part, a retry with the same key finds it there and answers
+//! as the first attempt would have, and the next append re-reads the catalog
+//! and catches it up from the object listing (see `head.rs`).
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::head::Found;
+use super::part::{self, NewPart};
 use super::{keys, now_ms, Engine, Head};
-use crate::backend::{IdempotencyRecord, PortError, SessionRecord, SessionWrite, Versioned};
+use crate::backend::{IdempotencyRecord, PortError, SessionWrite, Versioned};
 use crate::domain::{AppendReceipt, Entry, Seq, SessionKey, SummaryOutcome, SummaryUpdate};
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -35,7 +40,15 @@ pub struct AppendRequest {
 }
 
 /// Most compare-and-set rounds on the catalog record per append.
-const MAX_CATALOG_ROUNDS: usize = 16;
+pub(super) const MAX_CATALOG_ROUNDS: usize = 16;
+
+/// What an acknowledgement says of the part, before the summary.
+#[derive(Clone, Copy, Debug)]
+struct Written {
+    seq: Seq,
+    count: u64,
+    mtime: u64,
+}
 
 impl AppendRequest {
     /// The summary update to apply: none on a subkey, which has no summary
@@ -85,10 +98,10 @@ impl Engine {
         if let Some(summary) = req.applicable_summary() {
             super::check_summary(summary.data.get())?;
         }
-        let body = super::encode_entries(&req.entries)?;
+        let entries = super::encode_entries(&req.entries)?;
         let count = req.entries.len() as u64;
         let idempotency = req.idempotency_key.as_ref().map(|k| {
-            let print = fingerprint(&req.key, &body, req.applicable_summary());
+            let print = fingerprint(&req.key, &entries, req.applicable_summary());
             (k.as_str(), print)
         });
         let lock = self.head_lock(&req.key);
@@ -97,20 +110,15 @@ impl Engine {
         let catalog = &self.inner.catalog;
         if let Some((idem_key, print)) = &idempotency {
             if let Some(found) = catalog.get_idempotency(req.key.task_id(), idem_key).await? {
-                if &found.fingerprint == print {
-                    METRICS.idempotent_replays.fetch_add(1, Ordering::Relaxed);
-                    return Ok(found.receipt);
-                }
-                return Err(Error::IdempotencyConflict(format!(
-                    "Idempotency-Key {idem_key:?} was already used in this task for a different request"
-                )));
+                return replay(idem_key, print, &found.fingerprint, found.receipt);
             }
         }
         self.check_writer(req.key.task_id(), req.writer_epoch)
             .await?;
 
+        let idem = idempotency.as_ref().map(|(k, p)| (*k, p.as_str()));
         let result = self
-            .append_locked(&mut head, &req, idempotency, body, count)
+            .append_locked(&mut head, &req, idem, entries, count)
             .await;
         if result.is_err() {
             head.loaded = false;
@@ -122,27 +130,54 @@ impl Engine {
         &self,
         head: &mut Head,
         req: &AppendRequest,
-        idempotency: Option<(&str, String)>,
-        body: Bytes,
+        idempotency: Option<(&str, &str)>,
+        entries: Bytes,
         count: u64,
     ) -> Result<AppendReceipt, Error> {
         let key = &req.key;
         if !self.is_fresh(head) {
             self.reload_head(key, head).await?;
         }
-        let dir = keys::transcript_dir(key);
-        let crc = crc32c::crc32c(&body);
-        let len = body.len() as u64;
+        if let Some((idem_key, print)) = idempotency {
+            // No catalog record of this key: the part may still exist, written
+            // by an attempt that died before recording it.
+            if let Some(found) = self.find_unrecorded(key, head, idem_key).await? {
+                return self.recover(head, req, idem_key, print, found).await;
+            }
+        }
         let mut attempts = 0;
-        let seq = loop {
+        let written = loop {
             let seq = head.state.head.next();
+            let mtime = now_ms().max(head.state.mtime + 1);
+            let prev = self.head_digest(key, head).await?;
+            let (body, digest) = NewPart {
+                seq,
+                mtime,
+                prev,
+                entries: &entries,
+                count,
+                idempotency,
+                seal: false,
+            }
+            .encode();
+            let dir = keys::incarnation_dir(key, head.state.incarnation);
+            let crc = crc32c::crc32c(&body);
+            let len = body.len() as u64;
             match self
                 .inner
                 .objects
-                .put_if_absent(&keys::part_key(&dir, seq), body.clone(), crc)
+                .put_if_absent(&keys::part_key(&dir, seq), body, crc)
                 .await
             {
-                Ok(()) => break seq,
+                Ok(()) => {
+                    let state = &mut head.state;
+                    state.head = seq;
+                    state.parts = seq.0;
+                    state.bytes += len;
+                    state.mtime = mtime;
+                    state.digest = Some(part::to_hex(&digest));
+                    break Written { seq, count, mtime };
+                }
                 Err(PortError::AlreadyExists(_)) => {
                     METRICS.append_conflicts.fetch_add(1, Ordering::Relaxed);
                     attempts += 1;
@@ -151,73 +186,119 @@ impl Engine {
                             "gave up after {attempts} lost races for the next sequence number"
                         )));
                     }
-                    self.catch_up(&dir, &mut head.state).await?;
+                    // Someone else took the number: learn what they wrote (a
+                    // seal moves us to the next incarnation), and whether it
+                    // was this very request, sent before and never answered.
+                    if let Some(found) = self
+                        .advance_head(key, head, idempotency.map(|i| i.0))
+                        .await?
+                    {
+                        if let Some((idem_key, print)) = idempotency {
+                            return self.recover(head, req, idem_key, print, found).await;
+                        }
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        head.state.head = seq;
-        head.state.parts = seq.0;
-        head.state.bytes += len;
+        fail::fail_point!("append::after_part", |_| {
+            // A crash between the part and its catalog record, for tests.
+            std::process::abort()
+        });
         METRICS.appends.fetch_add(1, Ordering::Relaxed);
-        METRICS.appended_bytes.fetch_add(len, Ordering::Relaxed);
+        METRICS
+            .appended_bytes
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
 
-        let since_snapshot = seq.0.saturating_sub(head.state.compacted_through.0);
+        let since_snapshot = written.seq.0.saturating_sub(head.state.compacted_through.0);
         self.maybe_compact(key, since_snapshot);
-        match self.commit_record(head, req, idempotency, seq, count).await {
+        self.commit(head, req, idempotency, written).await
+    }
+
+    /// Answers a retry whose part was found in storage, recording it (and its
+    /// idempotency record) in the catalog now.
+    async fn recover(
+        &self,
+        head: &mut Head,
+        req: &AppendRequest,
+        idem_key: &str,
+        print: &str,
+        found: Found,
+    ) -> Result<AppendReceipt, Error> {
+        if found.fingerprint.as_deref() != Some(print) {
+            return Err(conflict(idem_key));
+        }
+        METRICS.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+        let written = Written {
+            seq: found.seq,
+            count: found.count,
+            mtime: found.mtime,
+        };
+        self.commit(head, req, Some((idem_key, print)), written)
+            .await
+    }
+
+    /// Records the part in the catalog (with the summary update and the
+    /// idempotency record) and returns the acknowledgement. A catalog that
+    /// fails leaves the part acknowledged and the head to be repaired.
+    async fn commit(
+        &self,
+        head: &mut Head,
+        req: &AppendRequest,
+        idempotency: Option<(&str, &str)>,
+        written: Written,
+    ) -> Result<AppendReceipt, Error> {
+        match self.commit_record(head, req, idempotency, written).await {
             Ok(receipt) => Ok(receipt),
             Err(err) => {
-                // The part is durable: acknowledge it, and let the next append
-                // re-read the catalog and repair it.
+                // The part is durable and carries its own idempotency key:
+                // acknowledge it, and let the next append repair the catalog.
                 METRICS.catalog_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key = %key, seq = seq.0, error = %err, "catalog update failed after the part was written; will repair");
+                tracing::warn!(key = %req.key, seq = written.seq.0, error = %err, "catalog update failed after the part was written; will repair");
                 head.loaded = false;
-                let mtime = now_ms().max(head.state.mtime + 1);
-                head.state.mtime = mtime;
                 Ok(AppendReceipt {
-                    seq,
-                    count,
-                    mtime,
+                    seq: written.seq,
+                    count: written.count,
+                    mtime: written.mtime,
                     summary: req.summary_outcome(|_| (false, head.state.summary_version)),
                 })
             }
         }
     }
 
-    /// Writes the record for a just-written part, with the summary and the
+    /// Writes the record for a written part, with the summary and the
     /// idempotency record, retrying compare-and-set against other instances.
     async fn commit_record(
         &self,
         head: &mut Head,
         req: &AppendRequest,
-        idempotency: Option<(&str, String)>,
-        seq: Seq,
-        count: u64,
+        idempotency: Option<(&str, &str)>,
+        written: Written,
     ) -> Result<AppendReceipt, Error> {
         let catalog = &self.inner.catalog;
         for _ in 0..MAX_CATALOG_ROUNDS {
             let mut next = head.state.clone();
-            next.mtime = now_ms().max(next.mtime + 1);
+            next.mtime = next.mtime.max(written.mtime);
             let summary = req.summary_outcome(|update| {
                 let applied = next.summary_matches(update.expected_version);
                 if applied {
                     next.summary = Some(update.data.clone());
                     next.summary_version += 1;
-                    next.summary_mtime = next.mtime;
+                    next.summary_mtime = written.mtime;
                 }
                 (applied, next.summary_version)
             });
             let receipt = AppendReceipt {
-                seq,
-                count,
-                mtime: next.mtime,
+                seq: written.seq,
+                count: written.count,
+                mtime: written.mtime,
                 summary,
             };
-            let idem = idempotency.as_ref().map(|(k, print)| {
+            let idem = idempotency.map(|(k, print)| {
                 (
-                    *k,
+                    k,
                     IdempotencyRecord {
-                        fingerprint: print.clone(),
+                        fingerprint: print.to_string(),
                         receipt: receipt.clone(),
                         created_ms: now_ms(),
                     },
@@ -250,116 +331,24 @@ impl Engine {
             "the session record kept changing; retry".into(),
         ))
     }
+}
 
-    /// Re-reads the catalog record and catches up from the object listing.
-    async fn reload_head(&self, key: &SessionKey, head: &mut Head) -> Result<(), Error> {
-        let record = self.inner.catalog.get_session(key).await?;
-        let mut state = record.as_ref().map(|r| r.value.clone()).unwrap_or_default();
-        let anchored = self
-            .catch_up(&keys::transcript_dir(key), &mut state)
-            .await?;
-        if !anchored {
-            // The record names parts that no longer exist (a delete stopped
-            // after removing the objects): the key starts over. The summary
-            // version moves on so no client's old version matches.
-            state = SessionRecord {
-                summary_version: state.summary_version + 1,
-                ..SessionRecord::default()
-            };
-        }
-        head.record = record;
-        head.state = state;
-        head.loaded = true;
-        head.loaded_at = Some(std::time::Instant::now());
-        Ok(())
+/// The stored answer for a repeated key, or a conflict for another request.
+fn replay(
+    idem_key: &str,
+    print: &str,
+    stored: &str,
+    receipt: AppendReceipt,
+) -> Result<AppendReceipt, Error> {
+    if stored == print {
+        METRICS.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+        return Ok(receipt);
     }
+    Err(conflict(idem_key))
+}
 
-    /// Advances `state` over every part (and snapshot) the store holds beyond
-    /// `state.head`. Returns false when the store holds nothing backing the
-    /// head at all: no part at or beyond it and no snapshot covering it.
-    pub(super) async fn catch_up(
-        &self,
-        dir: &str,
-        state: &mut SessionRecord,
-    ) -> Result<bool, Error> {
-        // Parts a snapshot covers may already be deleted, but their numbers
-        // are taken: the head is never below the newest snapshot.
-        if state.compacted_through > state.head {
-            state.head = state.compacted_through;
-            state.parts = state.head.0;
-        }
-        let start = state.head;
-        let mut anchored = start == Seq::ZERO;
-        // Start one before the head so the head's own part shows up.
-        let mut after = keys::part_key(dir, Seq(start.0.saturating_sub(1)));
-        loop {
-            let page = self.inner.objects.list(dir, Some(&after), false).await?;
-            for item in &page.items {
-                match keys::parse(dir, &item.key) {
-                    Some(keys::ObjectKind::Part(seq)) if seq > state.head => {
-                        state.head = seq;
-                        state.parts = seq.0;
-                        state.bytes += item.size;
-                        anchored = true;
-                    }
-                    Some(keys::ObjectKind::Part(seq)) if seq == start => anchored = true,
-                    // Snapshots sort after every part. One newer than the
-                    // head (its record step never ran) still takes its numbers.
-                    Some(keys::ObjectKind::Snapshot(seq)) if seq >= start => {
-                        anchored = true;
-                        if seq > state.head {
-                            state.head = seq;
-                            state.parts = seq.0;
-                        }
-                        state.compacted_through = state.compacted_through.max(seq);
-                    }
-                    _ => {}
-                }
-            }
-            match page.items.last() {
-                Some(last) if page.more => after = last.key.clone(),
-                _ => return Ok(anchored),
-            }
-        }
-    }
-
-    /// Brings a key's catalog record in line with its objects (parts written
-    /// while the catalog was failing). Returns the repaired record.
-    pub async fn repair(&self, key: &SessionKey) -> Result<Option<SessionRecord>, Error> {
-        let lock = self.head_lock(key);
-        let mut head = lock.lock().await;
-        for _ in 0..MAX_CATALOG_ROUNDS {
-            self.reload_head(key, &mut head).await?;
-            let stored = head.record.as_ref().map(|r| &r.value);
-            if stored == Some(&head.state) || (stored.is_none() && head.state.head == Seq::ZERO) {
-                return Ok(stored.cloned());
-            }
-            let mut next = head.state.clone();
-            next.mtime = now_ms().max(next.mtime + 1);
-            let write = SessionWrite {
-                key,
-                record: &next,
-                expected_version: head.record.as_ref().map_or(0, |r| r.version),
-                idempotency: None,
-            };
-            match self.inner.catalog.put_session(write).await {
-                Ok(version) => {
-                    head.record = Some(Versioned {
-                        value: next.clone(),
-                        version,
-                    });
-                    head.state = next.clone();
-                    return Ok(Some(next));
-                }
-                Err(PortError::PreconditionFailed(_)) => continue,
-                Err(e) => {
-                    head.loaded = false;
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(Error::Conflict(
-            "the session record kept changing; retry".into(),
-        ))
-    }
+fn conflict(idem_key: &str) -> Error {
+    Error::IdempotencyConflict(format!(
+        "Idempotency-Key {idem_key:?} was already used in this task for a different request"
+    ))
 }

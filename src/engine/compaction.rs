@@ -1,8 +1,11 @@
 //! Compaction: fold a key's parts into one checksummed snapshot so a resume
 //! reads one object instead of thousands.
 //!
+//! Compaction works inside the key's current incarnation (`incarnation.rs`);
+//! a key in the layout before incarnations is compacted by migrating it.
 //! Steps, each safe to die after:
-//! 1. read the newest snapshot and every part after it (verified);
+//! 1. read the newest snapshot and every part after it, verified against
+//!    their CRC32C and the hash chain (a sealed incarnation is left alone);
 //! 2. create `snapshot-{through}` with create-if-absent (an identical
 //!    snapshot from a racing compaction is as good as ours);
 //! 3. record `compacted_through` in the catalog (a hint for the trigger and
@@ -22,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use super::part::{self, Chain, DecodedPart};
 use super::snapshot::SnapshotHeader;
 use super::{keys, Engine};
 use crate::backend::{PortError, SessionRecord};
@@ -135,7 +139,29 @@ impl Engine {
         key: &SessionKey,
         opts: CompactOptions,
     ) -> Result<(Option<CompactionReport>, Option<Seq>), Error> {
-        let dir = keys::transcript_dir(key);
+        let record = self.inner.catalog.get_session(key).await?;
+        let incarnation = match record.as_ref().map(|r| r.value.incarnation) {
+            Some(n) if n > 0 => n,
+            _ if self.has_objects(&keys::incarnation_dir(key, 1)).await? => 1,
+            _ if self.has_objects(&keys::incarnation_dir(key, 0)).await? => {
+                // The layout before incarnations: migrating it compacts it.
+                let through = self.migrate(key, record.as_ref()).await?;
+                let report = CompactionReport {
+                    key: key.to_string(),
+                    through,
+                    parts_folded: through.0,
+                    snapshot_bytes: 0,
+                    delete_after_secs: self.inner.config.compaction_grace.as_secs(),
+                };
+                return Ok((Some(report), None));
+            }
+            _ => return Ok((None, None)),
+        };
+        let recorded = record
+            .as_ref()
+            .filter(|r| r.value.incarnation == incarnation)
+            .map_or(Seq::ZERO, |r| r.value.head);
+        let dir = keys::incarnation_dir(key, incarnation);
         let base = self.newest_snapshot(&dir).await?;
         let base_seq = base.as_ref().map_or(Seq::ZERO, |b| b.seq);
         let parts = self.parts_after(&dir, base_seq).await?;
@@ -164,40 +190,57 @@ impl Engine {
         // body. The header (per-part counts) is known only at the end, so room
         // for its longest form is kept in front and the unused part sliced
         // off: one buffer, no copy of the transcript.
-        let header_room = 96 + 21 * through.0 as usize;
+        let header_room = 192 + 21 * through.0 as usize;
         let hint =
             base.as_ref().map_or(0, |b| b.size) + parts.iter().map(|part| part.size).sum::<u64>();
         let hint = hint as usize;
         let mut buf = BytesMut::with_capacity(header_room + hint);
         buf.resize(header_room, b' ');
-        let mut counts = match &base {
+        let (mut counts, mut chain) = match &base {
             Some(b) => {
                 let sink = |lines: Bytes| {
                     buf.extend_from_slice(&lines);
                     std::future::ready(true)
                 };
-                self.read_snapshot(&b.key, Seq::ZERO, Seq(u64::MAX), sink)
+                let read = self
+                    .read_snapshot(&b.key, Seq::ZERO, Seq(u64::MAX), sink)
                     .await?
                     .ok_or_else(|| {
                         Error::Conflict(format!("{} vanished while being read; retry", b.key))
-                    })?
+                    })?;
+                (read.counts, Chain::after(b.seq, read.digest))
             }
-            None => Vec::new(),
+            None => (Vec::new(), Chain::from_genesis()),
         };
         let objects = self.inner.objects.clone();
-        let part_keys: Vec<String> = parts.iter().map(|part| part.key.clone()).collect();
-        let mut bodies = stream::iter(part_keys)
-            .map(move |k| read_owned(objects.clone(), k))
+        let pieces: Vec<(Seq, String)> = parts.iter().map(|p| (p.seq, p.key.clone())).collect();
+        let mut bodies = stream::iter(pieces)
+            .map(move |(seq, k)| read_owned(objects.clone(), seq, k))
             .buffered(self.inner.config.load_concurrency.max(1));
-        while let Some(body) = bodies.next().await {
-            let body = body?;
-            counts.push(body.iter().filter(|&&b| b == b'\n').count() as u64);
-            buf.extend_from_slice(&body);
+        let mut unrecorded_keys = false;
+        while let Some(decoded) = bodies.next().await {
+            let (key_name, decoded) = decoded?;
+            chain
+                .part(&decoded)
+                .map_err(|e| super::integrity_error(&key_name, e))?;
+            if decoded.header.seal {
+                // A deleted incarnation: its objects go with it.
+                return Ok((None, None));
+            }
+            unrecorded_keys |= decoded.header.seq > recorded && decoded.header.idem.is_some();
+            counts.push(decoded.header.count);
+            buf.extend_from_slice(&decoded.entries);
+        }
+        if unrecorded_keys {
+            // Parts the catalog never recorded carry idempotency keys that
+            // only they hold: record them before the parts are folded away.
+            self.repair(key).await?;
         }
         let header = SnapshotHeader {
-            v: 1,
+            v: 2,
             through,
             counts,
+            digest: chain.digest().map(|d| part::to_hex(&d)),
         }
         .encode();
         let start = header_room
@@ -251,7 +294,8 @@ impl Engine {
         Ok(reports)
     }
 
-    /// Every transcript of a task, found by listing its objects.
+    /// Every transcript of a task (whatever incarnations it has), found by
+    /// listing its objects.
     async fn task_keys(&self, task: &TaskId) -> Result<Vec<SessionKey>, Error> {
         let root = keys::task_dir(task);
         let mut dirs = BTreeSet::new();
@@ -264,7 +308,8 @@ impl Engine {
                 .await?;
             for item in &page.items {
                 if let Some((dir, _)) = item.key.rsplit_once('/') {
-                    dirs.insert(format!("{dir}/"));
+                    let dir = format!("{dir}/");
+                    dirs.insert(keys::split_incarnation(&dir).0.to_string());
                 }
             }
             match page.items.last() {
@@ -325,7 +370,11 @@ impl Engine {
     ) -> Result<usize, Error> {
         let lock = self.compaction_lock(&key.session);
         let _running = lock.lock().await;
-        let dir = keys::transcript_dir(key);
+        let incarnation = match self.inner.catalog.get_session(key).await? {
+            Some(r) if r.value.incarnation > 0 => r.value.incarnation,
+            _ => 1,
+        };
+        let dir = keys::incarnation_dir(key, incarnation);
         match self.newest_snapshot(&dir).await? {
             Some(s) if s.seq >= through => {}
             // The key was deleted (or never compacted this far): touch nothing.
@@ -366,11 +415,15 @@ impl Engine {
     }
 }
 
+/// Reads and decodes one part (its chain link is checked by the caller).
 async fn read_owned(
     objects: std::sync::Arc<dyn crate::backend::ObjectPort>,
+    seq: Seq,
     key: String,
-) -> Result<Bytes, Error> {
-    super::load::read_object(objects.as_ref(), &key).await
+) -> Result<(String, DecodedPart), Error> {
+    let body = super::load::read_object(objects.as_ref(), &key).await?;
+    let decoded = part::decode(seq, body).map_err(|e| super::integrity_error(&key, e))?;
+    Ok((key, decoded))
 }
 
 /// The key whose objects live in `dir` (`task/project/session[/subpath]/`).

@@ -1,8 +1,13 @@
 //! Every object key shape, in one place.
 //!
 //! Layout (relative to the store's prefix; persisted, never change):
-//! `{task_id}/{project_key}/{session_id}/` holds the main transcript's parts
-//! and snapshots; `.../{session_id}/{subpath}/` holds a subkey's.
+//! `{task_id}/{project_key}/{session_id}/` is the main transcript's
+//! directory and `.../{session_id}/{subpath}/` a subkey's. Each incarnation of
+//! a transcript (a delete starts the next one) lives in its own directory
+//! below it, `~i{n:010}/` (`~` never occurs in a subpath, so it cannot collide
+//! with one). Incarnation 0 is the layout from before incarnations: its parts
+//! lie directly in the transcript's directory, without headers; it is read as
+//! it is and migrated to incarnation 1 by the next write.
 //! A part is `part-{seq:020}.jsonl`, a snapshot `snapshot-{seq:020}.jsonl`.
 //! Zero-padding makes lexical order equal numeric order, and every part sorts
 //! before every snapshot, so one listing from a part onwards meets parts first.
@@ -21,6 +26,40 @@ pub fn transcript_dir(key: &SessionKey) -> String {
         dir.push('/');
     }
     dir
+}
+
+/// Marks an incarnation directory.
+const INCARNATION_PREFIX: &str = "~i";
+
+/// The directory (ending in `/`) holding incarnation `n` of a transcript;
+/// incarnation 0 is the transcript's own directory (the layout from before
+/// incarnations).
+pub fn incarnation_dir(key: &SessionKey, n: u64) -> String {
+    let mut dir = transcript_dir(key);
+    if n > 0 {
+        dir.push_str(&format!("{INCARNATION_PREFIX}{n:010}/"));
+    }
+    dir
+}
+
+/// Splits a directory into the transcript directory and its incarnation:
+/// `.../~i0000000003/` is incarnation 3 of `.../`; anything else is
+/// incarnation 0 of itself.
+pub fn split_incarnation(dir: &str) -> (&str, u64) {
+    let Some(inner) = dir.strip_suffix('/') else {
+        return (dir, 0);
+    };
+    match inner.rsplit_once('/') {
+        Some((parent, last)) => match last
+            .strip_prefix(INCARNATION_PREFIX)
+            .filter(|d| d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+        {
+            Some(n) if n > 0 => (&dir[..parent.len() + 1], n),
+            _ => (dir, 0),
+        },
+        None => (dir, 0),
+    }
 }
 
 /// The directory (ending in `/`) holding a session and all its subkeys.
@@ -129,6 +168,37 @@ mod tests {
         assert!(part_key(dir, Seq(u64::MAX)) < snapshot_key(dir, Seq(0)));
         assert!(snapshots_start(dir) < snapshot_key(dir, Seq(0)));
         assert!(part_key(dir, Seq(u64::MAX)).as_str() < snapshots_start(dir).as_str());
+    }
+
+    #[test]
+    fn incarnations_have_their_own_directories_and_split_back() {
+        let main = key(None);
+        assert_eq!(incarnation_dir(&main, 0), "t1/-workspace-t1/s1/");
+        assert_eq!(
+            incarnation_dir(&main, 3),
+            "t1/-workspace-t1/s1/~i0000000003/"
+        );
+        let sub = key(Some("subagents/agent-1"));
+        let dir = incarnation_dir(&sub, 12);
+        assert_eq!(dir, "t1/-workspace-t1/s1/subagents/agent-1/~i0000000012/");
+        assert_eq!(
+            split_incarnation(&dir),
+            ("t1/-workspace-t1/s1/subagents/agent-1/", 12)
+        );
+        assert_eq!(
+            split_incarnation("t1/-workspace-t1/s1/"),
+            ("t1/-workspace-t1/s1/", 0)
+        );
+        for not_one in [
+            "a/~i12/",
+            "a/~i000000000x/",
+            "a/~i0000000000/",
+            "a/i0000000001/",
+        ] {
+            assert_eq!(split_incarnation(not_one).1, 0, "{not_one}");
+        }
+        // No subpath can name an incarnation directory.
+        assert!(crate::domain::Subpath::new("~i0000000001").is_err());
     }
 
     #[test]

@@ -21,7 +21,8 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::snapshot::SnapshotReader;
+use super::part::{self, Chain, ChainError, Digest};
+use super::snapshot::{SnapshotError, SnapshotReader};
 use super::{keys, Engine};
 use crate::backend::{ObjectPort, PortError};
 use crate::domain::{Seq, SessionKey};
@@ -76,6 +77,12 @@ impl Plan {
             .map(|p| p.size)
             .sum()
     }
+
+    /// Whether the plan can serve part `next` on.
+    fn covers(&self, next: Seq) -> bool {
+        self.snapshot.as_ref().is_some_and(|s| s.seq >= next)
+            || self.parts.first().is_some_and(|p| p.seq == next)
+    }
 }
 
 /// Why emitting a plan stopped early.
@@ -86,26 +93,133 @@ enum Stop {
     Done,
 }
 
+/// Which incarnation a load reads, and what the catalog says its chain ends in.
+#[derive(Clone, Debug)]
+struct Target {
+    dir: String,
+    incarnation: u64,
+    /// The catalog's head and its digest, to check the chain reaches it.
+    anchor: Option<(Seq, Digest)>,
+}
+
+impl Target {
+    /// Parts of the layout before incarnations have no headers and no chain.
+    fn legacy(&self) -> bool {
+        self.incarnation == 0
+    }
+}
+
+/// The chain a load is walking, and whether it reached a seal.
+struct Walk {
+    chain: Chain,
+    sealed: bool,
+}
+
+impl Walk {
+    /// Checks one part and returns the entries to hand out; `None` at a seal
+    /// (the incarnation ends there).
+    fn step(
+        &mut self,
+        target: &Target,
+        piece: &Piece,
+        body: Bytes,
+    ) -> Result<Option<Bytes>, Error> {
+        if target.legacy() {
+            if part::is_seal(piece.seq, &body) {
+                self.sealed = true;
+                return Ok(None);
+            }
+            return Ok(Some(body));
+        }
+        let decoded =
+            part::decode(piece.seq, body).map_err(|e| super::integrity_error(&piece.key, e))?;
+        self.chain
+            .part(&decoded)
+            .map_err(|e| super::integrity_error(&piece.key, e))?;
+        if decoded.header.seal {
+            self.sealed = true;
+            return Ok(None);
+        }
+        Ok(Some(decoded.entries))
+    }
+
+    /// Moves past a snapshot through `through` that the load read from part
+    /// `next` on: it must agree with the chain walked so far (if any) and
+    /// with the catalog's anchor, and the chain continues from its digest.
+    fn past_snapshot(
+        &mut self,
+        target: &Target,
+        through: Seq,
+        next: Seq,
+        read: &SnapshotRead,
+    ) -> Result<(), ChainError> {
+        if target.legacy() {
+            self.chain = Chain::after(through, None);
+            return Ok(());
+        }
+        let walked = self.chain.digest().filter(|_| next > Seq(1));
+        if walked.is_some() && walked != read.digest_at(Seq(next.0 - 1)) {
+            return Err(ChainError::Broken(next));
+        }
+        if let Some((at, digest)) = self.chain.anchor().filter(|(at, _)| *at <= through) {
+            if read.digest_at(at).is_some_and(|d| d != digest) {
+                return Err(ChainError::Anchor(at));
+            }
+        }
+        self.chain = Chain::after(through, read.digest).with_anchor(self.chain.anchor());
+        Ok(())
+    }
+}
+
+/// What reading a whole snapshot learned.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SnapshotRead {
+    /// Entries per part, for parts `1..=through`.
+    pub(super) counts: Vec<u64>,
+    /// The chain digest at `through` (version 2).
+    pub(super) digest: Option<Digest>,
+    /// Chain digests at the parts asked for.
+    digests: Vec<(Seq, Digest)>,
+}
+
+impl SnapshotRead {
+    fn digest_at(&self, seq: Seq) -> Option<Digest> {
+        self.digests
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, d)| *d)
+    }
+}
+
 impl Engine {
     /// Opens a load of every entry in parts after `after` (0 for all), or
     /// `None` when the key has nothing at all.
     pub async fn load(&self, key: &SessionKey, after: Seq) -> Result<Option<Loaded>, Error> {
-        let dir = keys::transcript_dir(key);
-        let plan = self.plan(&dir, after).await?;
+        let Some(target) = self.target(key).await? else {
+            return Ok(None);
+        };
+        let plan = self.plan(&target.dir, after).await?;
         let head = match plan.head() {
             // Nothing after `after`: the key's own head, at or before it.
-            Seq::ZERO => match self.plan(&dir, Seq::ZERO).await?.head() {
+            Seq::ZERO => match self.plan(&target.dir, Seq::ZERO).await?.head() {
                 Seq::ZERO => return Ok(None),
                 head => head,
             },
             head => head,
         };
+        if let Some((at, _)) = target.anchor.filter(|(at, _)| *at > head) {
+            // The catalog recorded parts storage no longer holds.
+            return Err(super::integrity_error(&target.dir, ChainError::Anchor(at)));
+        }
         METRICS.loads.fetch_add(1, Ordering::Relaxed);
         let prefetch = plan.bytes() <= self.inner.config.prefetch_bytes;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
         let last = head.max(after);
-        tokio::spawn(async move { engine.produce(dir, after, last, plan, tx).await });
+        let key = key.clone();
+        self.inner
+            .background
+            .spawn(async move { engine.produce(key, target, after, last, plan, tx).await });
         // The producer ends a complete load with an empty chunk; a channel
         // that closes without it (the task died) is an error, never a clean end.
         let stream = stream::unfold(Some(rx), |rx| async move {
@@ -128,33 +242,74 @@ impl Engine {
         Ok(Some(Loaded { head, stream }))
     }
 
+    /// The incarnation a load reads: the catalog's; with no record (or one
+    /// from before incarnations), `~i1` if it holds anything, else the older
+    /// layout. `None` when the key has no record and nothing in storage.
+    async fn target(&self, key: &SessionKey) -> Result<Option<Target>, Error> {
+        let record = self.inner.catalog.get_session(key).await?;
+        let incarnation = match record.as_ref().map(|r| r.value.incarnation) {
+            Some(n) if n > 0 => n,
+            _ if self.has_objects(&keys::incarnation_dir(key, 1)).await? => 1,
+            _ => 0,
+        };
+        let anchor = record
+            .as_ref()
+            .map(|r| &r.value)
+            .filter(|r| r.incarnation == incarnation && incarnation > 0)
+            .and_then(|r| Some((r.head, part::from_hex(r.digest.as_deref()?)?)))
+            .filter(|(head, _)| *head > Seq::ZERO);
+        Ok(Some(Target {
+            dir: keys::incarnation_dir(key, incarnation),
+            incarnation,
+            anchor,
+        }))
+    }
+
     /// Reads plans until the transcript is handed out, re-planning when
     /// objects vanish under it.
     async fn produce(
         self,
-        dir: String,
+        key: SessionKey,
+        target: Target,
         after: Seq,
         head: Seq,
         mut plan: Plan,
         tx: mpsc::Sender<Result<Bytes, Error>>,
     ) {
         let mut next = after.next();
+        let mut walk = Walk {
+            chain: Chain::after(after, (after == Seq::ZERO).then_some(part::GENESIS))
+                .with_anchor(target.anchor),
+            sealed: false,
+        };
         for _ in 0..=MAX_REPLANS {
-            match self.emit(&plan, next, head, &tx).await {
+            match self.emit(&target, &plan, next, head, &mut walk, &tx).await {
                 Ok(()) => {
-                    let _ = tx.send(Ok(Bytes::new())).await;
+                    let last = Seq(walk.chain.next().0 - 1);
+                    let end = match walk.chain.finish(last) {
+                        Ok(()) => Ok(Bytes::new()),
+                        Err(e) => Err(super::integrity_error(&target.dir, e)),
+                    };
+                    let _ = tx.send(end).await;
                     return;
                 }
                 Err(Stop::Done) => return,
                 Err(Stop::Vanished { next: from }) => {
                     next = from;
-                    match self.plan(&dir, Seq(from.0 - 1)).await {
-                        Ok(p) => plan = p,
+                    let replanned = match self.plan(&target.dir, Seq(from.0 - 1)).await {
+                        Ok(p) => p,
                         Err(e) => {
                             let _ = tx.send(Err(e)).await;
                             return;
                         }
+                    };
+                    if !replanned.covers(next) {
+                        // Gone, and nothing newer holds it: deleted under the
+                        // load, or removed behind the gateway's back.
+                        let _ = tx.send(Err(self.missing(&key, &target, next).await)).await;
+                        return;
                     }
+                    plan = replanned;
                 }
             }
         }
@@ -165,13 +320,27 @@ impl Engine {
             .await;
     }
 
-    /// Hands out `plan` from part `next` up to part `head`: a load serves
-    /// what existed when it started, even if it had to re-plan.
+    /// The error for part `next` missing with nothing covering it.
+    async fn missing(&self, key: &SessionKey, target: &Target, next: Seq) -> Error {
+        match self.inner.catalog.get_session(key).await {
+            Ok(Some(r)) if r.value.incarnation != target.incarnation => {
+                Error::Conflict("the transcript was deleted during the load; load it again".into())
+            }
+            Ok(_) => super::integrity_error(&target.dir, ChainError::Broken(next)),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Hands out `plan` from part `next` up to part `head`, checking every
+    /// link of the chain: a load serves what existed when it started, even
+    /// if it had to re-plan, and stops at a seal.
     async fn emit(
         &self,
+        target: &Target,
         plan: &Plan,
         mut next: Seq,
         head: Seq,
+        walk: &mut Walk,
         tx: &mpsc::Sender<Result<Bytes, Error>>,
     ) -> Result<(), Stop> {
         async fn send(
@@ -184,13 +353,23 @@ impl Engine {
             }
             Ok(())
         }
+        if walk.sealed {
+            return Ok(());
+        }
         if let Some(snapshot) = plan.snapshot.as_ref().filter(|s| s.seq >= next) {
             let sink = |lines| async move { tx.send(Ok(lines)).await.is_ok() };
+            let mut wanted = vec![Seq(next.0 - 1)];
+            wanted.extend(walk.chain.anchor().map(|(at, _)| at));
             match self
-                .read_snapshot(&snapshot.key, Seq(next.0 - 1), head, sink)
+                .read_snapshot_with(&snapshot.key, Seq(next.0 - 1), head, &wanted, sink)
                 .await
             {
-                Ok(Some(_)) => next = snapshot.seq.next(),
+                Ok(Some(read)) => {
+                    if let Err(e) = walk.past_snapshot(target, snapshot.seq, next, &read) {
+                        return send(tx, Err(super::integrity_error(&snapshot.key, e))).await;
+                    }
+                    next = snapshot.seq.next();
+                }
                 Ok(None) => return Err(Stop::Vanished { next }),
                 Err(e) => return send(tx, Err(e)).await,
             }
@@ -214,7 +393,11 @@ impl Engine {
                         // A gap in the listing: something changed under us.
                         return Err(Stop::Vanished { next });
                     }
-                    send(tx, Ok(bytes)).await?;
+                    match walk.step(target, &piece, bytes) {
+                        Ok(Some(entries)) => send(tx, Ok(entries)).await?,
+                        Ok(None) => return Ok(()),
+                        Err(e) => return send(tx, Err(e)).await,
+                    }
                     next = piece.seq.next();
                 }
                 Ok((_, None, _)) => return Err(Stop::Vanished { next }),
@@ -228,17 +411,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads a snapshot, verified against its CRC32C, handing `sink` whole
-    /// lines of the entries of parts after `skip_through` up to `stop_after`.
-    /// `sink` returns false to stop early (its reader went away). Returns the
-    /// snapshot's per-part entry counts, or `None` when it no longer exists.
+    /// Reads a snapshot, verified against its CRC32C and (version 2) its
+    /// chain digest, handing `sink` whole lines of the entries of parts after
+    /// `skip_through` up to `stop_after`. `sink` returns false to stop early
+    /// (its reader went away). `None` when the snapshot no longer exists.
     pub(super) async fn read_snapshot<F, Fut>(
         &self,
         key: &str,
         skip_through: Seq,
         stop_after: Seq,
+        sink: F,
+    ) -> Result<Option<SnapshotRead>, Error>
+    where
+        F: FnMut(Bytes) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        self.read_snapshot_with(key, skip_through, stop_after, &[], sink)
+            .await
+    }
+
+    async fn read_snapshot_with<F, Fut>(
+        &self,
+        key: &str,
+        skip_through: Seq,
+        stop_after: Seq,
+        wanted: &[Seq],
         mut sink: F,
-    ) -> Result<Option<Vec<u64>>, Error>
+    ) -> Result<Option<SnapshotRead>, Error>
     where
         F: FnMut(Bytes) -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -249,17 +448,21 @@ impl Engine {
         let Some(stored) = body.crc32c else {
             return Err(checksum_error(format!("{key}: no CRC32C stored")));
         };
-        let mut reader = SnapshotReader::new(skip_through, stop_after);
+        let mut reader = SnapshotReader::new(skip_through, stop_after).with_digests_at(wanted);
         let mut crc = 0u32;
+        let malformed = |e: SnapshotError| match e {
+            SnapshotError::Digest(through) => {
+                super::integrity_error(key, ChainError::Content(through))
+            }
+            SnapshotError::Malformed(why) => Error::Internal(format!("{key}: {why}")),
+        };
         while let Some(chunk) = body.stream.next().await {
             let chunk = chunk?;
             crc = crc32c::crc32c_append(crc, &chunk);
-            let lines = reader
-                .push(&chunk)
-                .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
-            if let Some(lines) = lines {
+            if let Some(lines) = reader.push(&chunk).map_err(malformed)? {
                 if !sink(lines).await {
-                    return Ok(Some(Vec::new()));
+                    // The reader went away: nothing more to hand out.
+                    return Ok(Some(SnapshotRead::default()));
                 }
             }
         }
@@ -268,15 +471,19 @@ impl Engine {
                 "{key}: stored CRC32C {stored:08x}, computed {crc:08x}"
             )));
         }
-        reader
-            .finish()
-            .map_err(|e| Error::Internal(format!("{key}: {e}")))?;
-        Ok(Some(
-            reader
+        let digest = reader.finish().map_err(malformed)?;
+        let digests = wanted
+            .iter()
+            .filter_map(|&s| reader.digest_at(s).map(|d| (s, d)))
+            .collect();
+        Ok(Some(SnapshotRead {
+            counts: reader
                 .header()
                 .map(|h| h.counts.clone())
                 .unwrap_or_default(),
-        ))
+            digest,
+            digests,
+        }))
     }
 
     /// Lists what a load from part `after + 1` must read: the newest snapshot

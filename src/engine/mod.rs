@@ -18,13 +18,17 @@ use crate::backend::{
 };
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 use crate::error::Error;
+use crate::metrics::METRICS;
 
 mod append;
 mod bindings;
 mod codec;
 mod compaction;
+mod head;
+mod incarnation;
 pub mod keys;
 mod load;
+pub mod part;
 mod sessions;
 pub mod snapshot;
 
@@ -82,6 +86,11 @@ struct Inner {
     /// Per-session compaction locks: one compaction, deletion of compacted
     /// parts, or session delete at a time per session (main key and subkeys).
     compactions: Mutex<HashMap<SessionRef, Arc<tokio::sync::Mutex<()>>>>,
+    /// Retired incarnations being deleted by this instance, so each is
+    /// deleted once however often its key is touched meanwhile.
+    purges: Mutex<std::collections::HashSet<(SessionKey, u64)>>,
+    /// Work that outlives a request: compactions and deletions.
+    background: tokio_util::task::TaskTracker,
 }
 
 /// What this process knows of one key's tail, valid while `loaded` and fresh.
@@ -106,6 +115,15 @@ const CAS_ROUNDS: usize = 16;
 /// Objects deleted at once by a delete or after a compaction.
 const DELETE_CONCURRENCY: usize = 16;
 
+/// Reports a broken hash chain: counted, logged, and a 502 for the client.
+pub(crate) fn integrity_error(what: &str, err: part::ChainError) -> Error {
+    METRICS
+        .integrity_violations
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(object = what, error = %err, "integrity violation");
+    Error::IntegrityViolation(format!("{what}: {err}"))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -128,6 +146,8 @@ impl Engine {
                 config,
                 heads: Mutex::new(HashMap::new()),
                 compactions: Mutex::new(HashMap::new()),
+                purges: Mutex::new(std::collections::HashSet::new()),
+                background: tokio_util::task::TaskTracker::new(),
             }),
         }
     }
@@ -241,7 +261,17 @@ impl Engine {
             .catalog
             .list_subkeys(session, start_after, limit)
             .await?;
-        Ok(page)
+        // A deleted subkey keeps its record (its incarnation counter) with
+        // nothing in it.
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .filter(|(_, record)| record.head > crate::domain::Seq::ZERO)
+                .map(|(sub, _)| sub)
+                .collect(),
+            more: page.more,
+        })
     }
 
     /// Reads a session's summary and its version; `None` when it has none.

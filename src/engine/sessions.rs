@@ -4,7 +4,7 @@ use serde_json::value::RawValue;
 
 use super::{keys, now_ms, Engine};
 use crate::backend::{Page, SessionRecord};
-use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, TaskId};
+use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 use crate::error::Error;
 
 /// One main transcript in a listing.
@@ -128,87 +128,124 @@ pub(super) async fn delete(
     // No compaction may write a snapshot into what we are deleting.
     let compaction = engine.compaction_lock(&key.session);
     let _compaction = compaction.lock().await;
-    let catalog = &engine.inner.catalog;
-    // Every transcript this delete removes, main key first: hold all their
-    // heads so no append interleaves, and mark them stale when done.
-    let mut doomed = vec![key.clone()];
+    // Every transcript this delete closes, main key last: hold all their
+    // heads so no append of this instance interleaves, and mark them stale.
+    let mut doomed = Vec::new();
     if key.subpath.is_none() {
-        let mut after = None;
-        loop {
-            let page = catalog
-                .list_subkeys(&key.session, after.as_ref(), 1000)
-                .await?;
-            doomed.extend(page.items.iter().map(|sub| SessionKey {
-                session: key.session.clone(),
-                subpath: Some(sub.clone()),
-            }));
-            match page.items.last() {
-                Some(last) if page.more => after = Some(last.clone()),
-                _ => break,
-            }
-        }
-        doomed.extend(engine.cached_keys(&key.session));
+        doomed.extend(subkeys(engine, &key.session).await?);
     }
     doomed.sort();
     doomed.dedup();
+    doomed.retain(|k| k != key);
+    doomed.push(key.clone());
     let mut heads = Vec::with_capacity(doomed.len());
     for k in &doomed {
         heads.push(engine.head_lock(k).lock_owned().await);
     }
-    let result = delete_locked(engine, key, &doomed).await;
+    let mut result = Ok(());
+    for k in &doomed {
+        result = close(engine, k).await;
+        if result.is_err() {
+            break;
+        }
+    }
     for head in &mut heads {
         head.loaded = false;
     }
     result
 }
 
-async fn delete_locked(
-    engine: &Engine,
-    key: &SessionKey,
-    doomed: &[SessionKey],
-) -> Result<(), Error> {
-    let objects = engine.inner.objects.clone();
-    let catalog = &engine.inner.catalog;
-    // Objects first: if we stop half-way the catalog still lists the key and a
-    // second delete finishes the job; the reverse order could resurrect it.
-    let (dir, recursive) = match &key.subpath {
-        None => (keys::session_dir(&key.session), true),
-        Some(_) => (keys::transcript_dir(key), false),
+/// Closes the current incarnation of one transcript and schedules the
+/// deletion of its objects after the grace period.
+async fn close(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
+    let record = engine.inner.catalog.get_session(key).await?;
+    let incarnation = match record.as_ref().map(|r| r.value.incarnation) {
+        Some(n) if n > 0 => n,
+        _ if engine.has_objects(&keys::incarnation_dir(key, 1)).await? => 1,
+        _ if engine.has_objects(&keys::incarnation_dir(key, 0)).await? => 0,
+        // Nothing stored in any incarnation; a main record keeps its summary
+        // version moving, so no version seen before ever matches again.
+        Some(_) => return retire_empty(engine, key).await,
+        None => return Ok(()),
     };
-    loop {
-        let page = objects.list(&dir, None, recursive).await?;
-        if page.items.is_empty() {
-            break;
-        }
-        let more = page.more;
-        engine
-            .delete_objects(page.items.into_iter().map(|item| item.key).collect())
-            .await?;
-        if !more {
-            break;
-        }
-    }
-    if key.subpath.is_none() {
-        for subkey in doomed.iter().filter(|k| k.subpath.is_some()) {
-            catalog.delete_session(subkey).await?;
-        }
-        return retire_main_record(engine, key).await;
-    }
-    catalog.delete_session(key).await?;
+    engine
+        .close_incarnation(key, incarnation, key.subpath.is_none())
+        .await?;
+    engine.spawn_purge(key.clone(), incarnation);
     Ok(())
 }
 
-/// Replaces a deleted main transcript's record with an empty one whose
-/// summary version moved on, so a client holding an old version can never
-/// overwrite a summary written after the delete.
-async fn retire_main_record(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
+/// A record with nothing stored: a delete only moves its summary on.
+async fn retire_empty(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
+    if key.subpath.is_some() {
+        return Ok(());
+    }
     engine
         .update_record(key, |current| {
             Ok(current.map(|r| SessionRecord {
+                summary: None,
                 summary_version: r.summary_version + 1,
-                ..SessionRecord::default()
+                summary_mtime: 0,
+                ..r.clone()
             }))
         })
         .await?;
     Ok(())
+}
+
+/// Every subkey of a session: recorded in the catalog, cached here, or
+/// present in storage without a record (a first write whose record failed).
+async fn subkeys(engine: &Engine, session: &SessionRef) -> Result<Vec<SessionKey>, Error> {
+    let catalog = &engine.inner.catalog;
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let page = catalog.list_subkeys(session, after.as_ref(), 1000).await?;
+        found.extend(page.items.iter().map(|(sub, _)| SessionKey {
+            session: session.clone(),
+            subpath: Some(sub.clone()),
+        }));
+        match page.items.last() {
+            Some((last, _)) if page.more => after = Some(last.clone()),
+            _ => break,
+        }
+    }
+    found.extend(
+        engine
+            .cached_keys(session)
+            .into_iter()
+            .filter(|k| k.subpath.is_some()),
+    );
+    let root = keys::session_dir(session);
+    let mut start: Option<String> = None;
+    loop {
+        let page = engine
+            .inner
+            .objects
+            .list(&root, start.as_deref(), true)
+            .await?;
+        for item in &page.items {
+            let Some((dir, _)) = item.key.rsplit_once('/') else {
+                continue;
+            };
+            let dir = format!("{dir}/");
+            let base = keys::split_incarnation(&dir).0;
+            let rest = base
+                .strip_prefix(root.as_str())
+                .and_then(|r| r.strip_suffix('/'));
+            if let Some(sub) = rest.filter(|r| !r.is_empty()) {
+                if let Ok(sub) = Subpath::new(sub) {
+                    found.push(SessionKey {
+                        session: session.clone(),
+                        subpath: Some(sub),
+                    });
+                }
+            }
+        }
+        match page.items.last() {
+            Some(last) if page.more => start = Some(last.key.clone()),
+            _ => break,
+        }
+    }
+    Ok(found)
 }

@@ -2,28 +2,36 @@
 //! parts `1..=through`, one per line, after a single header line:
 //!
 //! ```text
-//! {"tg_snapshot":{"v":1,"through":N,"counts":[c1,c2,...,cN]}}
+//! {"tg_snapshot":{"v":2,"through":N,"counts":[c1,c2,...,cN],"digest":"<hex>"}}
 //! ```
 //!
 //! `counts[i]` is how many entries part `i+1` held, so a reader can skip to
 //! the first entry of any part (a load with `after_seq`, or one that restarts
-//! from a newer snapshot after its parts were compacted away). Persisted:
-//! add fields, never change these.
+//! from a newer snapshot after its parts were compacted away), and can
+//! recompute the hash chain part by part: `digest` is the chain's digest at
+//! part `through` (see `part.rs`), which the part after the snapshot names as
+//! its `prev`. Version 1 (the layout from before incarnations) has no
+//! digest. Persisted: add fields, never change these.
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
+use super::part::{self, Digest};
 use crate::domain::Seq;
 
 /// The first line of a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotHeader {
-    /// Format version; 1.
+    /// Format version: 2, or 1 in the layout from before incarnations.
     pub v: u32,
     /// The last part the snapshot covers.
     pub through: Seq,
     /// Entries per part, for parts `1..=through`.
     pub counts: Vec<u64>,
+    /// The chain's digest at part `through`, hex (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,7 +54,12 @@ impl SnapshotHeader {
     pub fn decode(line: &[u8]) -> Option<Self> {
         let header: HeaderLine = serde_json::from_slice(line).ok()?;
         let h = header.tg_snapshot;
-        (h.v == 1 && h.counts.len() as u64 == h.through.0).then_some(h)
+        let versioned = match h.v {
+            1 => h.digest.is_none(),
+            2 => h.digest.as_deref().and_then(part::from_hex).is_some(),
+            _ => false,
+        };
+        (versioned && h.counts.len() as u64 == h.through.0).then_some(h)
     }
 
     /// Entries in parts `1..=seq`.
@@ -56,21 +69,106 @@ impl SnapshotHeader {
     }
 }
 
+/// Why a snapshot could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Its shape is wrong: no header, a partial entry, too many entries.
+    #[error("{0}")]
+    Malformed(String),
+    /// Its entries do not hash to the digest its header names (it runs
+    /// through this part).
+    #[error("snapshot entries do not match the digest in its header")]
+    Digest(Seq),
+}
+
+/// Recomputes a version-2 snapshot's chain, part by part, from its lines.
+struct Rehash {
+    counts: Vec<u64>,
+    /// The digest of the last finished part.
+    digest: Digest,
+    /// Parts finished so far.
+    done: usize,
+    /// Lines still to come in the part being hashed.
+    left: u64,
+    hasher: Sha256,
+    /// Parts whose digests the caller wants, and the digests once known.
+    want: Vec<(Seq, Option<Digest>)>,
+}
+
+impl Rehash {
+    fn new(counts: Vec<u64>, want: &[Seq]) -> Self {
+        let mut rehash = Self {
+            counts,
+            digest: part::GENESIS,
+            done: 0,
+            left: 0,
+            hasher: Sha256::new(),
+            want: want.iter().map(|&s| (s, None)).collect(),
+        };
+        rehash.start();
+        rehash
+    }
+
+    /// Starts the next part with lines, finishing empty ones on the way.
+    fn start(&mut self) {
+        while self.done < self.counts.len() {
+            self.hasher = Sha256::new();
+            self.hasher.update(self.digest);
+            self.left = self.counts[self.done];
+            if self.left > 0 {
+                return;
+            }
+            self.finish_part();
+        }
+    }
+
+    fn finish_part(&mut self) {
+        let hasher = std::mem::replace(&mut self.hasher, Sha256::new());
+        self.digest = hasher.finalize().into();
+        self.done += 1;
+        for (seq, found) in &mut self.want {
+            if seq.0 == self.done as u64 {
+                *found = Some(self.digest);
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> Result<(), SnapshotError> {
+        if self.done >= self.counts.len() {
+            return Err(SnapshotError::Malformed(
+                "snapshot has more entries than its header counts".into(),
+            ));
+        }
+        self.hasher.update(line);
+        self.left -= 1;
+        if self.left == 0 {
+            self.finish_part();
+            self.start();
+        }
+        Ok(())
+    }
+}
+
 /// Reads a snapshot's byte stream: parses the header, skips entries a load
-/// does not want, and hands out the rest in whole lines.
-#[derive(Debug)]
+/// does not want, and hands out the rest in whole lines. A version-2
+/// snapshot's chain is recomputed from every line on the way and checked
+/// against its header at the end.
 pub struct SnapshotReader {
     /// Parts whose entries are not wanted (the load has them already).
     skip_parts_through: Seq,
     /// The last part whose entries are wanted.
     stop_after: Seq,
+    /// Parts whose chain digests the caller wants.
+    digests_at: Vec<Seq>,
     header: Option<SnapshotHeader>,
-    /// Entries still to drop once the header is known.
+    /// Entries to drop, then entries to hand out, counted from the first.
     skip_entries: u64,
-    /// Entries still to hand out once the header is known.
     want_entries: u64,
+    /// Entry lines seen so far.
+    lines: u64,
     /// Bytes after the last complete line.
     carry: BytesMut,
+    rehash: Option<Rehash>,
 }
 
 impl SnapshotReader {
@@ -80,11 +178,20 @@ impl SnapshotReader {
         Self {
             skip_parts_through,
             stop_after,
+            digests_at: Vec::new(),
             header: None,
             skip_entries: 0,
             want_entries: 0,
+            lines: 0,
             carry: BytesMut::new(),
+            rehash: None,
         }
+    }
+
+    /// Also keep the chain digests at these parts, if the snapshot covers them.
+    pub fn with_digests_at(mut self, seqs: &[Seq]) -> Self {
+        self.digests_at = seqs.to_vec();
+        self
     }
 
     /// The header, once read.
@@ -92,58 +199,75 @@ impl SnapshotReader {
         self.header.as_ref()
     }
 
+    /// The chain digest at a part asked for with [`Self::with_digests_at`],
+    /// once the reader has passed it (version 2 only).
+    pub fn digest_at(&self, seq: Seq) -> Option<Digest> {
+        self.rehash
+            .as_ref()
+            .and_then(|r| r.want.iter().find(|(s, _)| *s == seq).and_then(|(_, d)| *d))
+    }
+
     /// Feeds the next chunk; returns whole wanted lines, if any.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, String> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, SnapshotError> {
         self.carry.extend_from_slice(chunk);
         if self.header.is_none() {
             let Some(end) = self.carry.iter().position(|&b| b == b'\n') else {
                 return Ok(None);
             };
             let line = self.carry.split_to(end + 1);
-            let header = SnapshotHeader::decode(&line[..end])
-                .ok_or_else(|| "snapshot header is missing or malformed".to_string())?;
+            let header = SnapshotHeader::decode(&line[..end]).ok_or_else(|| {
+                SnapshotError::Malformed("snapshot header is missing or malformed".into())
+            })?;
             self.skip_entries = header.entries_through(self.skip_parts_through);
             self.want_entries = header
                 .entries_through(self.stop_after)
                 .saturating_sub(self.skip_entries);
+            if header.v >= 2 {
+                self.rehash = Some(Rehash::new(header.counts.clone(), &self.digests_at));
+            }
             self.header = Some(header);
         }
-        while self.skip_entries > 0 {
-            let Some(end) = self.carry.iter().position(|&b| b == b'\n') else {
-                return Ok(None);
-            };
-            let _ = self.carry.split_to(end + 1);
-            self.skip_entries -= 1;
-        }
-        let mut end = 0;
-        let mut lines = 0;
-        while lines < self.want_entries {
-            match self.carry[end..].iter().position(|&b| b == b'\n') {
-                Some(pos) => {
-                    end += pos + 1;
-                    lines += 1;
-                }
-                None => break,
+        // Every complete line: hashed (version 2), then dropped or handed out.
+        let (from, to) = (self.skip_entries, self.skip_entries + self.want_entries);
+        let mut pos = 0;
+        let mut wanted: Option<(usize, usize)> = None;
+        while let Some(offset) = self.carry[pos..].iter().position(|&b| b == b'\n') {
+            let end = pos + offset + 1;
+            if let Some(rehash) = self.rehash.as_mut() {
+                rehash.line(&self.carry[pos..end])?;
             }
+            if (from..to).contains(&self.lines) {
+                wanted = Some((wanted.map_or(pos, |(start, _)| start), end));
+            }
+            self.lines += 1;
+            pos = end;
         }
-        self.want_entries -= lines;
-        let out = self.carry.split_to(end).freeze();
-        if self.want_entries == 0 {
-            // Entries past `stop_after` are read (for the checksum) but dropped.
-            self.carry.clear();
-        }
-        Ok((!out.is_empty()).then_some(out))
+        let complete = self.carry.split_to(pos).freeze();
+        Ok(wanted.map(|(start, end)| complete.slice(start..end)))
     }
 
-    /// Checks the snapshot ended cleanly: header read, no partial line.
-    pub fn finish(&self) -> Result<(), String> {
-        if self.header.is_none() {
-            return Err("snapshot ended before its header".into());
+    /// Checks the snapshot ended cleanly (header read, every counted entry
+    /// present, no partial line) and, for version 2, that its lines hash to
+    /// the digest its header names. Returns that digest.
+    pub fn finish(&self) -> Result<Option<Digest>, SnapshotError> {
+        let header = self
+            .header
+            .as_ref()
+            .ok_or_else(|| SnapshotError::Malformed("snapshot ended before its header".into()))?;
+        let total: u64 = header.counts.iter().sum();
+        if !self.carry.is_empty() || self.lines != total {
+            return Err(SnapshotError::Malformed(
+                "snapshot ended in the middle of an entry".into(),
+            ));
         }
-        if !self.carry.is_empty() || self.skip_entries > 0 || self.want_entries > 0 {
-            return Err("snapshot ended in the middle of an entry".into());
+        let Some(rehash) = &self.rehash else {
+            return Ok(None);
+        };
+        let stated = header.digest.as_deref().and_then(part::from_hex);
+        if rehash.done != header.counts.len() || stated != Some(rehash.digest) {
+            return Err(SnapshotError::Digest(header.through));
         }
-        Ok(())
+        Ok(stated)
     }
 }
 
@@ -156,6 +280,7 @@ mod tests {
             v: 1,
             through: Seq(counts.len() as u64),
             counts: counts.to_vec(),
+            digest: None,
         };
         let mut body = header.encode();
         for (part, &n) in counts.iter().enumerate() {
@@ -185,6 +310,7 @@ mod tests {
             v: 1,
             through: Seq(3),
             counts: vec![1, 2, 3],
+            digest: None,
         };
         let line = h.encode();
         assert_eq!(
@@ -228,6 +354,56 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    fn snapshot_v2(parts: &[&[u8]]) -> (Vec<u8>, Digest) {
+        let mut chain = part::Chain::from_genesis();
+        let mut body = Vec::new();
+        for p in parts {
+            chain.lines(p).unwrap();
+            body.extend_from_slice(p);
+        }
+        let digest = chain.digest().unwrap();
+        let header = SnapshotHeader {
+            v: 2,
+            through: Seq(parts.len() as u64),
+            counts: parts
+                .iter()
+                .map(|p| p.iter().filter(|&&b| b == b'\n').count() as u64)
+                .collect(),
+            digest: Some(part::to_hex(&digest)),
+        };
+        let mut out = header.encode();
+        out.extend_from_slice(&body);
+        (out, digest)
+    }
+
+    #[test]
+    fn version_2_snapshots_rehash_to_their_digest_and_give_inner_digests() {
+        let parts: [&[u8]; 3] = [b"{\"a\":1}\n", b"{\"b\":2}\n{\"c\":3}\n", b"{\"d\":4}\n"];
+        let (body, digest) = snapshot_v2(&parts);
+        let mut at_two = part::Chain::from_genesis();
+        at_two.lines(parts[0]).unwrap();
+        at_two.lines(parts[1]).unwrap();
+        for chunk in [1, 3, 4096] {
+            let mut reader = SnapshotReader::new(Seq(1), Seq(u64::MAX)).with_digests_at(&[Seq(2)]);
+            let mut out = Vec::new();
+            for piece in body.chunks(chunk) {
+                if let Some(lines) = reader.push(piece).unwrap() {
+                    out.extend_from_slice(&lines);
+                }
+            }
+            assert_eq!(reader.finish().unwrap(), Some(digest), "chunk {chunk}");
+            assert_eq!(reader.digest_at(Seq(2)), at_two.digest());
+            assert_eq!(out, b"{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n");
+        }
+        // One entry changed, its digest left alone: refused at the end.
+        let forged = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("\"c\":3", "\"c\":9");
+        let mut reader = SnapshotReader::new(Seq(0), Seq(u64::MAX));
+        reader.push(forged.as_bytes()).unwrap();
+        assert_eq!(reader.finish(), Err(SnapshotError::Digest(Seq(3))));
     }
 
     #[test]

@@ -66,8 +66,9 @@ fn expected(from: u64, to: u64) -> Vec<Value> {
     (from..=to).flat_map(batch).collect()
 }
 
+/// The objects of the key's first incarnation (these tests never delete).
 async fn object_names(objects: &Arc<dyn ObjectPort>, key: &SessionKey) -> Vec<keys::ObjectKind> {
-    let dir = keys::transcript_dir(key);
+    let dir = keys::incarnation_dir(key, 1);
     let page = objects.list(&dir, None, false).await.unwrap();
     page.items
         .iter()
@@ -347,6 +348,7 @@ async fn a_tampered_snapshot_is_refused_with_checksum_mismatch() {
         .join(&s.task)
         .join(&s.project)
         .join(&s.session)
+        .join("~i0000000001")
         .join(format!("snapshot-{:020}.jsonl", 5));
     let mut bytes = std::fs::read(&snapshot).unwrap();
     let pos = bytes.iter().rposition(|&b| b == b'4').unwrap();
@@ -521,7 +523,7 @@ async fn a_delete_that_stopped_after_removing_objects_lets_the_key_start_over() 
         }
     }
     // The objects are gone but the catalog still names head 3.
-    let kd = keys::transcript_dir(&key);
+    let kd = keys::incarnation_dir(&key, 1);
     for item in objects.list(&kd, None, false).await.unwrap().items {
         objects.delete(&item.key).await.unwrap();
     }

@@ -157,7 +157,7 @@ async fn appends_and_loads_round_trip_over_http_on_s3() {
 
     // The parts sit under the configured prefix, each with its CRC32C.
     let store = S3Objects::open(&config).await.unwrap();
-    let dir_key = keys::transcript_dir(&session_key(&s));
+    let dir_key = keys::incarnation_dir(&session_key(&s), 1);
     let page = store.list(&dir_key, None, false).await.unwrap();
     assert_eq!(page.items.len(), 12, "{:?}", page.items);
     let head = store
@@ -212,7 +212,7 @@ async fn a_part_overwritten_behind_the_gateways_back_is_refused_on_load() {
             expected.extend(b.as_array().unwrap().iter().cloned());
         }
         let object_key = store.object_key(&keys::part_key(
-            &keys::transcript_dir(&session_key(&s)),
+            &keys::incarnation_dir(&session_key(&s), 1),
             Seq(2),
         ));
         let forged = aws_sdk_s3::primitives::ByteStream::from_static(b"{\"forged\":true}\n");
@@ -772,7 +772,7 @@ async fn a_tampered_part_late_in_a_streamed_load_breaks_the_transfer() {
         let (status, body) = append(&gw.http, &url, Value::Array(entries)).await;
         assert_eq!(status, 200, "{body}");
     }
-    let last = keys::part_key(&keys::transcript_dir(&session_key(&s)), Seq(parts));
+    let last = keys::part_key(&keys::incarnation_dir(&session_key(&s), 1), Seq(parts));
     store
         .client()
         .put_object()

@@ -397,7 +397,7 @@ impl CatalogPort for RedbCatalog {
         session: &SessionRef,
         start_after: Option<&Subpath>,
         limit: usize,
-    ) -> Result<Page<Subpath>, PortError> {
+    ) -> Result<Page<(Subpath, SessionRecord)>, PortError> {
         let prefix = format!(
             "{}\0{}\0{}\0",
             session.task_id, session.project_key, session.session_id
@@ -412,7 +412,7 @@ impl CatalogPort for RedbCatalog {
             let mut items = Vec::new();
             let mut more = false;
             for row in t.range(start.as_str()..end.as_str()).map_err(storage_err)? {
-                let (k, _) = row.map_err(storage_err)?;
+                let (k, v) = row.map_err(storage_err)?;
                 let Some(sub) = k.value().strip_prefix(prefix.as_str()) else {
                     continue;
                 };
@@ -423,7 +423,9 @@ impl CatalogPort for RedbCatalog {
                     more = true;
                     break;
                 }
-                items.push(Subpath::new(sub).map_err(|e| PortError::Other(e.to_string()))?);
+                let stored: StoredSession = decode(v.value())?;
+                let sub = Subpath::new(sub).map_err(|e| PortError::Other(e.to_string()))?;
+                items.push((sub, stored.record));
             }
             Ok(Page { items, more })
         })
