@@ -298,6 +298,27 @@ fn session_item(key: &SessionKey, record: &SessionRecord, version: u64) -> Resul
     Ok(item)
 }
 
+/// An idempotency record as an item, expiring after the TTL.
+fn idempotency_item(
+    task: &TaskId,
+    key: &str,
+    record: &IdempotencyRecord,
+) -> Result<Item, PortError> {
+    let receipt = serde_json::to_string(&record.receipt)
+        .map_err(|e| PortError::Other(format!("encode receipt: {e}")))?;
+    Ok(Item::from([
+        (attr::TASK_ID.into(), s(task.as_str())),
+        (attr::IDEMPOTENCY_KEY.into(), s(key)),
+        (FINGERPRINT.into(), s(&record.fingerprint)),
+        (RECEIPT.into(), s(receipt)),
+        (CREATED_MS.into(), n(record.created_ms)),
+        (
+            attr::EXPIRES_AT.into(),
+            n(now_secs() + IDEMPOTENCY_TTL.as_secs()),
+        ),
+    ]))
+}
+
 fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, PortError> {
     let mut fields = serde_json::Map::new();
     let mut summary = None;
@@ -593,21 +614,9 @@ impl CatalogPort for DynamoCatalog {
             return Ok(version);
         };
 
-        let receipt = serde_json::to_string(&idem.receipt)
-            .map_err(|e| PortError::Other(format!("encode receipt: {e}")))?;
         let idem_put = Put::builder()
             .table_name(&self.tables.idempotency)
-            .set_item(Some(Item::from([
-                (attr::TASK_ID.into(), s(write.key.task_id().as_str())),
-                (attr::IDEMPOTENCY_KEY.into(), s(idem_key)),
-                (FINGERPRINT.into(), s(&idem.fingerprint)),
-                (RECEIPT.into(), s(receipt)),
-                (CREATED_MS.into(), n(idem.created_ms)),
-                (
-                    attr::EXPIRES_AT.into(),
-                    n(now_secs() + IDEMPOTENCY_TTL.as_secs()),
-                ),
-            ])))
+            .set_item(Some(idempotency_item(write.key.task_id(), idem_key, idem)?))
             .build()
             .map_err(|e| PortError::Other(format!("build Put: {e}")))?;
         let result = self
@@ -717,6 +726,29 @@ impl CatalogPort for DynamoCatalog {
             out.push((sub, record_from_item(item)?.value));
         }
         Ok(Page { items: out, more })
+    }
+
+    async fn put_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), PortError> {
+        let table = &self.tables.idempotency;
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(idempotency_item(task, key, record)?))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", attr::IDEMPOTENCY_KEY)
+            .send()
+            .await;
+        match result.map_err(|e| self.map_err("PutItem", table, e)) {
+            // The first record stays.
+            Ok(_) | Err(PortError::PreconditionFailed(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn get_idempotency(

@@ -295,6 +295,15 @@ pub trait CatalogPort: Send + Sync + 'static {
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, PortError>;
 
+    /// Stores an idempotency record unless one exists under `key` for `task`
+    /// (the first stays); used for parts found written but never recorded.
+    async fn put_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), PortError>;
+
     /// Creates the task's binding unless one exists (first writer wins).
     async fn create_binding(
         &self,

@@ -277,6 +277,9 @@ impl Engine {
     ) -> Result<AppendReceipt, Error> {
         let catalog = &self.inner.catalog;
         for _ in 0..MAX_CATALOG_ROUNDS {
+            // Parts of others that this record will cover keep their keys.
+            self.record_unrecorded_keys(&req.key, head, Some(written.seq))
+                .await?;
             let mut next = head.state.clone();
             next.mtime = next.mtime.max(written.mtime);
             let summary = req.summary_outcome(|update| {

@@ -10,8 +10,8 @@
 use super::append::MAX_CATALOG_ROUNDS;
 use super::part::{self, Digest, PartHeader};
 use super::{keys, now_ms, Engine, Head};
-use crate::backend::{PortError, SessionRecord, SessionWrite, Versioned};
-use crate::domain::{Seq, SessionKey};
+use crate::backend::{IdempotencyRecord, PortError, SessionRecord, SessionWrite, Versioned};
+use crate::domain::{AppendReceipt, Seq, SessionKey};
 use crate::error::Error;
 
 /// How often one reload may follow incarnations that close under it.
@@ -350,55 +350,45 @@ impl Engine {
             if stored == Some(&head.state) || (stored.is_none() && head.state.head == Seq::ZERO) {
                 return Ok(stored.cloned());
             }
-            let unrecorded = self.unrecorded_keys(key, &head).await?;
+            self.record_unrecorded_keys(key, &head, None).await?;
             let mut next = head.state.clone();
             next.mtime = now_ms().max(next.mtime);
-            let mut version = head.record.as_ref().map_or(0, |r| r.version);
-            let mut lost = false;
-            // The record first, then one write per idempotency record found.
-            let mut writes: Vec<Option<(String, crate::backend::IdempotencyRecord)>> = vec![None];
-            writes.extend(unrecorded.into_iter().map(Some));
-            for idem in &writes {
-                let write = SessionWrite {
-                    key,
-                    record: &next,
-                    expected_version: version,
-                    idempotency: idem.as_ref().map(|(k, r)| (k.as_str(), r)),
-                };
-                match self.inner.catalog.put_session(write).await {
-                    Ok(v) => version = v,
-                    Err(PortError::PreconditionFailed(_)) => {
-                        lost = true;
-                        break;
-                    }
-                    Err(e) => {
-                        head.loaded = false;
-                        return Err(e.into());
-                    }
+            let write = SessionWrite {
+                key,
+                record: &next,
+                expected_version: head.record.as_ref().map_or(0, |r| r.version),
+                idempotency: None,
+            };
+            match self.inner.catalog.put_session(write).await {
+                Ok(version) => {
+                    head.record = Some(Versioned {
+                        value: next.clone(),
+                        version,
+                    });
+                    head.state = next.clone();
+                    return Ok(Some(next));
+                }
+                Err(PortError::PreconditionFailed(_)) => continue,
+                Err(e) => {
+                    head.loaded = false;
+                    return Err(e.into());
                 }
             }
-            if lost {
-                continue;
-            }
-            head.record = Some(Versioned {
-                value: next.clone(),
-                version,
-            });
-            head.state = next.clone();
-            return Ok(Some(next));
         }
         Err(Error::Conflict(
             "the session record kept changing; retry".into(),
         ))
     }
 
-    /// Idempotency records for the parts beyond the recorded head that carry
-    /// a key the catalog does not know yet.
-    async fn unrecorded_keys(
+    /// Before the catalog's head moves past parts it never recorded, stores
+    /// the idempotency records those parts carry (except part `skip`, whose
+    /// record goes with the head itself), so a retry of one still finds it.
+    pub(super) async fn record_unrecorded_keys(
         &self,
         key: &SessionKey,
         head: &Head,
-    ) -> Result<Vec<(String, crate::backend::IdempotencyRecord)>, Error> {
+        skip: Option<Seq>,
+    ) -> Result<(), Error> {
         let state = &head.state;
         let recorded = head
             .record
@@ -406,36 +396,30 @@ impl Engine {
             .filter(|r| r.value.incarnation == state.incarnation)
             .map_or(Seq::ZERO, |r| r.value.head.max(state.compacted_through));
         let dir = keys::incarnation_dir(key, state.incarnation);
-        let mut out = Vec::new();
         let mut seq = recorded.next();
         while seq <= state.head {
-            if let Some(h) = self.part_header(&dir, seq).await? {
-                if let (Some(idem), Some(fp)) = (h.idem.clone(), h.fp.clone()) {
-                    let known = self
-                        .inner
-                        .catalog
-                        .get_idempotency(key.task_id(), &idem)
-                        .await?
-                        .is_some();
-                    if !known {
-                        out.push((
-                            idem,
-                            crate::backend::IdempotencyRecord {
-                                fingerprint: fp,
-                                receipt: crate::domain::AppendReceipt {
-                                    seq: h.seq,
-                                    count: h.count,
-                                    mtime: h.mtime,
-                                    summary: None,
-                                },
-                                created_ms: now_ms(),
+            if Some(seq) != skip {
+                if let Some(h) = self.part_header(&dir, seq).await? {
+                    if let (Some(idem), Some(fp)) = (&h.idem, &h.fp) {
+                        let record = IdempotencyRecord {
+                            fingerprint: fp.clone(),
+                            receipt: AppendReceipt {
+                                seq: h.seq,
+                                count: h.count,
+                                mtime: h.mtime,
+                                summary: None,
                             },
-                        ));
+                            created_ms: now_ms(),
+                        };
+                        self.inner
+                            .catalog
+                            .put_idempotency(key.task_id(), idem, &record)
+                            .await?;
                     }
                 }
             }
             seq = seq.next();
         }
-        Ok(out)
+        Ok(())
     }
 }

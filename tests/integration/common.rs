@@ -247,6 +247,64 @@ pub fn jsonl_lines(chunks: &[bytes::Bytes]) -> Vec<Value> {
         .collect()
 }
 
+/// S3 (SeaweedFS) and DynamoDB (moto) for gateway processes: the `TG_*`
+/// settings and the same as a [`Config`], with fresh tables (migrated) and a
+/// fresh key prefix. `None`, after saying why, when the emulators are absent.
+pub struct AwsBackends {
+    /// Settings for child gateways.
+    pub env: Vec<(&'static str, String)>,
+    /// The same settings, to open the ports in-process.
+    pub config: Config,
+}
+
+impl AwsBackends {
+    /// Fresh tables and prefix on the test emulators.
+    pub fn start(test: &str) -> Option<Self> {
+        use transcript_gateway::config::{CatalogKind, StorageKind};
+        let s3 = emulator_env("TG_TEST_S3_ENDPOINT", test)?;
+        let dynamodb = emulator_env("TG_TEST_DYNAMODB_ENDPOINT", test)?;
+        let bucket = std::env::var("TG_TEST_S3_BUCKET").unwrap_or_else(|_| "tg-test".into());
+        let prefix = fresh_id("tg");
+        let env = vec![
+            ("TG_STORAGE", "s3".to_string()),
+            ("TG_S3_ENDPOINT_URL", s3.clone()),
+            ("TG_S3_BUCKET", bucket.clone()),
+            ("TG_S3_FORCE_PATH_STYLE", "true".to_string()),
+            ("TG_S3_PREFIX", prefix.clone()),
+            ("TG_CATALOG", "dynamodb".to_string()),
+            ("TG_DYNAMODB_ENDPOINT_URL", dynamodb.clone()),
+            ("TG_DYNAMODB_TABLE_PREFIX", prefix.clone()),
+        ];
+        let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, out, err) = run_binary(&["migrate"], &borrowed);
+        assert_eq!(code, Some(0), "migrate: {out}{err}");
+        let config = Config {
+            storage: StorageKind::S3,
+            s3_bucket: Some(bucket),
+            s3_prefix: prefix.clone(),
+            s3_endpoint_url: Some(s3),
+            s3_force_path_style: true,
+            catalog: CatalogKind::Dynamodb,
+            dynamodb_endpoint_url: Some(dynamodb),
+            dynamodb_table_prefix: prefix,
+            ..Config::default()
+        };
+        Some(Self { env, config })
+    }
+
+    /// The settings as borrowed pairs, for [`ChildGateway::start`].
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// Both ports, opened in this process.
+    pub async fn ports(&self) -> (Arc<dyn ObjectPort>, Arc<dyn CatalogPort>) {
+        transcript_gateway::backend::connect(&self.config)
+            .await
+            .expect("connect to the emulators")
+    }
+}
+
 /// The gateway binary cargo built for this test run.
 pub fn gateway_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_transcript-gateway"))
@@ -345,6 +403,18 @@ impl ChildGateway {
         }
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         panic!("gateway did not become healthy in 30 s; log:\n{log}");
+    }
+
+    /// Waits (at most `limit`) for the process to exit by itself.
+    pub fn wait_exit(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Sends SIGKILL and reaps the process.

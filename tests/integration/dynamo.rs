@@ -487,6 +487,14 @@ impl CatalogPort for FlakyCatalog {
     ) -> Result<Page<(Subpath, SessionRecord)>, PortError> {
         self.inner.list_subkeys(session, start_after, limit).await
     }
+    async fn put_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), PortError> {
+        self.inner.put_idempotency(task, key, record).await
+    }
     async fn get_idempotency(
         &self,
         task: &TaskId,

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod common;
 mod compaction;
+mod crash;
 mod documented;
 mod durability;
 mod dynamo;

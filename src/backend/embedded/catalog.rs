@@ -440,6 +440,25 @@ impl CatalogPort for RedbCatalog {
         self.get_row(IDEMPOTENCY, idempotency_row(task, key)).await
     }
 
+    async fn put_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), PortError> {
+        let row = idempotency_row(task, key);
+        let bytes = encode(record)?;
+        self.write(move |txn| {
+            let mut t = txn.open_table(IDEMPOTENCY).map_err(storage_err)?;
+            if t.get(row.as_str()).map_err(storage_err)?.is_none() {
+                t.insert(row.as_str(), bytes.as_slice())
+                    .map_err(storage_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn create_binding(
         &self,
         task: &TaskId,
