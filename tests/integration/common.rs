@@ -511,3 +511,73 @@ pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Entries as the raw JSON the engine takes.
+pub fn raw_entries(batch: &[Value]) -> Vec<Box<serde_json::value::RawValue>> {
+    batch
+        .iter()
+        .map(|v| serde_json::value::RawValue::from_string(v.to_string()).expect("raw"))
+        .collect()
+}
+
+/// Appends a batch straight to an engine.
+pub async fn engine_append(
+    engine: &Engine,
+    key: &transcript_gateway::domain::SessionKey,
+    batch: &[Value],
+) -> Result<transcript_gateway::domain::AppendReceipt, transcript_gateway::Error> {
+    engine
+        .append(transcript_gateway::engine::AppendRequest {
+            key: key.clone(),
+            entries: raw_entries(batch),
+            idempotency_key: None,
+            summary: None,
+            writer_epoch: None,
+        })
+        .await
+}
+
+/// Loads a whole transcript straight from an engine: `Ok(None)` when it does
+/// not exist, and any error the stream ends with.
+pub async fn engine_load(
+    engine: &Engine,
+    key: &transcript_gateway::domain::SessionKey,
+) -> Result<Option<Vec<Value>>, transcript_gateway::Error> {
+    use futures::StreamExt;
+    let Some(mut loaded) = engine
+        .load(key, transcript_gateway::domain::Seq::ZERO)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut chunks = Vec::new();
+    while let Some(chunk) = loaded.stream.next().await {
+        chunks.push(chunk?);
+    }
+    Ok(Some(jsonl_lines(&chunks)))
+}
+
+/// A fresh main key.
+pub fn fresh_key() -> transcript_gateway::domain::SessionKey {
+    use transcript_gateway::domain::{ProjectKey, SessionId, SessionKey, SessionRef, TaskId};
+    SessionKey::main(SessionRef {
+        task_id: TaskId::new(fresh_id("task")).expect("task"),
+        project_key: ProjectKey::new(PROJECT).expect("project"),
+        session_id: SessionId::new(fresh_id("sess")).expect("session"),
+    })
+}
+
+/// The storage every engine-level test runs on: embedded always (in a
+/// directory the caller keeps), S3 + DynamoDB when the emulators run.
+pub async fn test_stores(
+    test: &str,
+    dir: &Path,
+) -> Vec<(&'static str, Arc<dyn ObjectPort>, Arc<dyn CatalogPort>)> {
+    let (objects, catalog) = embedded_ports(dir);
+    let mut out = vec![("embedded", objects, catalog)];
+    if let Some(aws) = AwsBackends::start(test) {
+        let (objects, catalog) = aws.ports().await;
+        out.push(("s3+dynamodb", objects, catalog));
+    }
+    out
+}

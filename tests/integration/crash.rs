@@ -7,244 +7,254 @@
 //! failpoints`; `scripts/test` always is). Each test runs on the embedded
 //! backend and, when the emulators run, on S3 + DynamoDB.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-use futures::StreamExt;
-use serde_json::{json, Value};
-use transcript_gateway::backend::embedded::FsObjects;
-use transcript_gateway::backend::ObjectPort;
-use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
-use transcript_gateway::engine::{keys, part};
-
-use crate::common::{AwsBackends, ChildGateway, Session};
-
-/// The backends to run on: embedded always, S3 + DynamoDB when available.
-fn backends(test: &str) -> Vec<(&'static str, Option<AwsBackends>)> {
-    let mut out = vec![("embedded", None)];
-    if let Some(aws) = AwsBackends::start(test) {
-        out.push(("s3+dynamodb", Some(aws)));
-    }
-    out
-}
-
-async fn object_port(data: &Path, aws: &Option<AwsBackends>) -> Arc<dyn ObjectPort> {
-    match aws {
-        Some(a) => a.ports().await.0,
-        None => Arc::new(FsObjects::open(data).expect("objects")),
-    }
-}
-
-fn session_key(s: &Session) -> SessionKey {
-    SessionKey::main(SessionRef {
-        task_id: TaskId::new(s.task.clone()).unwrap(),
-        project_key: ProjectKey::new(s.project.clone()).unwrap(),
-        session_id: SessionId::new(s.session.clone()).unwrap(),
-    })
-}
-
-/// The header of part `seq` of the key's first incarnation, read straight
-/// from storage.
-async fn stored_header(objects: &dyn ObjectPort, key: &SessionKey, seq: u64) -> part::PartHeader {
-    let dir = keys::incarnation_dir(key, 1);
-    let mut body = objects
-        .get(&keys::part_key(&dir, Seq(seq)))
-        .await
-        .unwrap()
-        .expect("the part is durable");
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.stream.next().await {
-        bytes.extend_from_slice(&chunk.unwrap());
-    }
-    part::decode(Seq(seq), bytes.into()).unwrap().header
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    key: &str,
-    entries: &Value,
-) -> Result<(u16, Value), reqwest::Error> {
-    let resp = http
-        .post(url)
-        .header("idempotency-key", key)
-        .json(&json!({ "entries": entries }))
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.json().await.unwrap_or(Value::Null)))
-}
-
-async fn load(http: &reqwest::Client, url: &str) -> Vec<Value> {
-    crate::common::load(http, url).await.1
-}
-
 #[cfg(feature = "failpoints")]
-#[tokio::test]
-async fn a_retry_after_a_crash_between_part_and_record_gets_the_first_answer_and_one_copy() {
-    let test = "a_retry_after_a_crash_between_part_and_record_gets_the_first_answer_and_one_copy";
-    for (backend, aws) in backends(test) {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let mut env = aws.as_ref().map(|a| a.env()).unwrap_or_default();
-        let s = Session::fresh();
-        let http = reqwest::Client::new();
-        let batches: Vec<Value> = (0..3).map(|i| json!([{"i": i, "b": backend}])).collect();
+mod armed {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-        // A writes two parts normally and dies between the third part and
-        // its catalog record.
-        env.push(("FAILPOINTS", "append::after_part=2*off->return"));
-        let a = ChildGateway::start(&data, &env).await;
-        let url = s.entries(&a.base_url);
-        for (i, b) in batches.iter().take(2).enumerate() {
-            let (status, body) = post(&http, &url, &format!("k{i}"), b).await.unwrap();
-            assert_eq!(status, 200, "{backend}: {body}");
+    use futures::StreamExt;
+    use serde_json::{json, Value};
+    use transcript_gateway::backend::embedded::FsObjects;
+    use transcript_gateway::backend::ObjectPort;
+    use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
+    use transcript_gateway::engine::{keys, part};
+
+    use crate::common::{AwsBackends, ChildGateway, Session};
+
+    /// The backends to run on: embedded always, S3 + DynamoDB when available.
+    fn backends(test: &str) -> Vec<(&'static str, Option<AwsBackends>)> {
+        let mut out = vec![("embedded", None)];
+        if let Some(aws) = AwsBackends::start(test) {
+            out.push(("s3+dynamodb", Some(aws)));
         }
-        let lost = post(&http, &url, "k2", &batches[2]).await;
-        assert!(
-            lost.is_err(),
-            "{backend}: the crashed append was never answered: {lost:?}"
-        );
-        let status = a.wait_exit(Duration::from_secs(20)).expect("A died");
-        assert!(!status.success(), "{backend}: A aborted");
-        env.pop();
+        out
+    }
 
-        // The part is durable and carries the key; the catalog never saw it.
-        let key = session_key(&s);
-        let objects = object_port(&data, &aws).await;
-        let header = stored_header(objects.as_ref(), &key, 3).await;
-        assert_eq!(header.idem.as_deref(), Some("k2"), "{backend}");
+    async fn object_port(data: &Path, aws: &Option<AwsBackends>) -> Arc<dyn ObjectPort> {
+        match aws {
+            Some(a) => a.ports().await.0,
+            None => Arc::new(FsObjects::open(data).expect("objects")),
+        }
+    }
 
-        // The client retries on B: one copy, the answer A would have given.
-        let b = ChildGateway::start(&data, &env).await;
-        let url = s.entries(&b.base_url);
-        let (status, first) = post(&http, &url, "k2", &batches[2]).await.unwrap();
-        assert_eq!(status, 200, "{backend}: {first}");
-        assert_eq!(first["data"]["seq"], 3, "{backend}");
-        assert_eq!(first["data"]["count"], 1, "{backend}");
-        assert_eq!(
-            first["data"]["mtime"], header.mtime,
-            "{backend}: the first answer's mtime"
-        );
-        let (status, again) = post(&http, &url, "k2", &batches[2]).await.unwrap();
-        assert_eq!(
-            (status, &again),
-            (200, &first),
-            "{backend}: replays the same answer"
-        );
-        let (status, other) = post(&http, &url, "k2", &json!([{"other": true}]))
+    fn session_key(s: &Session) -> SessionKey {
+        SessionKey::main(SessionRef {
+            task_id: TaskId::new(s.task.clone()).unwrap(),
+            project_key: ProjectKey::new(s.project.clone()).unwrap(),
+            session_id: SessionId::new(s.session.clone()).unwrap(),
+        })
+    }
+
+    /// The header of part `seq` of the key's first incarnation, read straight
+    /// from storage.
+    async fn stored_header(
+        objects: &dyn ObjectPort,
+        key: &SessionKey,
+        seq: u64,
+    ) -> part::PartHeader {
+        let dir = keys::incarnation_dir(key, 1);
+        let mut body = objects
+            .get(&keys::part_key(&dir, Seq(seq)))
             .await
-            .unwrap();
-        assert_eq!(
-            (status, other["error"]["code"].as_str()),
-            (409, Some("idempotency_conflict")),
-            "{backend}"
-        );
-        let expected: Vec<Value> = batches
-            .iter()
-            .flat_map(|b| b.as_array().unwrap().clone())
-            .collect();
-        assert_eq!(
-            load(&http, &url).await,
-            expected,
-            "{backend}: each batch once"
-        );
-        let (status, next) = post(&http, &url, "k3", &json!([{"i": 3}])).await.unwrap();
-        assert_eq!(
-            (status, next["data"]["seq"].as_u64()),
-            (200, Some(4)),
-            "{backend}"
-        );
-        b.kill();
-    }
-}
-
-#[cfg(feature = "failpoints")]
-#[tokio::test]
-async fn writers_retrying_through_five_crashes_store_every_batch_exactly_once() {
-    let test = "writers_retrying_through_five_crashes_store_every_batch_exactly_once";
-    const WRITERS: usize = 8;
-    const BATCHES: usize = 25;
-    for (backend, aws) in backends(test) {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let base_env = aws.as_ref().map(|a| a.env()).unwrap_or_default();
-        let http = reqwest::Client::new();
-        // Two keys, four writers each, so writers also race for numbers.
-        let sessions = [Session::fresh(), Session::fresh()];
-        let mut sent: Vec<usize> = vec![0; WRITERS];
-        let mut crashes = 0;
-        let mut unanswered = 0;
-        while sent.iter().any(|&n| n < BATCHES) {
-            let mut env = base_env.clone();
-            if crashes < 5 {
-                env.push(("FAILPOINTS", "append::after_part=4%return"));
-            }
-            let gw = ChildGateway::start(&data, &env).await;
-            // Every writer sends its next batch (a retry reuses key and body)
-            // until the gateway dies under it or it is done.
-            let mut tasks = Vec::new();
-            for (w, &start) in sent.iter().enumerate() {
-                let http = http.clone();
-                let url = sessions[w % 2].entries(&gw.base_url);
-                tasks.push(tokio::spawn(async move {
-                    let mut n = start;
-                    while n < BATCHES {
-                        let batch =
-                            json!([{"w": w, "n": n}, {"w": w, "n": n, "pad": "x".repeat(100)}]);
-                        match post(&http, &url, &format!("w{w}-n{n}"), &batch).await {
-                            Ok((200, _)) => n += 1,
-                            Ok((status, body)) => panic!("writer {w} batch {n}: {status} {body}"),
-                            Err(_) => return (n, true),
-                        }
-                    }
-                    (n, false)
-                }));
-            }
-            for (w, task) in tasks.into_iter().enumerate() {
-                let (n, cut) = task.await.unwrap();
-                sent[w] = n;
-                unanswered += usize::from(cut);
-            }
-            if env.len() > base_env.len() && gw.wait_exit(Duration::from_secs(1)).is_some() {
-                crashes += 1;
-            }
+            .unwrap()
+            .expect("the part is durable");
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.stream.next().await {
+            bytes.extend_from_slice(&chunk.unwrap());
         }
-        assert!(crashes >= 1, "{backend}: the failpoint fired");
-        let gw = ChildGateway::start(&data, &base_env).await;
-        for (k, s) in sessions.iter().enumerate() {
-            let entries = load(&http, &s.entries(&gw.base_url)).await;
-            let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
-            let mut order: HashMap<u64, Vec<u64>> = HashMap::new();
-            for e in entries.iter().filter(|e| e.get("pad").is_none()) {
-                let (w, n) = (e["w"].as_u64().unwrap(), e["n"].as_u64().unwrap());
-                *seen.entry((w, n)).or_default() += 1;
-                order.entry(w).or_default().push(n);
+        part::decode(Seq(seq), bytes.into()).unwrap().header
+    }
+
+    async fn post(
+        http: &reqwest::Client,
+        url: &str,
+        key: &str,
+        entries: &Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let resp = http
+            .post(url)
+            .header("idempotency-key", key)
+            .json(&json!({ "entries": entries }))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn load(http: &reqwest::Client, url: &str) -> Vec<Value> {
+        crate::common::load(http, url).await.1
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_crash_between_part_and_record_gets_the_first_answer_and_one_copy() {
+        let test =
+            "a_retry_after_a_crash_between_part_and_record_gets_the_first_answer_and_one_copy";
+        for (backend, aws) in backends(test) {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let mut env = aws.as_ref().map(|a| a.env()).unwrap_or_default();
+            let s = Session::fresh();
+            let http = reqwest::Client::new();
+            let batches: Vec<Value> = (0..3).map(|i| json!([{"i": i, "b": backend}])).collect();
+
+            // A writes two parts normally and dies between the third part and
+            // its catalog record.
+            env.push(("FAILPOINTS", "append::after_part=2*off->return"));
+            let a = ChildGateway::start(&data, &env).await;
+            let url = s.entries(&a.base_url);
+            for (i, b) in batches.iter().take(2).enumerate() {
+                let (status, body) = post(&http, &url, &format!("k{i}"), b).await.unwrap();
+                assert_eq!(status, 200, "{backend}: {body}");
             }
-            for w in (0..WRITERS as u64).filter(|w| *w as usize % 2 == k) {
-                for n in 0..BATCHES as u64 {
+            let lost = post(&http, &url, "k2", &batches[2]).await;
+            assert!(
+                lost.is_err(),
+                "{backend}: the crashed append was never answered: {lost:?}"
+            );
+            let status = a.wait_exit(Duration::from_secs(20)).expect("A died");
+            assert!(!status.success(), "{backend}: A aborted");
+            env.pop();
+
+            // The part is durable and carries the key; the catalog never saw it.
+            let key = session_key(&s);
+            let objects = object_port(&data, &aws).await;
+            let header = stored_header(objects.as_ref(), &key, 3).await;
+            assert_eq!(header.idem.as_deref(), Some("k2"), "{backend}");
+
+            // The client retries on B: one copy, the answer A would have given.
+            let b = ChildGateway::start(&data, &env).await;
+            let url = s.entries(&b.base_url);
+            let (status, first) = post(&http, &url, "k2", &batches[2]).await.unwrap();
+            assert_eq!(status, 200, "{backend}: {first}");
+            assert_eq!(first["data"]["seq"], 3, "{backend}");
+            assert_eq!(first["data"]["count"], 1, "{backend}");
+            assert_eq!(
+                first["data"]["mtime"], header.mtime,
+                "{backend}: the first answer's mtime"
+            );
+            let (status, again) = post(&http, &url, "k2", &batches[2]).await.unwrap();
+            assert_eq!(
+                (status, &again),
+                (200, &first),
+                "{backend}: replays the same answer"
+            );
+            let (status, other) = post(&http, &url, "k2", &json!([{"other": true}]))
+                .await
+                .unwrap();
+            assert_eq!(
+                (status, other["error"]["code"].as_str()),
+                (409, Some("idempotency_conflict")),
+                "{backend}"
+            );
+            let expected: Vec<Value> = batches
+                .iter()
+                .flat_map(|b| b.as_array().unwrap().clone())
+                .collect();
+            assert_eq!(
+                load(&http, &url).await,
+                expected,
+                "{backend}: each batch once"
+            );
+            let (status, next) = post(&http, &url, "k3", &json!([{"i": 3}])).await.unwrap();
+            assert_eq!(
+                (status, next["data"]["seq"].as_u64()),
+                (200, Some(4)),
+                "{backend}"
+            );
+            b.kill();
+        }
+    }
+
+    #[tokio::test]
+    async fn writers_retrying_through_five_crashes_store_every_batch_exactly_once() {
+        let test = "writers_retrying_through_five_crashes_store_every_batch_exactly_once";
+        const WRITERS: usize = 8;
+        const BATCHES: usize = 25;
+        for (backend, aws) in backends(test) {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let base_env = aws.as_ref().map(|a| a.env()).unwrap_or_default();
+            let http = reqwest::Client::new();
+            // Two keys, four writers each, so writers also race for numbers.
+            let sessions = [Session::fresh(), Session::fresh()];
+            let mut sent: Vec<usize> = vec![0; WRITERS];
+            let mut crashes = 0;
+            let mut unanswered = 0;
+            while sent.iter().any(|&n| n < BATCHES) {
+                let mut env = base_env.clone();
+                if crashes < 5 {
+                    env.push(("FAILPOINTS", "append::after_part=4%return"));
+                }
+                let gw = ChildGateway::start(&data, &env).await;
+                // Every writer sends its next batch (a retry reuses key and body)
+                // until the gateway dies under it or it is done.
+                let mut tasks = Vec::new();
+                for (w, &start) in sent.iter().enumerate() {
+                    let http = http.clone();
+                    let url = sessions[w % 2].entries(&gw.base_url);
+                    tasks.push(tokio::spawn(async move {
+                        let mut n = start;
+                        while n < BATCHES {
+                            let batch =
+                                json!([{"w": w, "n": n}, {"w": w, "n": n, "pad": "x".repeat(100)}]);
+                            match post(&http, &url, &format!("w{w}-n{n}"), &batch).await {
+                                Ok((200, _)) => n += 1,
+                                Ok((status, body)) => {
+                                    panic!("writer {w} batch {n}: {status} {body}")
+                                }
+                                Err(_) => return (n, true),
+                            }
+                        }
+                        (n, false)
+                    }));
+                }
+                for (w, task) in tasks.into_iter().enumerate() {
+                    let (n, cut) = task.await.unwrap();
+                    sent[w] = n;
+                    unanswered += usize::from(cut);
+                }
+                if env.len() > base_env.len() && gw.wait_exit(Duration::from_secs(1)).is_some() {
+                    crashes += 1;
+                }
+            }
+            assert!(crashes >= 1, "{backend}: the failpoint fired");
+            let gw = ChildGateway::start(&data, &base_env).await;
+            for (k, s) in sessions.iter().enumerate() {
+                let entries = load(&http, &s.entries(&gw.base_url)).await;
+                let mut seen: HashMap<(u64, u64), usize> = HashMap::new();
+                let mut order: HashMap<u64, Vec<u64>> = HashMap::new();
+                for e in entries.iter().filter(|e| e.get("pad").is_none()) {
+                    let (w, n) = (e["w"].as_u64().unwrap(), e["n"].as_u64().unwrap());
+                    *seen.entry((w, n)).or_default() += 1;
+                    order.entry(w).or_default().push(n);
+                }
+                for w in (0..WRITERS as u64).filter(|w| *w as usize % 2 == k) {
+                    for n in 0..BATCHES as u64 {
+                        assert_eq!(
+                            seen.get(&(w, n)),
+                            Some(&1),
+                            "{backend}: writer {w} batch {n}"
+                        );
+                    }
                     assert_eq!(
-                        seen.get(&(w, n)),
-                        Some(&1),
-                        "{backend}: writer {w} batch {n}"
+                        order[&w],
+                        (0..BATCHES as u64).collect::<Vec<_>>(),
+                        "{backend}: writer {w} in its own order"
                     );
                 }
                 assert_eq!(
-                    order[&w],
-                    (0..BATCHES as u64).collect::<Vec<_>>(),
-                    "{backend}: writer {w} in its own order"
+                    entries.len(),
+                    4 * BATCHES * 2,
+                    "{backend}: nothing else stored"
                 );
             }
-            assert_eq!(
-                entries.len(),
-                4 * BATCHES * 2,
-                "{backend}: nothing else stored"
+            eprintln!(
+                "{test} [{backend}]: {crashes} crashes, {unanswered} appends retried after one"
             );
+            gw.kill();
         }
-        eprintln!("{test} [{backend}]: {crashes} crashes, {unanswered} appends retried after one");
-        gw.kill();
     }
 }
 

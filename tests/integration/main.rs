@@ -13,6 +13,7 @@ mod dynamo;
 mod embedded;
 mod hostile;
 mod iam;
+mod incarnations;
 mod openapi;
 mod s3;
 mod startup;
