@@ -124,7 +124,9 @@ async fn appends_deletes_and_loads_through_two_instances_always_match_the_model(
                 }
                 1..=6 => {
                     let entry = json!({"step": step});
-                    let receipt = engine_append(engine, &key, &[entry.clone()]).await.unwrap();
+                    let receipt = engine_append(engine, &key, std::slice::from_ref(&entry))
+                        .await
+                        .unwrap();
                     model.push(entry);
                     assert_eq!(
                         receipt.seq,
