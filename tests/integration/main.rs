@@ -17,3 +17,4 @@ mod incarnations;
 mod openapi;
 mod s3;
 mod startup;
+mod tamper;
