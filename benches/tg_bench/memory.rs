@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use transcript_gateway::domain::Seq;
-use transcript_gateway::engine::keys;
 
 use crate::gateway::{Gateway, Spec, Storage};
-use crate::payload::Batch;
+use crate::payload::{gateway_dir, gateway_parts, Batch};
 use crate::report::Row;
 use crate::stats::summarize;
 use crate::{entries_url, err, post_append, Env, Res, PROJECT};
@@ -63,7 +61,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
 async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec<Row>, Value)> {
     let task = "bench-memory";
     let session = format!("sess-{}", env.run_id);
-    let dir = format!("{task}/{PROJECT}/{session}/");
+    let dir = gateway_dir(task, PROJECT, &session);
     let part = |seq: u64| {
         Batch::new(
             "memory",
@@ -83,12 +81,9 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
         Storage::S3 { prefix } => {
             env.direct
                 .put_many(
-                    (1..parts).map(|seq| {
-                        (
-                            format!("{prefix}/{}", keys::part_key(&dir, Seq(seq))),
-                            part(seq).part_body(),
-                        )
-                    }),
+                    gateway_parts(&dir, parts - 1, part)
+                        .into_iter()
+                        .map(|(key, body)| (format!("{prefix}/{key}"), body)),
                     8,
                 )
                 .await?;

@@ -1,8 +1,12 @@
-//! Transcript-like entries of an exact size, and the two encodings the
-//! benchmark needs: the HTTP append body and the part body the gateway stores
-//! (one compact JSON object per line, as `engine::encode_entries` writes it).
+//! Transcript-like entries of an exact size, and the encodings the
+//! benchmark needs: the HTTP append body, the batch as JSONL (one compact
+//! JSON object per line, as `engine::encode_entries` writes it), and the
+//! gateway's stored parts (a header line with the hash chain, then the JSONL).
 
 use bytes::Bytes;
+use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
+use transcript_gateway::engine::keys;
+use transcript_gateway::engine::part::{self, NewPart};
 
 /// One JSON object of exactly `len` bytes (no newline), shaped like an SDK
 /// transcript frame, with `seq` and `tag` inside so entries differ.
@@ -58,7 +62,8 @@ impl Batch {
         Bytes::from(s)
     }
 
-    /// The part body the gateway stores for this batch (JSONL).
+    /// The batch as JSONL: what a plain store keeps per part, and the
+    /// entries of the gateway's part.
     pub fn part_body(&self) -> Bytes {
         let mut s = String::with_capacity(self.part_len());
         for e in &self.0 {
@@ -72,6 +77,40 @@ impl Batch {
     pub fn part_len(&self) -> usize {
         self.0.iter().map(|e| e.len() + 1).sum()
     }
+}
+
+/// The directory of a main transcript's first incarnation, as the gateway
+/// lays it out (relative to its prefix).
+pub fn gateway_dir(task: &str, project: &str, session: &str) -> String {
+    let key = SessionKey::main(SessionRef {
+        task_id: TaskId::new(task).expect("task id"),
+        project_key: ProjectKey::new(project).expect("project key"),
+        session_id: SessionId::new(session).expect("session id"),
+    });
+    keys::incarnation_dir(&key, 1)
+}
+
+/// Parts `1..=n` as the gateway stores them (each naming the one before it
+/// in the hash chain), with their object keys under `dir`.
+pub fn gateway_parts(dir: &str, n: u64, batch: impl Fn(u64) -> Batch) -> Vec<(String, Bytes)> {
+    let mut prev = part::GENESIS;
+    (1..=n)
+        .map(|seq| {
+            let entries = batch(seq).part_body();
+            let (body, digest) = NewPart {
+                seq: Seq(seq),
+                mtime: 1_700_000_000_000 + seq,
+                prev,
+                entries: &entries,
+                count: entries.iter().filter(|&&b| b == b'\n').count() as u64,
+                idempotency: None,
+                seal: false,
+            }
+            .encode();
+            prev = digest;
+            (keys::part_key(dir, Seq(seq)), body)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,11 +17,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
-use transcript_gateway::domain::Seq;
-use transcript_gateway::engine::keys;
 
 use crate::gateway::{Gateway, Spec, Storage};
-use crate::payload::Batch;
+use crate::payload::{gateway_dir, gateway_parts, Batch};
 use crate::pyref::PyRef;
 use crate::report::Row;
 use crate::s3::parse_lines;
@@ -148,20 +146,31 @@ async fn one_size(
     let n = size.parts;
     let task = format!("bench-resume-{n}");
     let session = format!("sess-{}", env.run_id);
-    let dir = format!("{task}/{PROJECT}/{session}/");
-    let s3_dir = format!("{prefix}/{dir}");
+    let dir = gateway_dir(&task, PROJECT, &session);
+    let gw_dir = format!("{prefix}/{dir}");
+    // The reference pattern reads a plain store's layout: one JSONL object per part.
+    let ref_dir = format!("{prefix}/reference/{task}/{PROJECT}/{session}/");
     let url = entries_url(&gw.base, &task, &session);
     let floor_key = format!("{prefix}/floor/{n}.jsonl");
     eprintln!("tg-bench: resume {n} parts: seeding");
 
-    // Seed parts 1..n-1 directly, part n through the gateway.
+    // Seed parts 1..n-1 directly (in the gateway's layout, and plainly for
+    // the references), part n through the gateway.
     let t_seed = Instant::now();
     let part = |seq: u64| Batch::new("resume", seq, 1, ENTRY_LEN);
     env.direct
         .put_many(
-            (1..n).map(|seq| {
+            gateway_parts(&dir, n - 1, part)
+                .into_iter()
+                .map(|(key, body)| (format!("{prefix}/{key}"), body)),
+            64,
+        )
+        .await?;
+    env.direct
+        .put_many(
+            (1..=n).map(|seq| {
                 (
-                    format!("{prefix}/{}", keys::part_key(&dir, Seq(seq))),
+                    format!("{ref_dir}part-{seq:020}.jsonl"),
                     part(seq).part_body(),
                 )
             }),
@@ -186,7 +195,7 @@ async fn one_size(
 
     // Warm up every path once, checking each sees all n entries in order.
     check_entries(&load(&gw.http, &url).await?.1, n, "gateway load")?;
-    let warm = env.direct.reference_load(&s3_dir, REF_CONCURRENCY).await?;
+    let warm = env.direct.reference_load(&ref_dir, REF_CONCURRENCY).await?;
     expect(warm.entries, n, "Rust reference load")?;
 
     eprintln!(
@@ -207,14 +216,14 @@ async fn one_size(
                     gw_parse.push_ms(l.parse_ms);
                 }
                 1 => {
-                    let r = env.direct.reference_load(&s3_dir, REF_CONCURRENCY).await?;
+                    let r = env.direct.reference_load(&ref_dir, REF_CONCURRENCY).await?;
                     expect(r.entries, n, "Rust reference load")?;
                     rust_ref.push_ms(r.total_ms);
                     rust_breakdown.push(json!({"list_ms": r.list_ms, "fetch_parse_ms": r.fetch_ms, "pages": r.pages}));
                 }
                 _ => {
                     let r = py
-                        .call(json!({"op": "reference", "prefix": s3_dir, "concurrency": REF_CONCURRENCY}), 600)
+                        .call(json!({"op": "reference", "prefix": ref_dir, "concurrency": REF_CONCURRENCY}), 600)
                         .await?;
                     expect(
                         r["entries"].as_u64().unwrap_or(0) as usize,
@@ -236,10 +245,10 @@ async fn one_size(
     if !compacted {
         eprintln!("tg-bench: compaction endpoint answered {status}: {answer}; after-compaction rows skipped");
     }
-    let (objects_after, _) = env.direct.list(&s3_dir).await?;
+    let (objects_after, _) = env.direct.list(&gw_dir).await?;
     let snapshots = objects_after
         .iter()
-        .filter(|k| k[s3_dir.len()..].starts_with("snapshot-"))
+        .filter(|k| k[gw_dir.len()..].starts_with("snapshot-"))
         .count();
 
     eprintln!(

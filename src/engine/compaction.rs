@@ -140,6 +140,9 @@ impl Engine {
         opts: CompactOptions,
     ) -> Result<(Option<CompactionReport>, Option<Seq>), Error> {
         let record = self.inner.catalog.get_session(key).await?;
+        if let Some(r) = &record {
+            self.purge_due(key, &r.value);
+        }
         let incarnation = match record.as_ref().map(|r| r.value.incarnation) {
             Some(n) if n > 0 => n,
             _ if self.has_objects(&keys::incarnation_dir(key, 1)).await? => 1,

@@ -247,6 +247,10 @@ impl Engine {
     /// layout. `None` when the key has no record and nothing in storage.
     async fn target(&self, key: &SessionKey) -> Result<Option<Target>, Error> {
         let record = self.inner.catalog.get_session(key).await?;
+        if let Some(r) = &record {
+            // Deleted incarnations past their grace period go now.
+            self.purge_due(key, &r.value);
+        }
         let incarnation = match record.as_ref().map(|r| r.value.incarnation) {
             Some(n) if n > 0 => n,
             _ if self.has_objects(&keys::incarnation_dir(key, 1)).await? => 1,
