@@ -237,8 +237,13 @@ pub type Entry = Box<RawValue>;
 pub struct AppendReceipt {
     /// The part's sequence number.
     pub seq: Seq,
-    /// How many entries the part holds.
+    /// How many entries were stored (the part holds them).
     pub count: u64,
+    /// How many entries were not stored: their `uuid` was stored before in
+    /// this transcript (or earlier in the same batch). When every entry is
+    /// skipped no part is written and `seq` is the transcript's head.
+    #[serde(default)]
+    pub skipped: u64,
     /// Storage write time in epoch ms; strictly increases per key.
     pub mtime: u64,
     /// The outcome of the summary update sent with the append, if any.

@@ -143,6 +143,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                             fingerprint: "0".repeat(64),
                             receipt: AppendReceipt {
                                 seq: Seq(idem_version + 1),
+                                skipped: 0,
                                 count: entries as u64,
                                 mtime: record.mtime,
                                 summary: None,

@@ -105,6 +105,7 @@ pub fn gateway_parts(dir: &str, n: u64, batch: impl Fn(u64) -> Batch) -> Vec<(St
                 count: entries.iter().filter(|&&b| b == b'\n').count() as u64,
                 idempotency: None,
                 seal: false,
+                skipped: 0,
             }
             .encode();
             prev = digest;

@@ -272,6 +272,7 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
     let receipt = AppendReceipt {
         seq: Seq(1),
         count: 2,
+        skipped: 0,
         mtime: 123,
         summary: None,
     };

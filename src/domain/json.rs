@@ -81,6 +81,8 @@ impl<'a> Keys<'a> {
 struct Frame<'a> {
     keys: Option<Keys<'a>>,
     expect_key: bool,
+    /// The key just read is `uuid` (what follows is its value).
+    at_uuid: bool,
 }
 
 fn shorten(text: &str) -> String {
@@ -131,8 +133,11 @@ fn check_surrogates(raw: &[u8]) -> Result<(), JsonProblem> {
     Ok(())
 }
 
-/// Checks one stored value. `text` must be valid JSON.
-pub fn check_value(text: &str) -> Result<(), JsonProblem> {
+/// Checks one stored value (`text` must be valid JSON) and returns its
+/// top-level `uuid`, when that is a string: the SDK's idempotency key of an
+/// entry, found in the same pass.
+pub fn check_value(text: &str) -> Result<Option<String>, JsonProblem> {
+    let mut uuid = None;
     let bytes = text.as_bytes();
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut i = 0;
@@ -143,9 +148,13 @@ pub fn check_value(text: &str) -> Result<(), JsonProblem> {
                     return Err(JsonProblem::TooDeep);
                 }
                 let object = bytes[i] == b'{';
+                if let Some(frame) = stack.last_mut() {
+                    frame.at_uuid = false;
+                }
                 stack.push(Frame {
                     keys: object.then(|| Keys::Few(Vec::new())),
                     expect_key: object,
+                    at_uuid: false,
                 });
                 i += 1;
             }
@@ -156,6 +165,7 @@ pub fn check_value(text: &str) -> Result<(), JsonProblem> {
             b',' => {
                 if let Some(frame) = stack.last_mut() {
                     frame.expect_key = frame.keys.is_some();
+                    frame.at_uuid = false;
                 }
                 i += 1;
             }
@@ -171,7 +181,19 @@ pub fn check_value(text: &str) -> Result<(), JsonProblem> {
                 if escaped {
                     check_surrogates(&bytes[start..end])?;
                 }
+                let depth = stack.len();
                 if let Some(frame) = stack.last_mut() {
+                    if !frame.expect_key && frame.at_uuid && depth == 1 {
+                        // The top-level `uuid` is a string: keep it, decoded.
+                        let raw = &text[start..end];
+                        uuid = Some(if escaped {
+                            serde_json::from_str::<String>(&text[i..=end.min(bytes.len() - 1)])
+                                .unwrap_or_else(|_| raw.to_string())
+                        } else {
+                            raw.to_string()
+                        });
+                        frame.at_uuid = false;
+                    }
                     if frame.expect_key {
                         frame.expect_key = false;
                         let raw = &text[start..end];
@@ -184,6 +206,7 @@ pub fn check_value(text: &str) -> Result<(), JsonProblem> {
                         } else {
                             Cow::Borrowed(raw)
                         };
+                        frame.at_uuid = key == "uuid";
                         if let Some(keys) = frame.keys.as_mut() {
                             if !keys.insert(key.clone()) {
                                 return Err(JsonProblem::DuplicateKey(shorten(&key)));
@@ -204,11 +227,20 @@ pub fn check_value(text: &str) -> Result<(), JsonProblem> {
                 if !number.parse::<f64>().is_ok_and(f64::is_finite) {
                     return Err(JsonProblem::NumberTooLarge(shorten(number)));
                 }
+                if let Some(frame) = stack.last_mut() {
+                    frame.at_uuid = false;
+                }
+            }
+            b't' | b'f' | b'n' => {
+                if let Some(frame) = stack.last_mut() {
+                    frame.at_uuid = false;
+                }
+                i += 1;
             }
             _ => i += 1,
         }
     }
-    Ok(())
+    Ok(uuid)
 }
 
 #[cfg(test)]
@@ -226,7 +258,7 @@ mod tests {
     #[test]
     fn nesting_up_to_the_limit_is_accepted_and_one_more_is_not() {
         // nested(n) is n levels: n - 1 arrays around one object.
-        assert_eq!(check_value(&nested(MAX_DEPTH)), Ok(()));
+        assert_eq!(check_value(&nested(MAX_DEPTH)), Ok(None));
         assert_eq!(
             check_value(&nested(MAX_DEPTH + 1)),
             Err(JsonProblem::TooDeep)
@@ -237,7 +269,7 @@ mod tests {
     #[test]
     fn brackets_inside_strings_do_not_count() {
         let text = format!("{{\"s\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
-        assert_eq!(check_value(&text), Ok(()));
+        assert_eq!(check_value(&text), Ok(None));
     }
 
     #[test]
@@ -252,22 +284,22 @@ mod tests {
         );
         let many: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
         let ok = format!("{{{}}}", many.join(","));
-        assert_eq!(check_value(&ok), Ok(()));
+        assert_eq!(check_value(&ok), Ok(None));
         let dup = format!("{{{},\"k7\":0}}", many.join(","));
         assert_eq!(
             check_value(&dup),
             Err(JsonProblem::DuplicateKey("k7".into()))
         );
         // The same key in sibling objects and string values equal to keys are fine.
-        assert_eq!(check_value(r#"[{"a":"a"},{"a":"a"}]"#), Ok(()));
-        assert_eq!(check_value(r#"{"a":["a","a"],"b":"a"}"#), Ok(()));
+        assert_eq!(check_value(r#"[{"a":"a"},{"a":"a"}]"#), Ok(None));
+        assert_eq!(check_value(r#"{"a":["a","a"],"b":"a"}"#), Ok(None));
     }
 
     #[test]
     fn surrogate_escapes_must_pair_up() {
         assert_eq!(
             check_value(r#"{"e":"\ud83d\ude00 \u00e9 \\ud800"}"#),
-            Ok(())
+            Ok(None)
         );
         for bad in [
             r#"{"a":"\ud800"}"#,
@@ -280,10 +312,33 @@ mod tests {
     }
 
     #[test]
+    fn the_top_level_uuid_is_found_only_as_a_string_at_the_top() {
+        let uuid = |t: &str| check_value(t).unwrap();
+        assert_eq!(uuid(r#"{"type":"user","uuid":"u-1"}"#), Some("u-1".into()));
+        assert_eq!(uuid(r#"{"uuid":"\u0075-2","x":1}"#), Some("u-2".into()));
+        for none in [
+            r#"{"uuid":1}"#,
+            r#"{"uuid":null}"#,
+            r#"{"uuid":true}"#,
+            r#"{"uuid":{"a":"b"}}"#,
+            r#"{"uuid":["u"]}"#,
+            r#"{"message":{"uuid":"nested"}}"#,
+            r#"{"parentUuid":"p","x":"uuid"}"#,
+            r#"{"a":"uuid","b":"u"}"#,
+        ] {
+            assert_eq!(uuid(none), None, "{none}");
+        }
+        assert_eq!(
+            uuid(r#"{"message":{"uuid":"n"},"uuid":"top"}"#),
+            Some("top".into())
+        );
+    }
+
+    #[test]
     fn numbers_must_fit_a_double() {
         assert_eq!(
             check_value(r#"{"n":12345678901234567890,"f":-3e-7,"m":1.7e308}"#),
-            Ok(())
+            Ok(None)
         );
         assert!(matches!(
             check_value(r#"{"n":1e400}"#),

@@ -12,9 +12,9 @@
 
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::codec::EncodedBatch;
 use super::head::Found;
 use super::part::{self, NewPart};
 use super::{keys, now_ms, Engine, Head};
@@ -47,7 +47,10 @@ pub(super) const MAX_CATALOG_ROUNDS: usize = 16;
 struct Written {
     seq: Seq,
     count: u64,
+    skipped: u64,
     mtime: u64,
+    /// False when every entry was a duplicate and no part was written.
+    part: bool,
 }
 
 impl AppendRequest {
@@ -98,10 +101,9 @@ impl Engine {
         if let Some(summary) = req.applicable_summary() {
             super::check_summary(summary.data.get())?;
         }
-        let entries = super::encode_entries(&req.entries)?;
-        let count = req.entries.len() as u64;
+        let batch = EncodedBatch::new(&req.entries)?;
         let idempotency = req.idempotency_key.as_ref().map(|k| {
-            let print = fingerprint(&req.key, &entries, req.applicable_summary());
+            let print = fingerprint(&req.key, &batch.all(), req.applicable_summary());
             (k.as_str(), print)
         });
         let lock = self.head_lock(&req.key);
@@ -117,9 +119,7 @@ impl Engine {
             .await?;
 
         let idem = idempotency.as_ref().map(|(k, p)| (*k, p.as_str()));
-        let result = self
-            .append_locked(&mut head, &req, idem, entries, count)
-            .await;
+        let result = self.append_locked(&mut head, &req, idem, &batch).await;
         if result.is_err() {
             head.loaded = false;
         }
@@ -131,8 +131,7 @@ impl Engine {
         head: &mut Head,
         req: &AppendRequest,
         idempotency: Option<(&str, &str)>,
-        entries: Bytes,
-        count: u64,
+        batch: &EncodedBatch,
     ) -> Result<AppendReceipt, Error> {
         let key = &req.key;
         if !self.is_fresh(head) {
@@ -145,8 +144,32 @@ impl Engine {
                 return self.recover(head, req, idem_key, print, found).await;
             }
         }
+        // Entries whose uuid the transcript holds already are not stored
+        // again (see `dedup.rs`); only a batch with uuids needs the index.
+        let dedup = batch.uuids().any(|u| u.is_some());
         let mut attempts = 0;
+        let mut stored_bytes = 0;
         let written = loop {
+            if dedup {
+                self.index_uuids(key, head).await?;
+            }
+            let kept = match dedup {
+                true => super::dedup::keep(batch.uuids(), head.uuids.as_ref()),
+                false => vec![true; batch.len()],
+            };
+            let count = kept.iter().filter(|&&k| k).count() as u64;
+            let skipped = batch.len() as u64 - count;
+            if count == 0 {
+                // Every entry is stored already: nothing to write.
+                break Written {
+                    seq: head.state.head,
+                    count,
+                    skipped,
+                    mtime: head.state.mtime,
+                    part: false,
+                };
+            }
+            let (entries, kept_uuids) = batch.keep(&kept);
             let seq = head.state.head.next();
             let mtime = now_ms().max(head.state.mtime + 1);
             let prev = self.head_digest(key, head).await?;
@@ -158,6 +181,7 @@ impl Engine {
                 count,
                 idempotency,
                 seal: false,
+                skipped,
             }
             .encode();
             let dir = keys::incarnation_dir(key, head.state.incarnation);
@@ -176,7 +200,17 @@ impl Engine {
                     state.bytes += len;
                     state.mtime = mtime;
                     state.digest = Some(part::to_hex(&digest));
-                    break Written { seq, count, mtime };
+                    if let Some(index) = head.uuids.as_mut() {
+                        index.add_part(seq, kept_uuids);
+                    }
+                    stored_bytes = entries.len() as u64;
+                    break Written {
+                        seq,
+                        count,
+                        skipped,
+                        mtime,
+                        part: true,
+                    };
                 }
                 Err(PortError::AlreadyExists(_)) => {
                     METRICS.append_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -205,13 +239,23 @@ impl Engine {
             // A crash between the part and its catalog record, for tests.
             std::process::abort()
         });
-        METRICS.appends.fetch_add(1, Ordering::Relaxed);
-        METRICS
-            .appended_bytes
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-
-        let since_snapshot = written.seq.0.saturating_sub(head.state.compacted_through.0);
-        self.maybe_compact(key, since_snapshot);
+        if written.part {
+            METRICS.appends.fetch_add(1, Ordering::Relaxed);
+            METRICS
+                .appended_bytes
+                .fetch_add(stored_bytes, Ordering::Relaxed);
+            let since_snapshot = written.seq.0.saturating_sub(head.state.compacted_through.0);
+            self.maybe_compact(key, since_snapshot);
+        } else if req.summary.is_none() && idempotency.is_none() {
+            // Nothing written and nothing to remember.
+            return Ok(AppendReceipt {
+                seq: written.seq,
+                count: 0,
+                skipped: written.skipped,
+                mtime: written.mtime,
+                summary: None,
+            });
+        }
         self.commit(head, req, idempotency, written).await
     }
 
@@ -232,7 +276,9 @@ impl Engine {
         let written = Written {
             seq: found.seq,
             count: found.count,
+            skipped: found.skipped,
             mtime: found.mtime,
+            part: true,
         };
         self.commit(head, req, Some((idem_key, print)), written)
             .await
@@ -259,6 +305,7 @@ impl Engine {
                 Ok(AppendReceipt {
                     seq: written.seq,
                     count: written.count,
+                    skipped: written.skipped,
                     mtime: written.mtime,
                     summary: req.summary_outcome(|_| (false, head.state.summary_version)),
                 })
@@ -278,8 +325,8 @@ impl Engine {
         let catalog = &self.inner.catalog;
         for _ in 0..MAX_CATALOG_ROUNDS {
             // Parts of others that this record will cover keep their keys.
-            self.record_unrecorded_keys(&req.key, head, Some(written.seq))
-                .await?;
+            let ours = written.part.then_some(written.seq);
+            self.record_unrecorded_keys(&req.key, head, ours).await?;
             let mut next = head.state.clone();
             next.mtime = next.mtime.max(written.mtime);
             let summary = req.summary_outcome(|update| {
@@ -294,6 +341,7 @@ impl Engine {
             let receipt = AppendReceipt {
                 seq: written.seq,
                 count: written.count,
+                skipped: written.skipped,
                 mtime: written.mtime,
                 summary,
             };

@@ -39,35 +39,108 @@ pub fn check_summary(data: &str) -> Result<(), Error> {
     if !data.starts_with('{') {
         return Err(Error::invalid("summary data must be a JSON object"));
     }
-    json::check_value(data).map_err(|p| Error::invalid(format!("summary data {p}")))
+    json::check_value(data)
+        .map(|_| ())
+        .map_err(|p| Error::invalid(format!("summary data {p}")))
 }
 
-/// Encodes a batch as a part body: each entry compacted onto its own line.
-/// Every entry must be a JSON object within the limits of [`json::check_value`].
+/// A batch as it will be stored: each entry compacted onto its own line,
+/// with the entry's `uuid` (its idempotency key in the SDK's contract).
+#[derive(Clone, Debug)]
+pub struct EncodedBatch {
+    text: Bytes,
+    lines: Vec<(std::ops::Range<usize>, Option<String>)>,
+}
+
+impl EncodedBatch {
+    /// Validates and encodes a batch: non-empty, every entry a JSON object
+    /// within the limits of [`json::check_value`].
+    pub fn new(entries: &[Entry]) -> Result<Self, Error> {
+        if entries.is_empty() {
+            return Err(Error::invalid("entries must be a non-empty array"));
+        }
+        let mut text = String::with_capacity(entries.iter().map(|e| e.get().len() + 1).sum());
+        let mut lines = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let raw = entry.get();
+            if !raw.starts_with('{') {
+                return Err(Error::invalid(format!(
+                    "entries[{i}] must be a JSON object"
+                )));
+            }
+            let uuid =
+                json::check_value(raw).map_err(|p| Error::invalid(format!("entries[{i}] {p}")))?;
+            let start = text.len();
+            if raw
+                .bytes()
+                .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                text.push_str(&minify_json(raw));
+            } else {
+                text.push_str(raw);
+            }
+            text.push('\n');
+            lines.push((start..text.len(), uuid));
+        }
+        Ok(Self {
+            text: Bytes::from(text),
+            lines,
+        })
+    }
+
+    /// Every line, as stored when nothing is left out.
+    pub fn all(&self) -> Bytes {
+        self.text.clone()
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether the batch has no entries (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Each entry's `uuid`, in order.
+    pub fn uuids(&self) -> impl Iterator<Item = Option<&str>> {
+        self.lines.iter().map(|(_, u)| u.as_deref())
+    }
+
+    /// The lines of the entries `keep` says yes to, and their uuids.
+    pub fn keep(&self, keep: &[bool]) -> (Bytes, Vec<&str>) {
+        if keep.iter().all(|&k| k) {
+            let uuids = self
+                .lines
+                .iter()
+                .filter_map(|(_, u)| u.as_deref())
+                .collect();
+            return (self.text.clone(), uuids);
+        }
+        let mut out = Vec::with_capacity(self.text.len());
+        let mut uuids = Vec::new();
+        for ((range, uuid), &k) in self.lines.iter().zip(keep) {
+            if k {
+                out.extend_from_slice(&self.text[range.clone()]);
+                uuids.extend(uuid.as_deref());
+            }
+        }
+        (Bytes::from(out), uuids)
+    }
+}
+
+/// Encodes a batch as the entry lines of a part: each entry compacted onto
+/// its own line. Every entry must be a JSON object within the limits of
+/// [`json::check_value`].
 pub fn encode_entries(entries: &[Entry]) -> Result<Bytes, Error> {
-    if entries.is_empty() {
-        return Err(Error::invalid("entries must be a non-empty array"));
-    }
-    let mut body = String::with_capacity(entries.iter().map(|e| e.get().len() + 1).sum());
-    for (i, entry) in entries.iter().enumerate() {
-        let text = entry.get();
-        if !text.starts_with('{') {
-            return Err(Error::invalid(format!(
-                "entries[{i}] must be a JSON object"
-            )));
-        }
-        json::check_value(text).map_err(|p| Error::invalid(format!("entries[{i}] {p}")))?;
-        if text
-            .bytes()
-            .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        {
-            body.push_str(&minify_json(text));
-        } else {
-            body.push_str(text);
-        }
-        body.push('\n');
-    }
-    Ok(Bytes::from(body))
+    EncodedBatch::new(entries).map(|b| b.all())
+}
+
+/// The top-level `uuid` of one stored entry line, if it is a string.
+pub fn line_uuid(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?;
+    json::check_value(text.trim_end()).ok().flatten()
 }
 
 #[cfg(test)]

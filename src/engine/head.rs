@@ -22,6 +22,7 @@ const MAX_INCARNATION_STEPS: usize = 8;
 pub(super) struct Found {
     pub(super) seq: Seq,
     pub(super) count: u64,
+    pub(super) skipped: u64,
     pub(super) mtime: u64,
     pub(super) fingerprint: Option<String>,
 }
@@ -31,6 +32,7 @@ impl Found {
         Self {
             seq: h.seq,
             count: h.count,
+            skipped: h.skipped,
             mtime: h.mtime,
             fingerprint: h.fp.clone(),
         }
@@ -89,6 +91,7 @@ impl Engine {
                     ..fresh_incarnation(&state, state.incarnation)
                 };
                 state.summary = None;
+                head.uuids = None;
             }
             self.purge_due(key, &state);
             head.record = record;
@@ -406,6 +409,7 @@ impl Engine {
                             receipt: AppendReceipt {
                                 seq: h.seq,
                                 count: h.count,
+                                skipped: h.skipped,
                                 mtime: h.mtime,
                                 summary: None,
                             },

@@ -85,6 +85,7 @@ impl Engine {
                 count: 0,
                 idempotency: None,
                 seal: true,
+                skipped: 0,
             }
             .encode();
             let crc = crc32c::crc32c(&body);

@@ -24,6 +24,7 @@ mod append;
 mod bindings;
 mod codec;
 mod compaction;
+mod dedup;
 mod head;
 mod incarnation;
 pub mod keys;
@@ -34,7 +35,7 @@ pub mod snapshot;
 
 pub use append::AppendRequest;
 pub use bindings::validate_binding;
-pub use codec::{check_summary, encode_entries, minify_json};
+pub use codec::{check_summary, encode_entries, minify_json, EncodedBatch};
 pub use compaction::{CompactOptions, CompactionReport, Halt};
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};
@@ -107,6 +108,8 @@ struct Head {
     /// The record as it should be (may be ahead of the catalog after a failed
     /// catalog write, until the next append repairs it).
     state: SessionRecord,
+    /// The uuids stored in the key, once a batch with uuids needed them.
+    uuids: Option<dedup::UuidIndex>,
 }
 
 const PRUNE_AT: usize = 4096;

@@ -77,6 +77,13 @@ pub struct PartHeader {
     /// True for the seal that closes an incarnation (no entries).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub seal: bool,
+    /// Entries of the append not stored because their uuid was (dedup).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,6 +108,8 @@ pub struct NewPart<'a> {
     pub idempotency: Option<(&'a str, &'a str)>,
     /// Whether this is a seal.
     pub seal: bool,
+    /// Entries of the append left out as duplicates.
+    pub skipped: u64,
 }
 
 impl NewPart<'_> {
@@ -117,6 +126,7 @@ impl NewPart<'_> {
             idem: self.idempotency.map(|(k, _)| k.to_string()),
             fp: self.idempotency.map(|(_, f)| f.to_string()),
             seal: self.seal,
+            skipped: self.skipped,
         };
         let mut out = serde_json::to_vec(&HeaderLine { tg_part: header }).unwrap_or_default();
         out.push(b'\n');
@@ -298,6 +308,7 @@ mod tests {
             count: entries.iter().filter(|&&b| b == b'\n').count() as u64,
             idempotency: Some(("key", "fp")),
             seal: false,
+            skipped: 0,
         }
         .encode()
     }
@@ -405,6 +416,7 @@ mod tests {
             count: 0,
             idempotency: None,
             seal: true,
+            skipped: 0,
         }
         .encode();
         assert!(is_seal(Seq(4), &seal));

@@ -53,6 +53,7 @@ async fn forge_part(objects: &dyn ObjectPort, dir: &str, seq: u64, entries: &[u8
         count,
         idempotency: None,
         seal: false,
+        skipped: 0,
     }
     .encode();
     overwrite(objects, &key, body).await;
@@ -164,6 +165,7 @@ async fn replaced_removed_or_truncated_parts_are_refused_even_with_recomputed_ch
             count: 1,
             idempotency: None,
             seal: false,
+            skipped: 0,
         }
         .encode();
         overwrite(o, &k4, body).await;

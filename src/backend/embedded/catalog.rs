@@ -522,6 +522,7 @@ mod tests {
                 fingerprint: idem.into(),
                 receipt: AppendReceipt {
                     seq: Seq(1),
+                    skipped: 0,
                     count: 1,
                     mtime: 1,
                     summary: None,
