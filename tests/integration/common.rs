@@ -260,9 +260,20 @@ pub struct AwsBackends {
 impl AwsBackends {
     /// Fresh tables and prefix on the test emulators.
     pub fn start(test: &str) -> Option<Self> {
+        Self::with_dynamodb(test, "TG_TEST_DYNAMODB_ENDPOINT")
+    }
+
+    /// [`AwsBackends::start`] on the moto that serialises its requests, for
+    /// tests where several processes race on one record (moto's own
+    /// conditional writes are not atomic under concurrency).
+    pub fn start_serialized(test: &str) -> Option<Self> {
+        Self::with_dynamodb(test, "TG_TEST_DYNAMODB_SERIAL_ENDPOINT")
+    }
+
+    fn with_dynamodb(test: &str, variable: &str) -> Option<Self> {
         use transcript_gateway::config::{CatalogKind, StorageKind};
         let s3 = emulator_env("TG_TEST_S3_ENDPOINT", test)?;
-        let dynamodb = emulator_env("TG_TEST_DYNAMODB_ENDPOINT", test)?;
+        let dynamodb = emulator_env(variable, test)?;
         let bucket = std::env::var("TG_TEST_S3_BUCKET").unwrap_or_else(|_| "tg-test".into());
         let prefix = fresh_id("tg");
         let env = vec![

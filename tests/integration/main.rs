@@ -7,6 +7,7 @@ mod auth;
 mod common;
 mod compaction;
 mod crash;
+mod dedup;
 mod documented;
 mod durability;
 mod dynamo;
