@@ -98,8 +98,12 @@ async fn overlapping_batches_store_each_uuid_once_and_entries_without_one_always
         );
         // A uuid that is not a string is no idempotency key.
         let odd = json!({"uuid": 7, "n": 1});
-        engine_append(&engine, &key, &[odd.clone()]).await.unwrap();
-        engine_append(&engine, &key, &[odd.clone()]).await.unwrap();
+        engine_append(&engine, &key, std::slice::from_ref(&odd))
+            .await
+            .unwrap();
+        engine_append(&engine, &key, std::slice::from_ref(&odd))
+            .await
+            .unwrap();
         assert_eq!(
             load(&engine, &key)
                 .await
