@@ -286,6 +286,60 @@ pub struct SummaryUpdate {
     pub expected_version: u64,
 }
 
+/// Where a mirror failure was seen. Persisted: never rename.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureOrigin {
+    /// The gateway failed the request (or found stored data broken).
+    Gateway,
+    /// A client reported a failure that never reached the gateway.
+    Client,
+}
+
+/// One mirror failure: a write that did not land, a transcript that failed
+/// its integrity check, a client's report, or an append whose project key
+/// drifted from the task's binding. Persisted as JSON: add fields, never
+/// rename one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MirrorFailure {
+    /// A unique id (a ULID).
+    pub id: String,
+    /// When it happened, epoch ms.
+    pub at_ms: u64,
+    /// The task.
+    pub task_id: String,
+    /// The transcript's project key, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_key: Option<String>,
+    /// The transcript's session, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The subkey, when the failure was on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    /// Why: a failed append's error code (`backend_unavailable`, `timeout`,
+    /// ...), `integrity` (a broken chain), `client_reported` or
+    /// `project_key_drift`.
+    pub reason: String,
+    /// Who saw it.
+    pub origin: FailureOrigin,
+    /// What was said about it (at most 1,024 characters).
+    pub detail: String,
+    /// The request it happened in, when the gateway saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl MirrorFailure {
+    /// The longest detail kept.
+    pub const MAX_DETAIL: usize = 1024;
+
+    /// Where it sorts: by time, then id (newest last).
+    pub fn sort_key(&self) -> String {
+        format!("{:013}#{}", self.at_ms, self.id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,10 @@
 //!
 //! Plain atomics: cheap on the append path and readable by any exporter.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// The gateway's counters.
 #[derive(Default)]
@@ -26,6 +28,12 @@ pub struct Metrics {
     pub integrity_violations: AtomicU64,
     /// Compactions completed.
     pub compactions: AtomicU64,
+    /// Appends whose project key differs from the task's binding.
+    pub project_key_drift: AtomicU64,
+    /// Entries not stored because their uuid was stored before.
+    pub dedup_skipped: AtomicU64,
+    /// Mirror failures by reason.
+    pub mirror_failures: Mutex<BTreeMap<String, u64>>,
 }
 
 /// The one set of counters.
@@ -39,11 +47,14 @@ pub static METRICS: Metrics = Metrics {
     checksum_failures: AtomicU64::new(0),
     integrity_violations: AtomicU64::new(0),
     compactions: AtomicU64::new(0),
+    project_key_drift: AtomicU64::new(0),
+    dedup_skipped: AtomicU64::new(0),
+    mirror_failures: Mutex::new(BTreeMap::new()),
 };
 
 impl Metrics {
     /// Each counter's Prometheus name, help text and value.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 9] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 11] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("tg_appends_total", "Parts written.", get(&self.appends)),
@@ -83,7 +94,35 @@ impl Metrics {
                 "Compactions completed.",
                 get(&self.compactions),
             ),
+            (
+                "tg_project_key_drift_total",
+                "Appends under a project key other than the task's binding names.",
+                get(&self.project_key_drift),
+            ),
+            (
+                "tg_dedup_skipped_entries_total",
+                "Entries not stored because their uuid was stored before in the transcript.",
+                get(&self.dedup_skipped),
+            ),
         ]
+    }
+
+    /// Counts one mirror failure of `reason`.
+    pub fn mirror_failure(&self, reason: &str) {
+        let mut counts = self
+            .mirror_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *counts.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Mirror failures of `reason` so far.
+    pub fn mirror_failures_of(&self, reason: &str) -> u64 {
+        let counts = self
+            .mirror_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        counts.get(reason).copied().unwrap_or(0)
     }
 
     /// Renders every counter in the Prometheus text format.
@@ -93,6 +132,20 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tg_mirror_failures_total Mirror failures (writes that did not land, broken chains, client reports, project-key drift), by reason.\n# TYPE tg_mirror_failures_total counter"
+        );
+        let counts = self
+            .mirror_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (reason, value) in counts.iter() {
+            let _ = writeln!(
+                out,
+                "tg_mirror_failures_total{{reason=\"{reason}\"}} {value}"
             );
         }
         out

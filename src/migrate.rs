@@ -29,10 +29,16 @@ use crate::config::{CatalogKind, Config};
 
 /// The migration files, in order (persisted: never edit a released file,
 /// add a new one).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_initial.json",
-    include_str!("../migrations/0001_initial.json"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial.json",
+        include_str!("../migrations/0001_initial.json"),
+    ),
+    (
+        "0002_failures.json",
+        include_str!("../migrations/0002_failures.json"),
+    ),
+];
 
 /// Longest wait for a table or index to become `ACTIVE`.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);

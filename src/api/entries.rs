@@ -11,7 +11,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::extract::{AppJson, AppQuery, IdempotencyKey, SessionPath, SubpathQuery, WriterEpoch};
+use super::extract::{
+    AppJson, AppQuery, IdempotencyKey, RequestId, SessionPath, SubpathQuery, WriterEpoch,
+};
 use super::{paths, AppState, DataEnvelope};
 use crate::domain::{AppendReceipt, Seq, SessionKey, SummaryUpdate};
 use crate::engine::AppendRequest;
@@ -83,6 +85,7 @@ pub async fn append(
     AppQuery(query): AppQuery<SubpathQuery>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     WriterEpoch(writer_epoch): WriterEpoch,
+    RequestId(request_id): RequestId,
     AppJson(body): AppJson<AppendBody>,
 ) -> Result<Json<DataEnvelope<AppendReceipt>>, Error> {
     let key = SessionKey {
@@ -103,12 +106,22 @@ pub async fn append(
     // request timeout, cannot cut it between writing the part and recording
     // it (and its idempotency key). Shutdown waits for these tasks.
     let engine = state.engine.clone();
-    let receipt = state
+    let key = request.key.clone();
+    let result = state
         .appends
         .spawn(async move { engine.append(request).await })
         .await
-        .map_err(|e| Error::internal(format!("append task failed: {e}")))??;
-    Ok(Json(DataEnvelope { data: receipt }))
+        .map_err(|e| Error::internal(format!("append task failed: {e}")))
+        .and_then(|r| r);
+    if let Err(e) = &result {
+        if e.code().status().is_server_error() {
+            // The write did not land: a mirror failure, kept for operators.
+            let failure =
+                crate::engine::gateway_failure(&key, e.code().as_str(), &e.to_string(), request_id);
+            state.engine.report_failure_later(failure);
+        }
+    }
+    Ok(Json(DataEnvelope { data: result? }))
 }
 
 /// Loads every entry of the transcript, in order, streamed.

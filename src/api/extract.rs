@@ -92,6 +92,23 @@ pub fn header_str<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, E
         .transpose()
 }
 
+/// The request's id (`x-request-id`, set for every request).
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(RequestId(
+            parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ))
+    }
+}
+
 /// `X-Writer-Epoch`: the epoch of the writer's lease, if it sent one. Every
 /// write of a task that has a lease must carry the current one.
 pub struct WriterEpoch(pub Option<u64>);

@@ -31,6 +31,7 @@ pub mod bindings;
 pub mod entries;
 pub mod error;
 pub mod extract;
+pub mod failures;
 pub mod health;
 pub mod limits;
 pub mod openapi;
@@ -127,6 +128,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .merge(admin::router())
         .merge(bindings::router())
         .merge(entries::router())
+        .merge(failures::router())
         .merge(sessions::router())
         .merge(health::router())
         .fallback(no_route)

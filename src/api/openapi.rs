@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, bindings, entries, error, health, sessions};
+use super::{admin, bindings, entries, error, failures, health, sessions};
 
 /// The gateway's API description.
 #[derive(OpenApi)]
@@ -26,6 +26,7 @@ use super::{admin, bindings, entries, error, health, sessions};
         bindings::put_binding,
         bindings::get_binding,
         bindings::lease,
+        failures::report,
         admin::compact_task,
         health::healthz,
         health::readyz,

@@ -28,5 +28,7 @@ pub const SESSIONS: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions"
 pub const BINDING: &str = "/v1/tasks/{task_id}/binding";
 /// Compact every transcript of a task now.
 pub const ADMIN_COMPACT: &str = "/admin/v1/tasks/{task_id}/compact";
+/// Mirror failures a client saw (failed appends that never reached the gateway).
+pub const MIRROR_FAILURES: &str = "/v1/tasks/{task_id}/mirror-failures";
 /// A new writer epoch for a task.
 pub const LEASE: &str = "/v1/tasks/{task_id}/lease";

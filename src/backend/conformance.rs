@@ -402,6 +402,80 @@ pub async fn bindings_are_first_writer_wins(catalog: &dyn CatalogPort, task: &st
     assert_eq!(catalog.get_binding(&t).await.expect("get"), Some(first));
 }
 
+/// An idempotency record stored on its own keeps the first one.
+pub async fn a_lone_idempotency_record_keeps_the_first(catalog: &dyn CatalogPort, task: &str) {
+    let t = TaskId::new(task).expect("task");
+    let record = |seq: u64, print: &str| IdempotencyRecord {
+        fingerprint: print.into(),
+        receipt: AppendReceipt {
+            seq: Seq(seq),
+            count: 1,
+            skipped: 0,
+            mtime: 10 + seq,
+            summary: None,
+        },
+        created_ms: crate::engine::now_ms(),
+    };
+    catalog
+        .put_idempotency(&t, "k", &record(3, "first"))
+        .await
+        .expect("put");
+    catalog
+        .put_idempotency(&t, "k", &record(4, "second"))
+        .await
+        .expect("put again");
+    let got = catalog
+        .get_idempotency(&t, "k")
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        (got.fingerprint.as_str(), got.receipt.seq),
+        ("first", Seq(3))
+    );
+}
+
+/// Mirror failures are listed newest first and page with a cursor.
+pub async fn failures_list_newest_first_and_page(catalog: &dyn CatalogPort, task: &str) {
+    use crate::domain::{FailureOrigin, MirrorFailure};
+    // Far in the future, so no other test's failure sorts before ours.
+    let base = crate::engine::now_ms() + 400 * 24 * 3600 * 1000;
+    let failures: Vec<MirrorFailure> = (0..5u64)
+        .map(|i| MirrorFailure {
+            id: format!("{task}-{i}"),
+            at_ms: base + i,
+            task_id: task.into(),
+            project_key: Some("-workspace-t".into()),
+            session_id: Some("s1".into()),
+            subpath: (i == 2).then(|| "subagents/a".to_string()),
+            reason: if i % 2 == 0 {
+                "client_reported"
+            } else {
+                "backend_unavailable"
+            }
+            .into(),
+            origin: if i % 2 == 0 {
+                FailureOrigin::Client
+            } else {
+                FailureOrigin::Gateway
+            },
+            detail: format!("failure {i}"),
+            request_id: (i % 2 == 1).then(|| format!("req-{i}")),
+        })
+        .collect();
+    for f in &failures {
+        catalog.record_failure(f).await.expect("record");
+    }
+    let first = catalog.list_failures(None, 3).await.expect("list");
+    assert!(first.more);
+    let newest: Vec<_> = failures.iter().rev().take(3).cloned().collect();
+    assert_eq!(first.items, newest);
+    let cursor = first.items.last().expect("last").sort_key();
+    let second = catalog.list_failures(Some(&cursor), 2).await.expect("list");
+    let next: Vec<_> = failures.iter().rev().skip(3).take(2).cloned().collect();
+    assert_eq!(second.items, next);
+}
+
 /// Writer epochs start at 0 and every bump returns a new, higher value, also
 /// under concurrency.
 pub async fn epochs_increase_atomically(catalog: Arc<dyn CatalogPort>, task: &str, bumps: usize) {

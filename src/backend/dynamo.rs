@@ -43,7 +43,9 @@ use crate::backend::{
     SessionWrite, StoredBinding, Versioned,
 };
 use crate::config::{Config, RetryMode};
-use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
+use crate::domain::{
+    MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
+};
 
 /// Attribute names shared with `migrations/` (persisted, never rename).
 pub mod attr {
@@ -82,10 +84,12 @@ pub struct TableNames {
     pub idempotency: String,
     /// Bindings and writer epochs.
     pub tasks: String,
+    /// Recent mirror failures (TTL).
+    pub failures: String,
 }
 
 /// Table suffixes as named in `migrations/`, in creation order.
-pub const TABLE_SUFFIXES: [&str; 3] = ["sessions", "idempotency", "tasks"];
+pub const TABLE_SUFFIXES: [&str; 4] = ["sessions", "idempotency", "tasks", "failures"];
 
 impl TableNames {
     /// The names under `prefix`, which must be 1–200 of `[A-Za-z0-9_.-]`.
@@ -104,14 +108,28 @@ impl TableNames {
             sessions: table_name(prefix, "sessions"),
             idempotency: table_name(prefix, "idempotency"),
             tasks: table_name(prefix, "tasks"),
+            failures: table_name(prefix, "failures"),
         })
     }
 
     /// Every name, in [`TABLE_SUFFIXES`] order.
-    pub fn all(&self) -> [&str; 3] {
-        [&self.sessions, &self.idempotency, &self.tasks]
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.sessions,
+            &self.idempotency,
+            &self.tasks,
+            &self.failures,
+        ]
     }
 }
+
+/// The failures table's partition attribute and its one value.
+const FAILURE_BUCKET: &str = "bucket";
+const FAILURE_BUCKET_VALUE: &str = "failures";
+/// The failure itself, as JSON.
+const FAILURE: &str = "failure";
+/// How long DynamoDB keeps a failure.
+const FAILURE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// `{prefix}-{suffix}`.
 pub fn table_name(prefix: &str, suffix: &str) -> String {
@@ -880,6 +898,73 @@ impl CatalogPort for DynamoCatalog {
         item.map_or(Ok(0), |i| get_n_or_zero(&i, EPOCH))
     }
 
+    async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
+        let table = &self.tables.failures;
+        let json = serde_json::to_string(failure)
+            .map_err(|e| PortError::Other(format!("encode failure: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(Item::from([
+                (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
+                (attr::SK.into(), s(failure.sort_key())),
+                (FAILURE.into(), s(json)),
+                (
+                    attr::EXPIRES_AT.into(),
+                    n(failure.at_ms / 1000 + FAILURE_TTL.as_secs()),
+                ),
+            ])))
+            .send()
+            .await
+            .map_err(|e| self.map_err("PutItem", table, e))?;
+        Ok(())
+    }
+
+    async fn list_failures(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<MirrorFailure>, PortError> {
+        let table = &self.tables.failures;
+        let mut items = Vec::new();
+        let mut start: Option<Item> = before.map(|b| {
+            Item::from([
+                (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
+                (attr::SK.into(), s(b)),
+            ])
+        });
+        let want = limit.saturating_add(1);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("#b = :b")
+                .expression_attribute_names("#b", FAILURE_BUCKET)
+                .expression_attribute_values(":b", s(FAILURE_BUCKET_VALUE))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit((want - items.len()).min(1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.map_err("Query", table, e))?;
+            for item in out.items() {
+                let text = get_s(item, FAILURE)?;
+                let failure: MirrorFailure = serde_json::from_str(text)
+                    .map_err(|e| PortError::Other(format!("corrupt failure in catalog: {e}")))?;
+                items.push(failure);
+            }
+            match out.last_evaluated_key {
+                Some(last) if items.len() < want => start = Some(last),
+                _ => break,
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok(Page { items, more })
+    }
+
     async fn check(&self) -> Result<(), PortError> {
         if self.verified.load(Ordering::Relaxed) {
             return self.probe_tables().await;
@@ -1012,7 +1097,12 @@ mod tests {
         let names = TableNames::new("tg-test").unwrap();
         assert_eq!(
             names.all(),
-            ["tg-test-sessions", "tg-test-idempotency", "tg-test-tasks"]
+            [
+                "tg-test-sessions",
+                "tg-test-idempotency",
+                "tg-test-tasks",
+                "tg-test-failures"
+            ]
         );
         for bad in ["", "a b", "a/b", &"x".repeat(201)] {
             assert!(TableNames::new(bad).is_err(), "{bad:?}");

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    AppendReceipt, ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId,
+    AppendReceipt, MirrorFailure, ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath,
+    TaskId,
 };
 
 pub mod aws;
@@ -320,6 +321,18 @@ pub trait CatalogPort: Send + Sync + 'static {
 
     /// The task's current writer epoch; 0 before any lease.
     async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError>;
+
+    /// Keeps a mirror failure. The catalog keeps the recent ones only
+    /// (bounded by count or by age, as the store allows).
+    async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError>;
+
+    /// Recent mirror failures, newest first, strictly before `before` (the
+    /// [`MirrorFailure::sort_key`] of the previous page's last), at most `limit`.
+    async fn list_failures(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<MirrorFailure>, PortError>;
 
     /// Checks the catalog is reachable and set up, with a clear message if not.
     async fn check(&self) -> Result<(), PortError>;

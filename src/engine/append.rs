@@ -120,8 +120,9 @@ impl Engine {
 
         let idem = idempotency.as_ref().map(|(k, p)| (*k, p.as_str()));
         let result = self.append_locked(&mut head, &req, idem, &batch).await;
-        if result.is_err() {
-            head.loaded = false;
+        match &result {
+            Ok(_) => self.check_drift(&req.key),
+            Err(_) => head.loaded = false,
         }
         result
     }
@@ -239,6 +240,9 @@ impl Engine {
             // A crash between the part and its catalog record, for tests.
             std::process::abort()
         });
+        METRICS
+            .dedup_skipped
+            .fetch_add(written.skipped, Ordering::Relaxed);
         if written.part {
             METRICS.appends.fetch_add(1, Ordering::Relaxed);
             METRICS

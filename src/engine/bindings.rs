@@ -60,6 +60,7 @@ impl Engine {
             binding,
             created_ms: now_ms(),
         };
+        self.forget_binding(task);
         match self.inner.catalog.create_binding(task, &stored).await? {
             BindOutcome::Existing(existing) if existing.binding != stored.binding => {
                 let b = &existing.binding;

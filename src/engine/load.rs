@@ -209,17 +209,21 @@ impl Engine {
         };
         if let Some((at, _)) = target.anchor.filter(|(at, _)| *at > head) {
             // The catalog recorded parts storage no longer holds.
-            return Err(super::integrity_error(&target.dir, ChainError::Anchor(at)));
+            let err = super::integrity_error(&target.dir, ChainError::Anchor(at));
+            self.note_integrity(key, &err);
+            return Err(err);
         }
         METRICS.loads.fetch_add(1, Ordering::Relaxed);
         let prefetch = plan.bytes() <= self.inner.config.prefetch_bytes;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
         let last = head.max(after);
-        let key = key.clone();
-        self.inner
-            .background
-            .spawn(async move { engine.produce(key, target, after, last, plan, tx).await });
+        let producing = key.clone();
+        self.inner.background.spawn(async move {
+            engine
+                .produce(producing, target, after, last, plan, tx)
+                .await
+        });
         // The producer ends a complete load with an empty chunk; a channel
         // that closes without it (the task died) is an error, never a clean end.
         let stream = stream::unfold(Some(rx), |rx| async move {
@@ -233,6 +237,10 @@ impl Engine {
                 )),
             }
         });
+        // A broken chain is a mirror failure too: kept for the admin API.
+        let engine = self.clone();
+        let failing = key.clone();
+        let stream = stream.inspect_err(move |e| engine.note_integrity(&failing, e));
         let stream: LoadStream = if prefetch {
             let chunks: Vec<Bytes> = stream.try_collect().await?;
             stream::iter(chunks.into_iter().map(Ok)).boxed()
@@ -240,6 +248,14 @@ impl Engine {
             stream.boxed()
         };
         Ok(Some(Loaded { head, stream }))
+    }
+
+    /// Keeps an integrity violation of `key` as a mirror failure.
+    fn note_integrity(&self, key: &SessionKey, err: &Error) {
+        if let Error::IntegrityViolation(detail) = err {
+            let failure = super::gateway_failure(key, "integrity", detail, None);
+            self.report_failure_later(failure);
+        }
     }
 
     /// The incarnation a load reads: the catalog's; with no record (or one

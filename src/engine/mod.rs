@@ -25,6 +25,7 @@ mod bindings;
 mod codec;
 mod compaction;
 mod dedup;
+mod failures;
 mod head;
 mod incarnation;
 pub mod keys;
@@ -37,6 +38,7 @@ pub use append::AppendRequest;
 pub use bindings::validate_binding;
 pub use codec::{check_summary, encode_entries, minify_json, EncodedBatch};
 pub use compaction::{CompactOptions, CompactionReport, Halt};
+pub use failures::{gateway_failure, truncate};
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};
 
@@ -92,6 +94,8 @@ struct Inner {
     purges: Mutex<std::collections::HashSet<(SessionKey, u64)>>,
     /// Work that outlives a request: compactions and deletions.
     background: tokio_util::task::TaskTracker,
+    /// Tasks' bound project keys, for the drift check.
+    bindings: Mutex<failures::BindingCache>,
 }
 
 /// What this process knows of one key's tail, valid while `loaded` and fresh.
@@ -151,6 +155,7 @@ impl Engine {
                 compactions: Mutex::new(HashMap::new()),
                 purges: Mutex::new(std::collections::HashSet::new()),
                 background: tokio_util::task::TaskTracker::new(),
+                bindings: Mutex::new(failures::BindingCache::default()),
             }),
         }
     }

@@ -171,10 +171,7 @@ pub enum ChainError {
 
 /// Decodes a part body; `seq` is the number its key names.
 pub fn decode(seq: Seq, body: Bytes) -> Result<DecodedPart, ChainError> {
-    let end = body
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or(ChainError::Header(seq))?;
+    let end = memchr::memchr(b'\n', &body).ok_or(ChainError::Header(seq))?;
     let line: HeaderLine =
         serde_json::from_slice(&body[..end]).map_err(|_| ChainError::Header(seq))?;
     if line.tg_part.v != 2 {

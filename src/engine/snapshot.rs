@@ -211,7 +211,7 @@ impl SnapshotReader {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, SnapshotError> {
         self.carry.extend_from_slice(chunk);
         if self.header.is_none() {
-            let Some(end) = self.carry.iter().position(|&b| b == b'\n') else {
+            let Some(end) = memchr::memchr(b'\n', &self.carry) else {
                 return Ok(None);
             };
             let line = self.carry.split_to(end + 1);
@@ -231,8 +231,8 @@ impl SnapshotReader {
         let (from, to) = (self.skip_entries, self.skip_entries + self.want_entries);
         let mut pos = 0;
         let mut wanted: Option<(usize, usize)> = None;
-        while let Some(offset) = self.carry[pos..].iter().position(|&b| b == b'\n') {
-            let end = pos + offset + 1;
+        for newline in memchr::memchr_iter(b'\n', &self.carry) {
+            let end = newline + 1;
             if let Some(rehash) = self.rehash.as_mut() {
                 rehash.line(&self.carry[pos..end])?;
             }

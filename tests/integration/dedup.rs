@@ -5,11 +5,13 @@
 //! for two gateway processes appending overlapping batches at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use transcript_gateway::domain::{Seq, SessionKey, Subpath};
 use transcript_gateway::engine::{keys, CompactOptions, Engine, EngineConfig};
+use transcript_gateway::metrics::METRICS;
 
 use crate::common::{
     engine_append, engine_load, fresh_key, test_stores, AwsBackends, ChildGateway, Session,
@@ -79,9 +81,14 @@ async fn overlapping_batches_store_each_uuid_once_and_entries_without_one_always
             .unwrap()
             .items
             .len();
+        let counted = METRICS.dedup_skipped.load(Ordering::Relaxed);
         let none = engine_append(&engine, &key, &[e("u3"), e("u1")])
             .await
             .unwrap();
+        assert!(
+            METRICS.dedup_skipped.load(Ordering::Relaxed) >= counted + 2,
+            "skipped entries are counted"
+        );
         assert_eq!(
             (none.seq, none.count, none.skipped),
             (Seq(3), 0, 2),

@@ -44,7 +44,7 @@ fn dynamo_config(endpoint: &str, prefix: &str) -> Config {
 async fn migrated_catalog(endpoint: &str) -> (Arc<dyn CatalogPort>, Config) {
     let config = dynamo_config(endpoint, &fresh_id("tg"));
     let report = migrate::run(&config).await.expect("migrate");
-    assert_eq!(report.tables.len(), 3, "{report}");
+    assert_eq!(report.tables.len(), 4, "{report}");
     let catalog = dynamo::connect(&config).await.expect("connect");
     catalog.check().await.expect("check after migrate");
     (catalog, config)
@@ -150,6 +150,8 @@ async fn dynamo_catalog_passes_the_catalog_conformance_suite() {
     conformance::idempotency_records_commit_with_the_session(c, &fresh_id("t")).await;
     conformance::listings_separate_sessions_and_subkeys(c, &fresh_id("t")).await;
     conformance::bindings_are_first_writer_wins(c, &fresh_id("t")).await;
+    conformance::a_lone_idempotency_record_keeps_the_first(c, &fresh_id("t")).await;
+    conformance::failures_list_newest_first_and_page(c, &fresh_id("t")).await;
     eprintln!("{test}: sequential behaviours in {:?}", started.elapsed());
 
     // Races need moto with serialized requests (see the module doc).
@@ -361,19 +363,24 @@ async fn migrate_is_idempotent_against_moto() {
     let (code, first, err) = run_binary(&["migrate"], &env);
     let ok = code == Some(0);
     assert!(ok, "first migrate failed: {first}{err}");
-    for table in ["sessions", "idempotency", "tasks"] {
+    for table in ["sessions", "idempotency", "tasks", "failures"] {
         assert!(
             first.contains(&format!("{prefix}-{table}: created (ACTIVE)")),
             "first run must create {table}:\n{first}"
         );
     }
     assert!(first.contains("enabled TTL on expires_at"), "{first}");
-    assert!(first.contains("done; 4 change(s) applied"), "{first}");
+    assert_eq!(
+        first.matches("enabled TTL on expires_at").count(),
+        2,
+        "idempotency and failures expire: {first}"
+    );
+    assert!(first.contains("done; 6 change(s) applied"), "{first}");
 
     let (code, second, err) = run_binary(&["migrate"], &env);
     let ok = code == Some(0);
     assert!(ok, "second migrate failed: {second}{err}");
-    for table in ["sessions", "idempotency", "tasks"] {
+    for table in ["sessions", "idempotency", "tasks", "failures"] {
         assert!(
             second.contains(&format!("{prefix}-{table}: up to date")),
             "{second}"
@@ -486,6 +493,19 @@ impl CatalogPort for FlakyCatalog {
         limit: usize,
     ) -> Result<Page<(Subpath, SessionRecord)>, PortError> {
         self.inner.list_subkeys(session, start_after, limit).await
+    }
+    async fn record_failure(
+        &self,
+        failure: &transcript_gateway::domain::MirrorFailure,
+    ) -> Result<(), PortError> {
+        self.inner.record_failure(failure).await
+    }
+    async fn list_failures(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<transcript_gateway::domain::MirrorFailure>, PortError> {
+        self.inner.list_failures(before, limit).await
     }
     async fn put_idempotency(
         &self,

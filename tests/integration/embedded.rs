@@ -30,6 +30,8 @@ async fn embedded_catalog_passes_the_port_conformance_suite() {
     suite::idempotency_records_commit_with_the_session(catalog.as_ref(), &fresh_id("t")).await;
     suite::listings_separate_sessions_and_subkeys(catalog.as_ref(), &fresh_id("t")).await;
     suite::bindings_are_first_writer_wins(catalog.as_ref(), &fresh_id("t")).await;
+    suite::a_lone_idempotency_record_keeps_the_first(catalog.as_ref(), &fresh_id("t")).await;
+    suite::failures_list_newest_first_and_page(catalog.as_ref(), &fresh_id("t")).await;
     suite::epochs_increase_atomically(catalog.clone(), &fresh_id("t"), 50).await;
 }
 

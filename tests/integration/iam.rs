@@ -151,20 +151,27 @@ fn allowed_actions(policy: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The table ARNs of the migration's table names with the default prefix.
+/// The table ARNs of every migration's table names with the default prefix.
 fn table_arns() -> BTreeSet<String> {
-    let migration: Value = serde_json::from_str(&read("migrations/0001_initial.json")).unwrap();
-    migration["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            format!(
+    let mut files: Vec<_> = std::fs::read_dir(root().join("migrations"))
+        .expect("migrations/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "found the migrations: {files:?}");
+    let mut arns = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let migration: Value = serde_json::from_str(&text).unwrap();
+        for table in migration["tables"].as_array().unwrap() {
+            arns.insert(format!(
                 "arn:aws:dynamodb:REGION:ACCOUNT:table/transcript-gateway-{}",
-                t["name"].as_str().unwrap()
-            )
-        })
-        .collect()
+                table["name"].as_str().unwrap()
+            ));
+        }
+    }
+    arns
 }
 
 #[test]

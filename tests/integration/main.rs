@@ -12,6 +12,7 @@ mod documented;
 mod durability;
 mod dynamo;
 mod embedded;
+mod failures;
 mod hostile;
 mod iam;
 mod incarnations;

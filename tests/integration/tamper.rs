@@ -271,5 +271,27 @@ async fn a_broken_chain_is_a_502_integrity_violation_over_http() {
         metrics.contains("tg_integrity_violations_total"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("tg_mirror_failures_total{reason=\"integrity\"}"),
+        "{metrics}"
+    );
+    // Kept as a mirror failure of the key, for operators (in the background).
+    let mut kept = Vec::new();
+    for _ in 0..100 {
+        let page = gw.engine.failures(None, 1000).await.unwrap();
+        kept = page
+            .items
+            .into_iter()
+            .filter(|f| f.task_id == s.task)
+            .collect();
+        if !kept.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(kept.len(), 1, "one failure kept: {kept:?}");
+    assert_eq!(kept[0].reason, "integrity");
+    assert_eq!(kept[0].session_id.as_deref(), Some(s.session.as_str()));
+    assert!(kept[0].detail.contains("part 3"), "{:?}", kept[0]);
     gw.stop().await;
 }

@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,27 +97,19 @@ class Gateway:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """A running gateway with authentication on: TG_TEST_GATEWAY_URL (with TG_AUTH_SECRET if it
-    needs tokens), or a process started for the session with a fresh secret."""
-    external = os.environ.get("TG_TEST_GATEWAY_URL")
-    if external:
-        url = external.rstrip("/")
-        _wait_ready(url, None, None)
-        yield Gateway(url, os.environ.get("TG_AUTH_SECRET") or None)
-        return
-
-    binary = _binary()
-    secret = "pytest-" + uuid.uuid4().hex + uuid.uuid4().hex
-    env = dict(os.environ)
-    env["TG_AUTH_SECRET"] = secret
+def _extra_env() -> dict[str, str]:
     extra: Any = json.loads(os.environ.get("TG_TEST_GATEWAY_EXTRA_ENV") or "{}")
     if not isinstance(extra, dict):
         pytest.fail("TG_TEST_GATEWAY_EXTRA_ENV must be a JSON object")
-    env.update({str(k): str(v) for k, v in extra.items()})
+    return {str(k): str(v) for k, v in extra.items()}
 
-    workdir = tmp_path_factory.mktemp("gateway")
+
+@contextmanager
+def _spawn(workdir: Path, secret: str) -> Iterator[Gateway]:
+    """A gateway process with its own data directory and log, stopped on exit."""
+    env = dict(os.environ)
+    env["TG_AUTH_SECRET"] = secret
+    env.update(_extra_env())
     data_dir = workdir / "data"
     data_dir.mkdir()
     log = workdir / "gateway.log"
@@ -124,7 +117,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
-            [str(binary), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+            [str(_binary()), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -142,6 +135,33 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A running gateway with authentication on: TG_TEST_GATEWAY_URL (with TG_AUTH_SECRET if it
+    needs tokens), or a process started for the session with a fresh secret."""
+    external = os.environ.get("TG_TEST_GATEWAY_URL")
+    if external:
+        url = external.rstrip("/")
+        _wait_ready(url, None, None)
+        yield Gateway(url, os.environ.get("TG_AUTH_SECRET") or None)
+        return
+    secret = "pytest-" + uuid.uuid4().hex + uuid.uuid4().hex
+    with _spawn(tmp_path_factory.mktemp("gateway"), secret) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="session")
+def other_gateway(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A second gateway process on the same storage when the storage is shared (S3 and
+    DynamoDB); the same gateway on the embedded backend, whose files one process owns."""
+    if os.environ.get("TG_TEST_GATEWAY_URL") or "TG_S3_BUCKET" not in _extra_env():
+        yield gateway
+        return
+    assert gateway.secret is not None
+    with _spawn(tmp_path_factory.mktemp("other-gateway"), gateway.secret) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -19,7 +19,9 @@ use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
     StoredBinding, Versioned,
 };
-use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
+use crate::domain::{
+    MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
+};
 
 /// `task \0 project \0 session \0 subpath` (empty subpath for the main key).
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
@@ -27,6 +29,10 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 /// `task`: binding and writer epoch.
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// `{at_ms:013}#{id}`: recent mirror failures, oldest first.
+const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("failures");
+/// Most mirror failures kept; the oldest go first.
+pub const MAX_FAILURES: u64 = 10_000;
 
 /// The catalog's file name inside the data directory.
 pub const CATALOG_FILE: &str = "catalog.redb";
@@ -98,7 +104,7 @@ impl RedbCatalog {
         std::fs::create_dir_all(data_dir).map_err(storage_err)?;
         let db = open_database(&data_dir.join(CATALOG_FILE))?;
         let txn = db.begin_write().map_err(storage_err)?;
-        for table in [SESSIONS, IDEMPOTENCY, TASKS] {
+        for table in [SESSIONS, IDEMPOTENCY, TASKS, FAILURES] {
             txn.open_table(table).map_err(storage_err)?;
         }
         txn.commit().map_err(storage_err)?;
@@ -491,6 +497,59 @@ impl CatalogPort for RedbCatalog {
     async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
         let item: Option<TaskItem> = self.get_row(TASKS, task.to_string()).await?;
         Ok(item.map_or(0, |i| i.epoch))
+    }
+
+    async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
+        let row = failure.sort_key();
+        let bytes = encode(failure)?;
+        self.write(move |txn| {
+            let mut t = txn.open_table(FAILURES).map_err(storage_err)?;
+            t.insert(row.as_str(), bytes.as_slice())
+                .map_err(storage_err)?;
+            let len = t.len().map_err(storage_err)?;
+            if len > MAX_FAILURES {
+                let mut doomed = Vec::new();
+                for row in t
+                    .iter()
+                    .map_err(storage_err)?
+                    .take((len - MAX_FAILURES) as usize)
+                {
+                    doomed.push(row.map_err(storage_err)?.0.value().to_string());
+                }
+                for key in doomed {
+                    t.remove(key.as_str()).map_err(storage_err)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_failures(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<MirrorFailure>, PortError> {
+        let before = before.map(str::to_string);
+        self.read(move |txn| {
+            let t = txn.open_table(FAILURES).map_err(storage_err)?;
+            let rows = match &before {
+                Some(b) => t.range(..b.as_str()).map_err(storage_err)?,
+                None => t.range::<&str>(..).map_err(storage_err)?,
+            };
+            let mut items = Vec::new();
+            let mut more = false;
+            for row in rows.rev() {
+                let (_, v) = row.map_err(storage_err)?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(decode(v.value())?);
+            }
+            Ok(Page { items, more })
+        })
+        .await
     }
 
     async fn check(&self) -> Result<(), PortError> {

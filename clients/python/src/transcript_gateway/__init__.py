@@ -11,6 +11,7 @@ from ._errors import (
     UnauthorizedError,
     UnknownEpochError,
 )
+from ._heal import heal
 from ._store import GatewaySessionStore, TokenSource
 from ._version import __version__
 
@@ -27,4 +28,5 @@ __all__ = [
     "UnauthorizedError",
     "UnknownEpochError",
     "__version__",
+    "heal",
 ]

@@ -118,6 +118,9 @@ class GatewaySessionStore(SessionStore):
         self._client = client
         self._owns_client = client is None
         self._summaries: dict[_SessionId, _Summary] = {}
+        # The project key the task is bound to, once bind() or binding() saw it.
+        self._bound_project: str | None = None
+        self._drift_warned: set[str] = set()
         self._locks: dict[_SessionId, asyncio.Lock] = {}
         self._failed: dict[_KeyId, _FailedAppend] = {}
 
@@ -155,6 +158,7 @@ class GatewaySessionStore(SessionStore):
         if not entries:
             return
         self._check_not_fenced()
+        self._warn_on_drift(key["project_key"])
         deadline = self._deadline()
         kid = _key_id(key)
         failed = self._failed.get(kid)
@@ -263,6 +267,7 @@ class GatewaySessionStore(SessionStore):
         ).encode()
         response = await self._write("PUT", self._binding_url(), content=body, deadline=deadline)
         data: dict[str, Any] = self._ok(response)["data"]
+        self._bound_project = data.get("project_key")
         return data
 
     async def binding(self) -> dict[str, Any] | None:
@@ -275,6 +280,7 @@ class GatewaySessionStore(SessionStore):
                 return None
             raise error
         data: dict[str, Any] = self._ok(response)["data"]
+        self._bound_project = data.get("project_key")
         return data
 
     async def lease(self) -> int:
@@ -289,6 +295,44 @@ class GatewaySessionStore(SessionStore):
         epoch = int(self._ok(response)["data"]["epoch"])
         self.epoch = epoch
         return epoch
+
+    async def report_mirror_error(self, message: Any) -> str:
+        """Report a mirror failure the gateway never saw: the SDK's ``MirrorErrorMessage``
+        (a batch dropped after its retries), or anything with ``key`` and ``error``.
+
+        Kept with the gateway's own failures for operators; returns the failure's id.
+        """
+        key = getattr(message, "key", None) or {}
+        error = str(getattr(message, "error", "") or message)
+        body: dict[str, Any] = {"error": error[:4096] or "mirror error"}
+        for field in ("project_key", "session_id", "subpath"):
+            if isinstance(key, Mapping) and key.get(field):
+                body[field] = key[field]
+        deadline = self._deadline()
+        url = f"{self.base_url}/v1/tasks/{_quote(self.task_id)}/mirror-failures"
+        response = await self._send(
+            "POST",
+            url,
+            content=json.dumps(body, separators=(",", ":")).encode(),
+            deadline=deadline,
+        )
+        reported: str = self._ok(response)["data"]["id"]
+        return reported
+
+    def _warn_on_drift(self, project_key: str) -> None:
+        """Warn once per key when the agent's project key is not the one the task is bound to."""
+        bound = self._bound_project
+        if bound is None or project_key == bound or project_key in self._drift_warned:
+            return
+        self._drift_warned.add(project_key)
+        logger.warning(
+            "task %s is bound to project key %r but the agent now writes under %r: its "
+            "working directory moved, so a resume from the binding would look in the wrong "
+            "place (keep the agent's cwd at the binding's cwd)",
+            self.task_id,
+            bound,
+            project_key,
+        )
 
     def _binding_url(self) -> str:
         return f"{self.base_url}/v1/tasks/{_quote(self.task_id)}/binding"

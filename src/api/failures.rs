@@ -1,0 +1,111 @@
+//! `POST /v1/tasks/{task_id}/mirror-failures`: a client reports a mirror
+//! failure the gateway never saw (a network partition, a worker-side
+//! timeout: the SDK's `MirrorErrorMessage`). Counted, logged and kept with
+//! the gateway's own failures for the admin API.
+//!
+//! Not fenced by the writer lease: a report is not a write to the
+//! transcript, and a report from a worker presumed dead is still worth
+//! keeping.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{AppJson, RequestId, TaskPath};
+use super::{paths, AppState, DataEnvelope};
+use crate::domain::{FailureOrigin, MirrorFailure, ProjectKey, SessionId, Subpath};
+use crate::error::Error;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new().route(paths::MIRROR_FAILURES, post(report))
+}
+
+/// A failure a client saw.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureReport {
+    /// The transcript's project key, when the failure was on one.
+    pub project_key: Option<String>,
+    /// The transcript's session, when the failure was on one.
+    pub session_id: Option<String>,
+    /// The subkey, when the failure was on one.
+    pub subpath: Option<String>,
+    /// What the client saw (the SDK's `MirrorErrorMessage.error`): 1 to
+    /// 4,096 characters, kept to its first 1,024.
+    pub error: String,
+    /// When it happened, epoch ms (default: when the report arrives); at
+    /// most a day in the future.
+    pub occurred_ms: Option<u64>,
+}
+
+/// The kept report.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Reported {
+    /// The failure's id.
+    pub id: String,
+}
+
+/// Longest accepted `error`.
+const MAX_ERROR: usize = 4096;
+
+/// Keeps a mirror failure a client reports.
+#[utoipa::path(
+    post,
+    path = paths::MIRROR_FAILURES,
+    tag = "transcripts",
+    params(("task_id" = String, Path, description = "Task id")),
+    request_body = FailureReport,
+    responses(
+        (status = 201, description = "Kept", body = DataEnvelope<Reported>),
+        (status = 400, description = "Invalid input", body = super::error::ErrorEnvelope),
+    )
+)]
+pub async fn report(
+    State(state): State<AppState>,
+    TaskPath(task): TaskPath,
+    RequestId(request_id): RequestId,
+    AppJson(body): AppJson<FailureReport>,
+) -> Result<(StatusCode, Json<DataEnvelope<Reported>>), Error> {
+    let project_key = body.project_key.map(ProjectKey::new).transpose()?;
+    let session_id = body.session_id.map(SessionId::new).transpose()?;
+    let subpath = body.subpath.map(Subpath::new).transpose()?;
+    if subpath.is_some() && session_id.is_none() {
+        return Err(Error::invalid("a subpath needs its session_id"));
+    }
+    let error = body.error.trim();
+    if error.is_empty() || error.chars().count() > MAX_ERROR {
+        return Err(Error::invalid(format!(
+            "error must be 1 to {MAX_ERROR} characters"
+        )));
+    }
+    let now = crate::engine::now_ms();
+    let at_ms = body.occurred_ms.unwrap_or(now);
+    if at_ms > now + 24 * 3600 * 1000 {
+        return Err(Error::invalid(
+            "occurred_ms is more than a day in the future",
+        ));
+    }
+    let failure = MirrorFailure {
+        id: ulid::Ulid::new().to_string(),
+        at_ms,
+        task_id: task.to_string(),
+        project_key: project_key.map(|p| p.to_string()),
+        session_id: session_id.map(|s| s.to_string()),
+        subpath: subpath.map(|s| s.to_string()),
+        reason: "client_reported".into(),
+        origin: FailureOrigin::Client,
+        detail: crate::engine::truncate(error),
+        request_id,
+    };
+    let id = failure.id.clone();
+    state.engine.report_failure(failure).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(DataEnvelope {
+            data: Reported { id },
+        }),
+    ))
+}

@@ -1,0 +1,194 @@
+//! Mirror failures: every way a transcript can end up with a gap is counted
+//! (`tg_mirror_failures_total{reason}`), logged, and kept in the catalog's
+//! bounded store of recent failures for the admin API, so an operator sees
+//! the gap before an agent fails to resume from it. Kept: writes the gateway
+//! failed, chains found broken, failures clients report (those never reached
+//! the gateway), and appends whose project key drifted from the task's
+//! binding (a resume elsewhere would look in the wrong place).
+//!
+//! Keeping a failure is best effort: a catalog that cannot take it is logged,
+//! never the caller's error.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{now_ms, Engine};
+use crate::backend::Page;
+use crate::domain::{FailureOrigin, MirrorFailure, ProjectKey, SessionKey, TaskId};
+use crate::error::Error;
+use crate::metrics::METRICS;
+
+/// How long "this task has no binding" is believed before asking again.
+const UNBOUND_TTL: Duration = Duration::from_secs(10);
+/// Most tasks whose binding (or drift) this instance remembers.
+const REMEMBERED: usize = 4096;
+
+/// What this instance knows of tasks' bindings, for the drift check.
+#[derive(Default)]
+pub(super) struct BindingCache {
+    /// The bound project key, or `None` (unbound) with when that was read.
+    projects: HashMap<TaskId, (Option<String>, Instant)>,
+    /// Drifts already reported, so each is kept once.
+    reported: HashSet<(TaskId, ProjectKey)>,
+}
+
+/// A failure the gateway saw on `key`.
+pub fn gateway_failure(
+    key: &SessionKey,
+    reason: &str,
+    detail: &str,
+    request_id: Option<String>,
+) -> MirrorFailure {
+    MirrorFailure {
+        id: ulid::Ulid::new().to_string(),
+        at_ms: now_ms(),
+        task_id: key.task_id().to_string(),
+        project_key: Some(key.session.project_key.to_string()),
+        session_id: Some(key.session.session_id.to_string()),
+        subpath: key.subpath.as_ref().map(|s| s.to_string()),
+        reason: reason.to_string(),
+        origin: FailureOrigin::Gateway,
+        detail: truncate(detail),
+        request_id,
+    }
+}
+
+/// `detail` cut to [`MirrorFailure::MAX_DETAIL`] characters.
+pub fn truncate(detail: &str) -> String {
+    match detail.char_indices().nth(MirrorFailure::MAX_DETAIL) {
+        Some((cut, _)) => format!("{}…", &detail[..cut]),
+        None => detail.to_string(),
+    }
+}
+
+impl Engine {
+    /// Counts, logs and keeps a mirror failure.
+    pub async fn report_failure(&self, failure: MirrorFailure) {
+        METRICS.mirror_failure(&failure.reason);
+        tracing::warn!(
+            task_id = %failure.task_id,
+            project_key = failure.project_key.as_deref().unwrap_or(""),
+            session_id = failure.session_id.as_deref().unwrap_or(""),
+            subpath = failure.subpath.as_deref().unwrap_or(""),
+            reason = %failure.reason,
+            origin = ?failure.origin,
+            request_id = failure.request_id.as_deref().unwrap_or(""),
+            detail = %failure.detail,
+            "mirror failure"
+        );
+        if let Err(e) = self.inner.catalog.record_failure(&failure).await {
+            tracing::warn!(error = %e, "could not keep a mirror failure in the catalog");
+        }
+    }
+
+    /// [`Engine::report_failure`] without waiting for it.
+    pub fn report_failure_later(&self, failure: MirrorFailure) {
+        let engine = self.clone();
+        self.inner
+            .background
+            .spawn(async move { engine.report_failure(failure).await });
+    }
+
+    /// Recent mirror failures, newest first, before the `before` cursor.
+    pub async fn failures(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<MirrorFailure>, Error> {
+        Ok(self.inner.catalog.list_failures(before, limit).await?)
+    }
+
+    /// Checks an append's project key against its task's binding; a drift is
+    /// never refused, but counted, logged and kept (once per task and key).
+    pub(super) fn check_drift(&self, key: &SessionKey) {
+        let task = key.task_id();
+        let known = {
+            let cache = self
+                .inner
+                .bindings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            cache
+                .projects
+                .get(task)
+                .and_then(|(project, read)| match project {
+                    Some(p) => Some(Some(p.clone())),
+                    None if read.elapsed() < UNBOUND_TTL => Some(None),
+                    None => None,
+                })
+        };
+        match known {
+            Some(bound) => self.note_drift(key, bound.as_deref()),
+            None => {
+                // Not known yet: ask the catalog without holding up the append.
+                let engine = self.clone();
+                let key = key.clone();
+                self.inner.background.spawn(async move {
+                    let bound = match engine.inner.catalog.get_binding(key.task_id()).await {
+                        Ok(b) => b.map(|b| b.binding.project_key),
+                        Err(_) => return,
+                    };
+                    {
+                        let mut cache = engine
+                            .inner
+                            .bindings
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        if cache.projects.len() >= REMEMBERED {
+                            cache.projects.clear();
+                        }
+                        cache
+                            .projects
+                            .insert(key.task_id().clone(), (bound.clone(), Instant::now()));
+                    }
+                    engine.note_drift(&key, bound.as_deref());
+                });
+            }
+        }
+    }
+
+    fn note_drift(&self, key: &SessionKey, bound: Option<&str>) {
+        let Some(bound) = bound else {
+            return;
+        };
+        let project = &key.session.project_key;
+        if bound == project.as_str() {
+            return;
+        }
+        METRICS.project_key_drift.fetch_add(1, Ordering::Relaxed);
+        let first = {
+            let mut cache = self
+                .inner
+                .bindings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cache.reported.len() >= REMEMBERED {
+                cache.reported.clear();
+            }
+            cache
+                .reported
+                .insert((key.task_id().clone(), project.clone()))
+        };
+        if first {
+            let detail = format!(
+                "task {} is bound to project key {bound:?} but appends under {:?}: the \
+                 agent's working directory moved, so a resume from the binding would look \
+                 in the wrong place",
+                key.task_id(),
+                project.as_str()
+            );
+            self.report_failure_later(gateway_failure(key, "project_key_drift", &detail, None));
+        }
+    }
+
+    /// Forgets what this instance knows of a task's binding (it was just bound).
+    pub(super) fn forget_binding(&self, task: &TaskId) {
+        let mut cache = self
+            .inner
+            .bindings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        cache.projects.remove(task);
+    }
+}
