@@ -9,7 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,17 +105,18 @@ def _extra_env() -> dict[str, str]:
 
 
 @contextmanager
-def _spawn(workdir: Path, secret: str) -> Iterator[Gateway]:
-    """A gateway process with its own data directory and log, stopped on exit."""
+def _spawn(workdir: Path, secret: str, port: int | None = None) -> Iterator[Gateway]:
+    """A gateway process with its data directory and log in ``workdir`` (kept across
+    restarts in the same directory), on ``port`` or a free one, stopped on exit."""
     env = dict(os.environ)
     env["TG_AUTH_SECRET"] = secret
     env.update(_extra_env())
     data_dir = workdir / "data"
-    data_dir.mkdir()
+    data_dir.mkdir(exist_ok=True)
     log = workdir / "gateway.log"
-    port = _free_port()
+    port = port or _free_port()
     url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as log_file:
+    with log.open("ab") as log_file:
         proc = subprocess.Popen(
             [str(_binary()), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
             stdin=subprocess.DEVNULL,
@@ -162,6 +163,48 @@ def other_gateway(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) ->
     assert gateway.secret is not None
     with _spawn(tmp_path_factory.mktemp("other-gateway"), gateway.secret) as gw:
         yield gw
+
+
+@dataclass
+class Restartable:
+    """A gateway of the test's own that can be stopped and started again on the same
+    address and storage, as a worker sees a gateway that is down for a moment."""
+
+    workdir: Path
+    secret: str
+    port: int
+    stack: ExitStack
+
+    @property
+    def url(self) -> str:
+        """The address it serves on, whether or not it runs now."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Starts it and waits until it is ready."""
+        self.stack.enter_context(_spawn(self.workdir, self.secret, self.port))
+
+    def stop(self) -> None:
+        """Stops it (SIGTERM, after it drains)."""
+        self.stack.close()
+        self.stack = ExitStack()
+
+
+@pytest.fixture
+def restartable_gateway(gateway: Gateway, tmp_path: Path) -> Iterator[Restartable]:
+    """A gateway process with the session gateway's secret, started; the test may stop and
+    start it. On shared storage (S3 and DynamoDB) it serves the session gateway's data, on
+    the embedded backend its own data directory. Needs a gateway this suite starts itself."""
+    if os.environ.get("TG_TEST_GATEWAY_URL") or gateway.secret is None:
+        pytest.skip("needs a gateway process started by the suite (TG_TEST_GATEWAY_URL is set)")
+    workdir = tmp_path / "restartable"
+    workdir.mkdir()
+    restartable = Restartable(workdir, gateway.secret, _free_port(), ExitStack())
+    restartable.start()
+    try:
+        yield restartable
+    finally:
+        restartable.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Mirror gaps healed end to end with the real SDK: a local transcript (main session
 and a subagent) mirrored through the SDK's own TranscriptMirrorBatcher while the
-gateway refuses some batches, the failures reported, then ``heal``."""
+gateway is stopped for a moment, the failures reported, then ``heal``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from claude_agent_sdk._internal.transcript_mirror_batcher import TranscriptMirro
 
 from transcript_gateway import GatewaySessionStore, heal
 
-from conftest import Gateway
+from conftest import Gateway, Restartable
 from helpers import FaultTransport, new_task_id
 
 
@@ -35,37 +35,21 @@ def _write_jsonl(path: Path, entries: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in entries))
 
 
-class _Refuser(FaultTransport):
-    """Answers 503 to the appends of the batches whose first entry is in ``refused``."""
-
-    def __init__(self, refused: set[str]) -> None:
-        super().__init__(httpx.AsyncHTTPTransport())
-        self.refused = refused
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path.endswith("/entries"):
-            body = json.loads(request.content)
-            if body["entries"][0].get("uuid") in self.refused:
-                self.requests.append(request)
-                return httpx.Response(
-                    503,
-                    json={"error": {"code": "backend_unavailable", "message": "down", "request_id": "x"}},
-                )
-        return await super().handle_async_request(request)
-
-
 @pytest.mark.parametrize("gap", ["middle", "end"])
 async def test_heal_after_a_mirror_gap_adds_exactly_the_missing_entries(
     gateway: Gateway,
     other_gateway: Gateway,
+    restartable_gateway: Restartable,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     gap: str,
 ) -> None:
-    """Entries mirrored before the gap stay in place, the gap's entries follow in file
-    order (a gap at the end heals to exactly the file), every uuid once; heal again adds
-    only the entries without a uuid. On shared storage the heal runs through a second
-    gateway process (the worker that took the task over), the reads through the first."""
+    """The SDK's own batcher mirrors a local transcript (main session and a subagent) while
+    the gateway is stopped for a moment, so it drops batches and reports them; ``heal`` then
+    leaves the entries mirrored before the gap in place and adds the gap's after them in file
+    order (a gap at the end heals to exactly the file), each uuid once; healing again adds only
+    the entry without a uuid. On shared storage the heal runs through a second gateway process
+    (the worker that took the task over) and the reads through a third."""
     config = tmp_path / "claude-config"
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
     cwd = tmp_path / "workspace"
@@ -76,78 +60,83 @@ async def test_heal_after_a_mirror_gap_adds_exactly_the_missing_entries(
     main_file = projects / project_key / f"{session_id}.jsonl"
     sub_file = projects / project_key / session_id / "subagents" / "agent-1.jsonl"
 
-    # Three turns of the main session, two of a subagent. The gateway refuses one main turn
-    # (all its attempts) and the first subagent turn; the refused main turn carries a title,
+    # Three turns of the main session and two of a subagent, mirrored in this order. The
+    # gateway is down for two of them (one of each file); the main one carries a title,
     # which has no uuid.
-    refused_turn = 1 if gap == "middle" else 2
-    turns: list[list[dict[str, Any]]] = []
-    parent = None
-    for t in range(3):
-        turn = []
-        for i in range(3):
-            entry = _entry(session_id, f"turn {t} entry {i}", parent)
-            parent = entry["uuid"]
-            turn.append(entry)
-        turns.append(turn)
+    main = [[_entry(session_id, f"turn {t} entry {i}", None) for i in range(3)] for t in range(3)]
+    sub = [[_entry(session_id, f"sub {t}", None)] for t in range(2)]
     title = {"type": "custom-title", "customTitle": "healed", "sessionId": session_id}
-    turns[refused_turn].append(title)
-    sub_turns = [[_entry(session_id, f"sub {t}", None)] for t in range(2)]
-    main_local = [e for turn in turns for e in turn]
-    sub_local = [e for turn in sub_turns for e in turn]
+    order = [("main", 0), ("sub", 0), ("main", 1), ("main", 2), ("sub", 1)]
+    down = {("sub", 0), ("main", 1)} if gap == "middle" else {("main", 2), ("sub", 1)}
+    refused_main = 1 if gap == "middle" else 2
+    main[refused_main].append(title)
+    main_local = [e for turn in main for e in turn]
+    sub_local = [e for turn in sub for e in turn]
     _write_jsonl(main_file, main_local)
     _write_jsonl(sub_file, sub_local)
 
-    refused = {turns[refused_turn][0]["uuid"], sub_turns[0][0]["uuid"]}
+    shared = other_gateway is not gateway
     task = new_task_id()
-    transport = _Refuser(refused)
-    store = GatewaySessionStore(
-        gateway.url, task, token=gateway.token(task), transport=transport, backoff=(0.0, 0.0)
-    )
+    token = gateway.token(task)
+    store = GatewaySessionStore(restartable_gateway.url, task, token=token, backoff=(0.0, 0.0))
     reported: list[str] = []
 
     async def on_error(key: Any, error: str) -> None:
         message = MirrorErrorMessage(
             subtype="mirror_error", data={"key": key, "error": error}, key=key, error=error
         )
-        reported.append(await store.report_mirror_error(message))
+        reported_by = GatewaySessionStore(other_gateway.url, task, token=token)
+        async with reported_by:  # the gateway that failed is down: report through another
+            reported.append(await reported_by.report_mirror_error(message))
 
     batcher = TranscriptMirrorBatcher(store=store, projects_dir=str(projects), on_error=on_error)
-    for turn in turns:
-        batcher.enqueue(str(main_file), turn)
-        await batcher.flush()
-    for turn in sub_turns:
-        batcher.enqueue(str(sub_file), turn)
+    running = True
+    for file, turn in order:
+        if ((file, turn) in down) == running:
+            if running:
+                restartable_gateway.stop()
+            else:
+                restartable_gateway.start()
+            running = not running
+        path, turns = (main_file, main) if file == "main" else (sub_file, sub)
+        batcher.enqueue(str(path), turns[turn])
         await batcher.flush()
     await batcher.close()
-    assert len(reported) == 2, "the SDK reported both dropped batches, and the store reported them"
+    if not running:
+        restartable_gateway.start()
+    await store.aclose()
+    assert len(reported) == 2, "the SDK reported both dropped batches, and they were reported"
 
     key = {"project_key": project_key, "session_id": session_id}
     sub_key = {**key, "subpath": "subagents/agent-1"}
-    reader = GatewaySessionStore(gateway.url, task, token=gateway.token(task))
-    async with reader:
-        mirrored = await reader.load(key)
-        assert mirrored == [e for i, t in enumerate(turns) if i != refused_turn for e in t]
+    reader_url = gateway.url if shared else restartable_gateway.url
+    healer_url = other_gateway.url if shared else restartable_gateway.url
+    reader = GatewaySessionStore(reader_url, task, token=token)
+    healer = GatewaySessionStore(healer_url, task, token=token)
+    async with reader, healer:
+        mirrored = [e for t, turn in enumerate(main) if ("main", t) not in down for e in turn]
+        sub_mirrored = [e for t, turn in enumerate(sub) if ("sub", t) not in down for e in turn]
+        assert await reader.load(key) == mirrored
+        assert await reader.load(sub_key) == (sub_mirrored or None)
 
-        healer = GatewaySessionStore(other_gateway.url, task, token=other_gateway.token(task))
         await heal(healer, session_id, directory=str(cwd))
         healed = await reader.load(key)
-        # Mirrored entries in place, the gap's after them in file order.
-        expected = [e for i, t in enumerate(turns) if i != refused_turn for e in t] + turns[refused_turn]
-        assert healed == expected
+        # Mirrored entries in place, the gap's after them in file order, each uuid once.
+        assert healed == mirrored + main[refused_main]
         if gap == "end":
             assert healed == main_local, "a gap at the end heals to exactly the file"
         uuids = [e["uuid"] for e in healed if "uuid" in e]
         assert sorted(uuids) == sorted(e["uuid"] for e in main_local if "uuid" in e)
         assert len(set(uuids)) == len(uuids), "each uuid once"
-        assert await reader.load(sub_key) == sub_turns[1] + sub_turns[0]
+        sub_missing = [e for e in sub_local if e not in sub_mirrored]
+        assert await reader.load(sub_key) == sub_mirrored + sub_missing
+        if gap == "end":
+            assert await reader.load(sub_key) == sub_local
 
         # Again: only the entry without a uuid is appended a second time.
         await heal(healer, session_id, directory=str(cwd))
-        await healer.aclose()
-        again = await reader.load(key)
-        assert again == healed + [title]
-        assert await reader.load(sub_key) == sub_turns[1] + sub_turns[0]
-    await store.aclose()
+        assert await reader.load(key) == healed + [title]
+        assert await reader.load(sub_key) == sub_mirrored + sub_missing
 
 
 async def test_report_mirror_error_sends_the_key_and_error(gateway: Gateway) -> None:
