@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{AppJson, RequestId, TaskPath};
 use super::{paths, AppState, DataEnvelope};
-use crate::domain::{FailureOrigin, MirrorFailure, ProjectKey, SessionId, Subpath};
+use crate::domain::{ProjectKey, SessionId, Subpath};
+use crate::engine::ClientReport;
 use crate::error::Error;
 
 /// Routes of this resource.
@@ -48,9 +49,6 @@ pub struct Reported {
     pub id: String,
 }
 
-/// Longest accepted `error`.
-const MAX_ERROR: usize = 4096;
-
 /// Keeps a mirror failure a client reports.
 #[utoipa::path(
     post,
@@ -69,39 +67,17 @@ pub async fn report(
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<FailureReport>,
 ) -> Result<(StatusCode, Json<DataEnvelope<Reported>>), Error> {
-    let project_key = body.project_key.map(ProjectKey::new).transpose()?;
-    let session_id = body.session_id.map(SessionId::new).transpose()?;
-    let subpath = body.subpath.map(Subpath::new).transpose()?;
-    if subpath.is_some() && session_id.is_none() {
-        return Err(Error::invalid("a subpath needs its session_id"));
-    }
-    let error = body.error.trim();
-    if error.is_empty() || error.chars().count() > MAX_ERROR {
-        return Err(Error::invalid(format!(
-            "error must be 1 to {MAX_ERROR} characters"
-        )));
-    }
-    let now = crate::engine::now_ms();
-    let at_ms = body.occurred_ms.unwrap_or(now);
-    if at_ms > now + 24 * 3600 * 1000 {
-        return Err(Error::invalid(
-            "occurred_ms is more than a day in the future",
-        ));
-    }
-    let failure = MirrorFailure {
-        id: ulid::Ulid::new().to_string(),
-        at_ms,
-        task_id: task.to_string(),
-        project_key: project_key.map(|p| p.to_string()),
-        session_id: session_id.map(|s| s.to_string()),
-        subpath: subpath.map(|s| s.to_string()),
-        reason: "client_reported".into(),
-        origin: FailureOrigin::Client,
-        detail: crate::engine::truncate(error),
-        request_id,
+    let report = ClientReport {
+        project_key: body.project_key.map(ProjectKey::new).transpose()?,
+        session_id: body.session_id.map(SessionId::new).transpose()?,
+        subpath: body.subpath.map(Subpath::new).transpose()?,
+        error: body.error,
+        occurred_ms: body.occurred_ms,
     };
-    let id = failure.id.clone();
-    state.engine.report_failure(failure).await;
+    let id = state
+        .engine
+        .report_from_client(&task, report, request_id)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(DataEnvelope {

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::{now_ms, Engine};
 use crate::backend::Page;
-use crate::domain::{FailureOrigin, MirrorFailure, ProjectKey, SessionKey, TaskId};
+use crate::domain::{
+    FailureOrigin, MirrorFailure, ProjectKey, SessionId, SessionKey, Subpath, TaskId,
+};
 use crate::error::Error;
 use crate::metrics::METRICS;
 
@@ -55,14 +57,77 @@ pub fn gateway_failure(
 }
 
 /// `detail` cut to [`MirrorFailure::MAX_DETAIL`] characters.
-pub fn truncate(detail: &str) -> String {
+fn truncate(detail: &str) -> String {
     match detail.char_indices().nth(MirrorFailure::MAX_DETAIL) {
         Some((cut, _)) => format!("{}…", &detail[..cut]),
         None => detail.to_string(),
     }
 }
 
+/// A mirror failure a client saw and the gateway did not.
+#[derive(Clone, Debug)]
+pub struct ClientReport {
+    /// The transcript's project key, when the failure was on one.
+    pub project_key: Option<ProjectKey>,
+    /// The transcript's session, when the failure was on one.
+    pub session_id: Option<SessionId>,
+    /// The subkey, when the failure was on one (needs `session_id`).
+    pub subpath: Option<Subpath>,
+    /// What the client saw: 1 to [`ClientReport::MAX_ERROR`] characters.
+    pub error: String,
+    /// When it happened, epoch ms (default: now); at most a day ahead.
+    pub occurred_ms: Option<u64>,
+}
+
+impl ClientReport {
+    /// The longest `error` accepted.
+    pub const MAX_ERROR: usize = 4096;
+    /// How far ahead of the gateway's clock `occurred_ms` may be.
+    const MAX_AHEAD_MS: u64 = 24 * 3600 * 1000;
+}
+
 impl Engine {
+    /// Validates, counts, logs and keeps a client's report; returns its id.
+    pub async fn report_from_client(
+        &self,
+        task: &TaskId,
+        report: ClientReport,
+        request_id: Option<String>,
+    ) -> Result<String, Error> {
+        if report.subpath.is_some() && report.session_id.is_none() {
+            return Err(Error::invalid("a subpath needs its session_id"));
+        }
+        let error = report.error.trim();
+        if error.is_empty() || error.chars().count() > ClientReport::MAX_ERROR {
+            return Err(Error::invalid(format!(
+                "error must be 1 to {} characters",
+                ClientReport::MAX_ERROR
+            )));
+        }
+        let now = now_ms();
+        let at_ms = report.occurred_ms.unwrap_or(now);
+        if at_ms > now + ClientReport::MAX_AHEAD_MS {
+            return Err(Error::invalid(
+                "occurred_ms is more than a day in the future",
+            ));
+        }
+        let failure = MirrorFailure {
+            id: ulid::Ulid::new().to_string(),
+            at_ms,
+            task_id: task.to_string(),
+            project_key: report.project_key.map(|p| p.to_string()),
+            session_id: report.session_id.map(|s| s.to_string()),
+            subpath: report.subpath.map(|s| s.to_string()),
+            reason: "client_reported".into(),
+            origin: FailureOrigin::Client,
+            detail: truncate(error),
+            request_id,
+        };
+        let id = failure.id.clone();
+        self.report_failure(failure).await;
+        Ok(id)
+    }
+
     /// Counts, logs and keeps a mirror failure.
     pub async fn report_failure(&self, failure: MirrorFailure) {
         METRICS.mirror_failure(&failure.reason);

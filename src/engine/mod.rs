@@ -38,7 +38,7 @@ pub use append::AppendRequest;
 pub use bindings::validate_binding;
 pub use codec::{check_summary, encode_entries, minify_json, EncodedBatch};
 pub use compaction::{CompactOptions, CompactionReport, Halt};
-pub use failures::{gateway_failure, truncate};
+pub use failures::{gateway_failure, ClientReport};
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};
 

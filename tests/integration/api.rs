@@ -468,15 +468,7 @@ async fn health_readiness_and_metrics_answer() {
         json!([{"a": 1}]),
     )
     .await;
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     let appends: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("tg_appends_total "))

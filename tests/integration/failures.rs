@@ -73,15 +73,7 @@ async fn client_reports_are_validated_counted_and_kept() {
     assert_eq!(report.subpath.as_deref(), Some("subagents/a"));
     assert_eq!(report.detail, "append timed out after 60s");
     assert_eq!(report.request_id, request_id);
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tg_mirror_failures_total{reason=\"client_reported\"}"),
         "{metrics}"

@@ -258,15 +258,7 @@ async fn a_broken_chain_is_a_502_integrity_violation_over_http() {
         !message.contains(&s.task),
         "no storage detail in the body: {message}"
     );
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tg_integrity_violations_total"),
         "{metrics}"
