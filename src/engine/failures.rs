@@ -128,6 +128,15 @@ impl Engine {
         Ok(id)
     }
 
+    /// What this instance knows of bindings (a poisoned lock still holds a
+    /// usable cache).
+    fn binding_cache(&self) -> std::sync::MutexGuard<'_, BindingCache> {
+        self.inner
+            .bindings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Counts, logs and keeps a mirror failure.
     pub async fn report_failure(&self, failure: MirrorFailure) {
         METRICS.mirror_failure(&failure.reason);
@@ -169,11 +178,7 @@ impl Engine {
     pub(super) fn check_drift(&self, key: &SessionKey) {
         let task = key.task_id();
         let known = {
-            let cache = self
-                .inner
-                .bindings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let cache = self.binding_cache();
             cache
                 .projects
                 .get(task)
@@ -195,11 +200,7 @@ impl Engine {
                         Err(_) => return,
                     };
                     {
-                        let mut cache = engine
-                            .inner
-                            .bindings
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner());
+                        let mut cache = engine.binding_cache();
                         if cache.projects.len() >= REMEMBERED {
                             cache.projects.clear();
                         }
@@ -223,11 +224,7 @@ impl Engine {
         }
         METRICS.project_key_drift.fetch_add(1, Ordering::Relaxed);
         let first = {
-            let mut cache = self
-                .inner
-                .bindings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.binding_cache();
             if cache.reported.len() >= REMEMBERED {
                 cache.reported.clear();
             }
@@ -249,11 +246,7 @@ impl Engine {
 
     /// Forgets what this instance knows of a task's binding (it was just bound).
     pub(super) fn forget_binding(&self, task: &TaskId) {
-        let mut cache = self
-            .inner
-            .bindings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.binding_cache();
         cache.projects.remove(task);
     }
 }
