@@ -72,7 +72,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
     let mut detail = serde_json::Map::new();
     for (label, entries, iters) in [("1 KiB", 1usize, iters_small), ("64 KiB", 64, iters_large)] {
         let batch = Batch::new("append", 1, entries, 1023);
-        let http_body = batch.http_body();
+        let bodies = batch.http_bodies();
         let part = batch.part_body();
         let session = format!("sess-{}", label.replace(' ', "").to_lowercase());
         let s3_url = entries_url(&s3.base, "bench-append", &session);
@@ -101,7 +101,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             for k in 0..7 {
                 let which = (i + k) % 7;
                 let elapsed = match which {
-                    0 => timed(post_append(&s3.http, &s3_url, http_body.clone())).await,
+                    0 => timed(post_append(&s3.http, &s3_url, bodies.nth(i as u64))).await,
                     1 => {
                         let key = format!("{prefix}/direct-{session}/obj-{i:08}.jsonl");
                         timed(async {
@@ -110,7 +110,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         })
                         .await
                     }
-                    2 => timed(post_append(&embedded.http, &emb_url, http_body.clone())).await,
+                    2 => timed(post_append(&embedded.http, &emb_url, bodies.nth(i as u64))).await,
                     3 => {
                         timed(async {
                             let resp = s3.http.get(&healthz).send().await?;
@@ -124,7 +124,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         timed(post_append_with(
                             &s3.http,
                             &s3_idem_url,
-                            http_body.clone(),
+                            bodies.nth(i as u64),
                             Some(&key),
                         ))
                         .await
@@ -290,7 +290,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             scenario,
             json!({
                 "part_bytes": part.len(),
-                "http_body_bytes": http_body.len(),
+                "http_body_bytes": bodies.nth(0).len(),
                 "entries_per_batch": entries,
                 "iterations": iters,
                 "warmup": warmup,

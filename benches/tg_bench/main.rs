@@ -227,7 +227,14 @@ pub async fn post_append_with(
             String::from_utf8_lossy(&bytes)
         )));
     }
-    Ok(serde_json::from_slice(&bytes)?)
+    let answer: Value = serde_json::from_slice(&bytes)?;
+    if answer["data"]["skipped"].as_u64().unwrap_or(0) > 0 {
+        // Resent uuids measure appends that store nothing.
+        return Err(err(format!(
+            "append to {url} skipped entries as duplicates: {answer}"
+        )));
+    }
+    Ok(answer)
 }
 
 fn main() -> std::process::ExitCode {

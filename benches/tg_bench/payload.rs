@@ -73,9 +73,56 @@ impl Batch {
         Bytes::from(s)
     }
 
+    /// The append body, ready to be sent many times with fresh uuids.
+    pub fn http_bodies(&self) -> Bodies {
+        let body = self.http_body().to_vec();
+        let mut slots = Vec::with_capacity(self.0.len());
+        let needle = b"\"uuid\":\"";
+        let mut from = 0;
+        while let Some(at) = memchr::memmem::find(&body[from..], needle) {
+            let start = from + at + needle.len();
+            let Some(len) = memchr::memchr(b'"', &body[start..]) else {
+                break;
+            };
+            // The uuid ends in a 12-digit number (see `entry`).
+            slots.push(start + len - UUID_DIGITS);
+            from = start + len;
+        }
+        assert_eq!(slots.len(), self.0.len(), "one uuid per entry");
+        Bodies { body, slots }
+    }
+
     /// Bytes of the part body.
     pub fn part_len(&self) -> usize {
         self.0.iter().map(|e| e.len() + 1).sum()
+    }
+}
+
+/// Digits that end every entry's uuid.
+const UUID_DIGITS: usize = 12;
+
+/// One batch's append body, sent many times: each time with its entries'
+/// uuids renumbered, so no two requests share one. The gateway stores an
+/// entry whose uuid a transcript already holds only once (as the SDK
+/// expects), so resending one body would measure appends that store nothing.
+#[derive(Clone, Debug)]
+pub struct Bodies {
+    body: Vec<u8>,
+    /// Where each entry's uuid digits start.
+    slots: Vec<usize>,
+}
+
+impl Bodies {
+    /// The body of request `n` (distinct uuids for distinct `n`).
+    pub fn nth(&self, n: u64) -> Bytes {
+        let mut body = self.body.clone();
+        for (i, &slot) in self.slots.iter().enumerate() {
+            let number = n * self.slots.len() as u64 + i as u64;
+            let digits = format!("{number:0width$}", width = UUID_DIGITS);
+            assert_eq!(digits.len(), UUID_DIGITS, "uuid number overflow");
+            body[slot..slot + UUID_DIGITS].copy_from_slice(digits.as_bytes());
+        }
+        Bytes::from(body)
     }
 }
 
@@ -130,5 +177,21 @@ mod tests {
         assert_eq!(b.part_body().len(), 64 * 1024);
         let v: serde_json::Value = serde_json::from_slice(&b.http_body()).unwrap();
         assert_eq!(v["entries"].as_array().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn every_body_has_fresh_uuids_and_the_same_size() {
+        let b = Batch::new("t", 1, 3, 1023);
+        let bodies = b.http_bodies();
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..4 {
+            let body = bodies.nth(n);
+            assert_eq!(body.len(), b.http_body().len());
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            for e in v["entries"].as_array().unwrap() {
+                assert!(seen.insert(e["uuid"].as_str().unwrap().to_string()));
+            }
+        }
+        assert_eq!(seen.len(), 12);
     }
 }

@@ -59,14 +59,14 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
     let urls: Vec<String> = (0..SESSIONS)
         .map(|i| entries_url(&gw.base, task, &format!("sess-{i:02}")))
         .collect();
-    let bodies: Vec<bytes::Bytes> = (0..SESSIONS)
-        .map(|i| Batch::new(&format!("w{i:02}"), 1, 1, 1023).http_body())
+    let bodies: Vec<_> = (0..SESSIONS)
+        .map(|i| Batch::new(&format!("w{i:02}"), 1, 1, 1023).http_bodies())
         .collect();
     // One append per session first: connections open, heads cached.
     let warm = urls
         .iter()
         .zip(&bodies)
-        .map(|(u, b)| post_append(&gw.http, u, b.clone()));
+        .map(|(u, b)| post_append(&gw.http, u, b.nth(0)));
     futures::future::try_join_all(warm).await?;
 
     eprintln!(
@@ -92,9 +92,12 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, duration: Duration) -> 
                     errors: 0,
                     first_error: None,
                 };
+                let mut n = 1;
                 while Instant::now() < deadline {
+                    let next = body.nth(n);
+                    n += 1;
                     let t0 = Instant::now();
-                    match post_append(&http, &url, body.clone()).await {
+                    match post_append(&http, &url, next).await {
                         Ok(_) => {
                             w.latencies.push(t0.elapsed());
                             w.acked += 1;
