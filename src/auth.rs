@@ -566,7 +566,7 @@ fn path_task(raw: &str) -> Result<TaskId, Error> {
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| Error::invalid("task_id in the path is not valid UTF-8"))?;
-    TaskId::new(decoded.into_owned())
+    Ok(TaskId::new(decoded.into_owned())?)
 }
 
 /// The bearer token of a request, if it sent exactly one `Authorization`.

@@ -9,9 +9,21 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::error::Error;
-
+pub mod clock;
 pub mod json;
+
+/// A value a request named that breaks the rules for its kind; the message
+/// says which rule, in terms the client can act on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    /// An invalid value, described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
 
 /// Longest task or session id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
@@ -27,17 +39,17 @@ fn is_id_char(c: char) -> bool {
 }
 
 /// Checks one id (or subpath segment): 1–128 of `[A-Za-z0-9._-]`, not `.` or `..`.
-pub(crate) fn validate_id(what: &str, value: &str) -> Result<(), Error> {
+pub(crate) fn validate_id(what: &str, value: &str) -> Result<(), Invalid> {
     if value.is_empty() || value.len() > MAX_ID_LEN {
-        return Err(Error::invalid(format!(
+        return Err(Invalid::new(format!(
             "{what} must be 1 to {MAX_ID_LEN} characters"
         )));
     }
     if value == "." || value == ".." {
-        return Err(Error::invalid(format!("{what} must not be '.' or '..'")));
+        return Err(Invalid::new(format!("{what} must not be '.' or '..'")));
     }
     if !value.chars().all(is_id_char) {
-        return Err(Error::invalid(format!(
+        return Err(Invalid::new(format!(
             "{what} may contain only A-Z, a-z, 0-9, '.', '_' and '-'"
         )));
     }
@@ -53,7 +65,7 @@ macro_rules! id_type {
 
         impl $name {
             /// Validates and wraps the value.
-            pub fn new(value: impl Into<String>) -> Result<Self, Error> {
+            pub fn new(value: impl Into<String>) -> Result<Self, Invalid> {
                 let value = value.into();
                 $check($what, &value)?;
                 Ok(Self(value))
@@ -98,48 +110,48 @@ id_type!(
     validate_subpath
 );
 
-fn validate_project_key(what: &str, value: &str) -> Result<(), Error> {
+fn validate_project_key(what: &str, value: &str) -> Result<(), Invalid> {
     if value.is_empty() || value.len() > MAX_PROJECT_KEY_LEN {
-        return Err(Error::invalid(format!(
+        return Err(Invalid::new(format!(
             "{what} must be 1 to {MAX_PROJECT_KEY_LEN} characters"
         )));
     }
     if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(Error::invalid(format!(
+        return Err(Invalid::new(format!(
             "{what} may contain only A-Z, a-z, 0-9 and '-'"
         )));
     }
     Ok(())
 }
 
-fn validate_subpath(what: &str, value: &str) -> Result<(), Error> {
+fn validate_subpath(what: &str, value: &str) -> Result<(), Invalid> {
     if value.is_empty() {
-        return Err(Error::invalid(format!("{what} must not be empty")));
+        return Err(Invalid::new(format!("{what} must not be empty")));
     }
     if value.len() > MAX_SUBPATH_LEN {
-        return Err(Error::invalid(format!(
+        return Err(Invalid::new(format!(
             "{what} must be at most {MAX_SUBPATH_LEN} characters"
         )));
     }
     if value.starts_with('/') {
-        return Err(Error::invalid(format!("{what} must be relative")));
+        return Err(Invalid::new(format!("{what} must be relative")));
     }
     let segments: Vec<&str> = value.split('/').collect();
     if segments.len() > MAX_SUBPATH_DEPTH {
-        return Err(Error::invalid(format!(
+        return Err(Invalid::new(format!(
             "{what} must have at most {MAX_SUBPATH_DEPTH} segments"
         )));
     }
     for segment in segments {
         if segment.is_empty() {
-            return Err(Error::invalid(format!(
+            return Err(Invalid::new(format!(
                 "{what} must not contain empty segments ('//' or a trailing '/')"
             )));
         }
         validate_id(what, segment)?;
         if segment.ends_with(".jsonl") {
             // Such a directory could collide with a part or snapshot file.
-            return Err(Error::invalid(format!(
+            return Err(Invalid::new(format!(
                 "{what} segments must not end in '.jsonl'"
             )));
         }

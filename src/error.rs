@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::backend::PortError;
+use crate::domain::Invalid;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,12 @@ impl Error {
             Error::Timeout => ErrorCode::Timeout,
             Error::Internal(_) => ErrorCode::Internal,
         }
+    }
+}
+
+impl From<Invalid> for Error {
+    fn from(err: Invalid) -> Self {
+        Error::Invalid(err.0)
     }
 }
 

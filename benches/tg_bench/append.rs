@@ -136,7 +136,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         let record = SessionRecord {
                             head: Seq(idem_version + 1),
                             parts: idem_version + 1,
-                            mtime: transcript_gateway::engine::now_ms(),
+                            mtime: transcript_gateway::domain::clock::now_ms(),
                             ..SessionRecord::default()
                         };
                         let idem_record = IdempotencyRecord {
@@ -149,6 +149,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                                 summary: None,
                             },
                             created_ms: record.mtime,
+                            expires_ms: record.mtime + 7 * 24 * 3600 * 1000,
                         };
                         let (result, d) = timed(async {
                             let found = catalog
@@ -175,7 +176,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                             head: Seq(probe_version + 1),
                             parts: probe_version + 1,
                             bytes: (probe_version + 1) * part.len() as u64,
-                            mtime: transcript_gateway::engine::now_ms(),
+                            mtime: transcript_gateway::domain::clock::now_ms(),
                             ..SessionRecord::default()
                         };
                         let write = SessionWrite {

@@ -116,9 +116,8 @@ pub async fn append(
     if let Err(e) = &result {
         if e.code().status().is_server_error() {
             // The write did not land: a mirror failure, kept for operators.
-            let failure =
-                crate::engine::gateway_failure(&key, e.code().as_str(), &e.to_string(), request_id);
-            state.engine.report_failure_later(failure);
+            let reason = e.code().as_str();
+            (state.engine).report_gateway_failure(&key, reason, &e.to_string(), request_id);
         }
     }
     Ok(Json(DataEnvelope { data: result? }))

@@ -161,7 +161,7 @@ pub struct SubpathQuery {
 impl SubpathQuery {
     /// The validated subpath, if any.
     pub fn subpath(&self) -> Result<Option<Subpath>, Error> {
-        self.subpath.clone().map(Subpath::new).transpose()
+        Ok(self.subpath.clone().map(Subpath::new).transpose()?)
     }
 }
 

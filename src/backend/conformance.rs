@@ -1,8 +1,13 @@
 //! The port conformance suite: one `pub async fn` per behaviour, each taking
-//! a port and a namespace (a fresh key prefix, so runs can share a store).
-//! The integration tests run every function against every adapter: the
-//! embedded backend, SeaweedFS (S3) and moto (DynamoDB). A function panics
-//! with a message naming the broken guarantee.
+//! a port and a namespace (a fresh key prefix, so runs can share a store),
+//! and three entry points that run all of them: [`run_objects`],
+//! [`run_catalog`] and [`run_catalog_races`]. The integration tests call the
+//! entry points for every adapter (the embedded backend, SeaweedFS for S3,
+//! moto for DynamoDB), so a check added here reaches every backend. A check
+//! panics with a message naming the broken guarantee.
+//!
+//! Compiled for tests and with the `conformance` feature (which
+//! `scripts/test` builds with), never into a release binary.
 
 use std::sync::Arc;
 
@@ -13,10 +18,10 @@ use super::{
     BindOutcome, Binding, CatalogPort, IdempotencyRecord, ObjectPort, PortError, SessionRecord,
     SessionWrite, StoredBinding,
 };
+use crate::domain::clock::now_ms;
 use crate::domain::{
     AppendReceipt, ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId,
 };
-use crate::engine::{AppendRequest, Engine, EngineConfig};
 
 async fn read_all(objects: &dyn ObjectPort, key: &str) -> Option<(Bytes, Option<u32>)> {
     let mut body = objects.get(key).await.expect("get")?;
@@ -280,6 +285,7 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
         fingerprint: "f1".into(),
         receipt: receipt.clone(),
         created_ms: 1,
+        expires_ms: u64::MAX,
     };
     let rec = record(1, 123);
     catalog
@@ -402,10 +408,12 @@ pub async fn bindings_are_first_writer_wins(catalog: &dyn CatalogPort, task: &st
     assert_eq!(catalog.get_binding(&t).await.expect("get"), Some(first));
 }
 
-/// An idempotency record stored on its own keeps the first one.
+/// An idempotency record stored on its own keeps the first one while it
+/// lives, and gives way to a new one once it has expired.
 pub async fn a_lone_idempotency_record_keeps_the_first(catalog: &dyn CatalogPort, task: &str) {
     let t = TaskId::new(task).expect("task");
-    let record = |seq: u64, print: &str| IdempotencyRecord {
+    let now = now_ms();
+    let record = |seq: u64, print: &str, created_ms: u64| IdempotencyRecord {
         fingerprint: print.into(),
         receipt: AppendReceipt {
             seq: Seq(seq),
@@ -414,32 +422,78 @@ pub async fn a_lone_idempotency_record_keeps_the_first(catalog: &dyn CatalogPort
             mtime: 10 + seq,
             summary: None,
         },
-        created_ms: crate::engine::now_ms(),
+        created_ms,
+        expires_ms: created_ms + 60_000,
+    };
+    let get = || async {
+        let got = catalog.get_idempotency(&t, "k").await.expect("get");
+        got.map(|r| (r.fingerprint, r.receipt.seq, r.expires_ms))
     };
     catalog
-        .put_idempotency(&t, "k", &record(3, "first"))
+        .put_idempotency(&t, "k", &record(3, "first", now))
         .await
         .expect("put");
     catalog
-        .put_idempotency(&t, "k", &record(4, "second"))
+        .put_idempotency(&t, "k", &record(4, "second", now + 59_999))
         .await
         .expect("put again");
-    let got = catalog
-        .get_idempotency(&t, "k")
-        .await
-        .expect("get")
-        .expect("kept");
     assert_eq!(
-        (got.fingerprint.as_str(), got.receipt.seq),
-        ("first", Seq(3))
+        get().await,
+        Some(("first".into(), Seq(3), now + 60_000)),
+        "the first stays while it lives"
     );
+    catalog
+        .put_idempotency(&t, "k", &record(5, "third", now + 60_000))
+        .await
+        .expect("put after expiry");
+    assert_eq!(
+        get().await,
+        Some(("third".into(), Seq(5), now + 120_000)),
+        "an expired record gives way"
+    );
+}
+
+/// An expired idempotency record is still returned as stored: whether it
+/// counts is the engine's decision, the same on every catalog.
+pub async fn expired_idempotency_records_are_returned_as_stored(
+    catalog: &dyn CatalogPort,
+    task: &str,
+) {
+    let k = key(task, "s1", None);
+    let old = IdempotencyRecord {
+        fingerprint: "f-old".into(),
+        receipt: AppendReceipt {
+            seq: Seq(1),
+            count: 1,
+            skipped: 0,
+            mtime: 5,
+            summary: None,
+        },
+        created_ms: 1_000,
+        expires_ms: 2_000,
+    };
+    catalog
+        .put_session(SessionWrite {
+            key: &k,
+            record: &record(1, 5),
+            expected_version: 0,
+            idempotency: Some(("old-key", &old)),
+        })
+        .await
+        .expect("put");
+    let got = catalog
+        .get_idempotency(k.task_id(), "old-key")
+        .await
+        .expect("get");
+    assert_eq!(got, Some(old.clone()));
+    assert!(got.is_some_and(|r| r.expired(now_ms())));
 }
 
 /// Mirror failures are listed newest first and page with a cursor.
 pub async fn failures_list_newest_first_and_page(catalog: &dyn CatalogPort, task: &str) {
     use crate::domain::{FailureOrigin, MirrorFailure};
     // Far in the future, so no other test's failure sorts before ours.
-    let base = crate::engine::now_ms() + 400 * 24 * 3600 * 1000;
+    let base = now_ms() + 400 * 24 * 3600 * 1000;
     let failures: Vec<MirrorFailure> = (0..5u64)
         .map(|i| MirrorFailure {
             id: format!("{task}-{i}"),
@@ -504,87 +558,58 @@ pub async fn epochs_increase_atomically(catalog: Arc<dyn CatalogPort>, task: &st
     );
 }
 
-/// Several engines (as separate gateway instances would) appending to one
-/// key concurrently produce every batch exactly once, in one gap-free order.
-pub async fn concurrent_engines_append_gap_free(
+/// Runs every object-port check under `ns`, with `racers` concurrent
+/// creates of one key and a listing of `long_listing` objects; returns the
+/// names of the checks run.
+pub async fn run_objects(
     objects: Arc<dyn ObjectPort>,
+    ns: &str,
+    racers: usize,
+    long_listing: usize,
+) -> Vec<&'static str> {
+    let o = objects.as_ref();
+    put_if_absent_creates_once(o, &format!("{ns}-create")).await;
+    concurrent_puts_have_one_winner(objects.clone(), &format!("{ns}-race"), racers).await;
+    absent_keys_read_as_none_and_delete_is_idempotent(o, &format!("{ns}-absent")).await;
+    listings_are_sorted_and_scoped(o, &format!("{ns}-list")).await;
+    long_listings_page(o, &format!("{ns}-long"), long_listing).await;
+    vec![
+        "put_if_absent_creates_once",
+        "concurrent_puts_have_one_winner",
+        "absent_keys_read_as_none_and_delete_is_idempotent",
+        "listings_are_sorted_and_scoped",
+        "long_listings_page",
+    ]
+}
+
+/// Runs every sequential catalog-port check, each on a fresh task under
+/// `ns`; returns the names of the checks run.
+pub async fn run_catalog(catalog: &dyn CatalogPort, ns: &str) -> Vec<&'static str> {
+    session_records_are_compare_and_set(catalog, &format!("{ns}-cas")).await;
+    idempotency_records_commit_with_the_session(catalog, &format!("{ns}-idem")).await;
+    listings_separate_sessions_and_subkeys(catalog, &format!("{ns}-list")).await;
+    bindings_are_first_writer_wins(catalog, &format!("{ns}-bind")).await;
+    a_lone_idempotency_record_keeps_the_first(catalog, &format!("{ns}-lone")).await;
+    expired_idempotency_records_are_returned_as_stored(catalog, &format!("{ns}-exp")).await;
+    failures_list_newest_first_and_page(catalog, &format!("{ns}-fail")).await;
+    vec![
+        "session_records_are_compare_and_set",
+        "idempotency_records_commit_with_the_session",
+        "listings_separate_sessions_and_subkeys",
+        "bindings_are_first_writer_wins",
+        "a_lone_idempotency_record_keeps_the_first",
+        "expired_idempotency_records_are_returned_as_stored",
+        "failures_list_newest_first_and_page",
+    ]
+}
+
+/// Runs the catalog's concurrency checks (`bumps` racing epoch bumps);
+/// returns the names of the checks run.
+pub async fn run_catalog_races(
     catalog: Arc<dyn CatalogPort>,
-    task: &str,
-    engines: usize,
-    appends_each: usize,
-) {
-    let k = key(task, "race", None);
-    let tasks: Vec<_> = (0..engines)
-        .map(|e| {
-            let engine = Engine::new(objects.clone(), catalog.clone(), EngineConfig::default());
-            let k = k.clone();
-            tokio::spawn(async move {
-                let mut seqs = Vec::new();
-                for i in 0..appends_each {
-                    let entries = vec![
-                        serde_json::value::RawValue::from_string(format!(
-                            "{{\"e\":{e},\"i\":{i},\"p\":0}}"
-                        ))
-                        .expect("json"),
-                        serde_json::value::RawValue::from_string(format!(
-                            "{{\"e\":{e},\"i\":{i},\"p\":1}}"
-                        ))
-                        .expect("json"),
-                    ];
-                    let receipt = engine
-                        .append(AppendRequest {
-                            key: k.clone(),
-                            entries,
-                            idempotency_key: None,
-                            summary: None,
-                            writer_epoch: None,
-                        })
-                        .await
-                        .expect("append");
-                    seqs.push(receipt.seq.0);
-                }
-                seqs
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("join"));
-    }
-    all.sort_unstable();
-    let total = (engines * appends_each) as u64;
-    assert_eq!(
-        all,
-        (1..=total).collect::<Vec<_>>(),
-        "sequence numbers must be unique and gap-free"
-    );
-    let engine = Engine::new(objects, catalog, EngineConfig::default());
-    let loaded = engine
-        .load(&k, Seq::ZERO)
-        .await
-        .expect("load")
-        .expect("exists");
-    let chunks: Vec<Bytes> = loaded.stream.map(|c| c.expect("chunk")).collect().await;
-    let lines: Vec<serde_json::Value> = chunks
-        .iter()
-        .flat_map(|c| {
-            c.split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_slice(l).expect("line"))
-        })
-        .collect();
-    assert_eq!(lines.len() as u64, total * 2, "every entry exactly once");
-    let mut batches = std::collections::HashSet::new();
-    for pair in lines.chunks(2) {
-        assert_eq!(pair[0]["p"], 0);
-        assert_eq!(pair[1]["p"], 1, "a batch must stay contiguous");
-        assert_eq!(
-            (&pair[0]["e"], &pair[0]["i"]),
-            (&pair[1]["e"], &pair[1]["i"])
-        );
-        assert!(
-            batches.insert((pair[0]["e"].to_string(), pair[0]["i"].to_string())),
-            "duplicate batch"
-        );
-    }
+    ns: &str,
+    bumps: usize,
+) -> Vec<&'static str> {
+    epochs_increase_atomically(catalog, &format!("{ns}-epochs"), bumps).await;
+    vec!["epochs_increase_atomically"]
 }

@@ -67,13 +67,11 @@ const SUMMARY: &str = "summary";
 const FINGERPRINT: &str = "fingerprint";
 const RECEIPT: &str = "receipt";
 const CREATED_MS: &str = "created_ms";
+const EXPIRES_MS: &str = "expires_ms";
 const CLAUDE_SESSION_ID: &str = "claude_session_id";
 const CWD: &str = "cwd";
 const BOUND_MS: &str = "bound_ms";
 const EPOCH: &str = "epoch";
-
-/// How long an idempotency record is kept (DynamoDB may delete it later).
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The three tables of one deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,9 +328,11 @@ fn idempotency_item(
         (FINGERPRINT.into(), s(&record.fingerprint)),
         (RECEIPT.into(), s(receipt)),
         (CREATED_MS.into(), n(record.created_ms)),
+        (EXPIRES_MS.into(), n(record.expires_at_ms())),
+        // DynamoDB's TTL deletes the item (lazily) after this, in seconds.
         (
             attr::EXPIRES_AT.into(),
-            n(now_secs() + IDEMPOTENCY_TTL.as_secs()),
+            n(record.expires_at_ms().div_ceil(1000)),
         ),
     ]))
 }
@@ -378,10 +378,6 @@ fn binding_from_item(item: &Item) -> Result<Option<StoredBinding>, PortError> {
         },
         created_ms: get_n_or_zero(item, BOUND_MS)?,
     }))
-}
-
-fn now_secs() -> u64 {
-    crate::engine::now_ms() / 1000
 }
 
 /// The error code DynamoDB sent, if it answered at all.
@@ -758,8 +754,11 @@ impl CatalogPort for DynamoCatalog {
             .put_item()
             .table_name(table)
             .set_item(Some(idempotency_item(task, key, record)?))
-            .condition_expression("attribute_not_exists(#k)")
+            // The first stays, unless it expired by the new one's time.
+            .condition_expression("attribute_not_exists(#k) OR #e <= :now")
             .expression_attribute_names("#k", attr::IDEMPOTENCY_KEY)
+            .expression_attribute_names("#e", EXPIRES_MS)
+            .expression_attribute_values(":now", n(record.created_ms))
             .send()
             .await;
         match result.map_err(|e| self.map_err("PutItem", table, e)) {
@@ -788,16 +787,16 @@ impl CatalogPort for DynamoCatalog {
         let Some(item) = item else {
             return Ok(None);
         };
-        // DynamoDB deletes expired items lazily (within days); treat them as gone now.
-        if item.contains_key(attr::EXPIRES_AT) && get_n(&item, attr::EXPIRES_AT)? <= now_secs() {
-            return Ok(None);
-        }
         let receipt = serde_json::from_str(get_s(&item, RECEIPT)?)
             .map_err(|e| PortError::Other(format!("corrupt receipt in catalog: {e}")))?;
         Ok(Some(IdempotencyRecord {
             fingerprint: get_s(&item, FINGERPRINT)?.to_string(),
             receipt,
             created_ms: get_n(&item, CREATED_MS)?,
+            expires_ms: match item.contains_key(EXPIRES_MS) {
+                true => get_n(&item, EXPIRES_MS)?,
+                false => get_n_or_zero(&item, attr::EXPIRES_AT)? * 1000,
+            },
         }))
     }
 

@@ -20,6 +20,7 @@ use crate::domain::{
 };
 
 pub mod aws;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod dynamo;
 pub mod embedded;
@@ -208,6 +209,30 @@ pub struct IdempotencyRecord {
     pub receipt: AppendReceipt,
     /// When it was written, epoch ms.
     pub created_ms: u64,
+    /// When the engine stops replaying it, epoch ms (0 in records written
+    /// before it was stored: [`LEGACY_IDEMPOTENCY_RETENTION_MS`] after
+    /// `created_ms`). Catalogs keep a record at least this long, return it
+    /// as stored, and may drop it after.
+    #[serde(default)]
+    pub expires_ms: u64,
+}
+
+/// How long records without `expires_ms` were kept.
+pub const LEGACY_IDEMPOTENCY_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl IdempotencyRecord {
+    /// When it expires, epoch ms.
+    pub fn expires_at_ms(&self) -> u64 {
+        match self.expires_ms {
+            0 => self.created_ms + LEGACY_IDEMPOTENCY_RETENTION_MS,
+            at => at,
+        }
+    }
+
+    /// Whether it has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms() <= now_ms
+    }
 }
 
 /// One compare-and-set write of a session record.
@@ -289,15 +314,17 @@ pub trait CatalogPort: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Page<(Subpath, SessionRecord)>, PortError>;
 
-    /// Reads the idempotency record stored under `key` for `task`.
+    /// Reads the idempotency record stored under `key` for `task`, expired
+    /// or not: the engine decides.
     async fn get_idempotency(
         &self,
         task: &TaskId,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, PortError>;
 
-    /// Stores an idempotency record unless one exists under `key` for `task`
-    /// (the first stays); used for parts found written but never recorded.
+    /// Stores an idempotency record unless a live one exists under `key` for
+    /// `task` (the first stays; one expired at `record.created_ms` is
+    /// replaced); used for parts found written but never recorded.
     async fn put_idempotency(
         &self,
         task: &TaskId,

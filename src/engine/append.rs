@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use super::codec::EncodedBatch;
 use super::head::Found;
 use super::part::{self, NewPart};
-use super::{keys, now_ms, Engine, Head};
-use crate::backend::{IdempotencyRecord, PortError, SessionWrite, Versioned};
+use super::{keys, Engine, Head};
+use crate::backend::{PortError, SessionWrite, Versioned};
 use crate::domain::{AppendReceipt, Entry, Seq, SessionKey, SummaryOutcome, SummaryUpdate};
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -111,7 +111,9 @@ impl Engine {
 
         let catalog = &self.inner.catalog;
         if let Some((idem_key, print)) = &idempotency {
-            if let Some(found) = catalog.get_idempotency(req.key.task_id(), idem_key).await? {
+            let found = catalog.get_idempotency(req.key.task_id(), idem_key).await?;
+            // Past its retention a key is forgotten: this is a new append.
+            if let Some(found) = found.filter(|r| !r.expired(self.now_ms())) {
                 return replay(idem_key, print, &found.fingerprint, found.receipt);
             }
         }
@@ -172,7 +174,7 @@ impl Engine {
             }
             let (entries, kept_uuids) = batch.keep(&kept);
             let seq = head.state.head.next();
-            let mtime = now_ms().max(head.state.mtime + 1);
+            let mtime = self.now_ms().max(head.state.mtime + 1);
             let prev = self.head_digest(key, head).await?;
             let (body, digest) = NewPart {
                 seq,
@@ -352,11 +354,7 @@ impl Engine {
             let idem = idempotency.map(|(k, print)| {
                 (
                     k,
-                    IdempotencyRecord {
-                        fingerprint: print.to_string(),
-                        receipt: receipt.clone(),
-                        created_ms: now_ms(),
-                    },
+                    self.idempotency_record(print.to_string(), receipt.clone()),
                 )
             });
             let write = SessionWrite {

@@ -2,7 +2,7 @@
 //! cross-worker resume: worker B reads the binding to resume the Claude
 //! session, and takes a lease so a worker presumed dead cannot interleave.
 
-use super::{now_ms, Engine};
+use super::Engine;
 use crate::backend::{BindOutcome, Binding, StoredBinding};
 use crate::domain::{ProjectKey, TaskId};
 use crate::error::Error;
@@ -58,7 +58,7 @@ impl Engine {
         self.check_writer(task, writer_epoch).await?;
         let stored = StoredBinding {
             binding,
-            created_ms: now_ms(),
+            created_ms: self.now_ms(),
         };
         self.forget_binding(task);
         match self.inner.catalog.create_binding(task, &stored).await? {

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{now_ms, Engine};
+use super::Engine;
 use crate::backend::Page;
 use crate::domain::{
     FailureOrigin, MirrorFailure, ProjectKey, SessionId, SessionKey, Subpath, TaskId,
@@ -35,8 +35,9 @@ pub(super) struct BindingCache {
     reported: HashSet<(TaskId, ProjectKey)>,
 }
 
-/// A failure the gateway saw on `key`.
-pub fn gateway_failure(
+/// A failure the gateway saw on `key` at `at_ms`.
+fn gateway_failure(
+    at_ms: u64,
     key: &SessionKey,
     reason: &str,
     detail: &str,
@@ -44,7 +45,7 @@ pub fn gateway_failure(
 ) -> MirrorFailure {
     MirrorFailure {
         id: ulid::Ulid::new().to_string(),
-        at_ms: now_ms(),
+        at_ms,
         task_id: key.task_id().to_string(),
         project_key: Some(key.session.project_key.to_string()),
         session_id: Some(key.session.session_id.to_string()),
@@ -104,7 +105,7 @@ impl Engine {
                 ClientReport::MAX_ERROR
             )));
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let at_ms = report.occurred_ms.unwrap_or(now);
         if at_ms > now + ClientReport::MAX_AHEAD_MS {
             return Err(Error::invalid(
@@ -156,8 +157,21 @@ impl Engine {
         }
     }
 
+    /// Keeps, in the background, a failure the gateway saw on `key`: an
+    /// append it failed (`reason` is its error code) or a broken chain.
+    pub fn report_gateway_failure(
+        &self,
+        key: &SessionKey,
+        reason: &str,
+        detail: &str,
+        request_id: Option<String>,
+    ) {
+        let failure = gateway_failure(self.now_ms(), key, reason, detail, request_id);
+        self.report_failure_later(failure);
+    }
+
     /// [`Engine::report_failure`] without waiting for it.
-    pub fn report_failure_later(&self, failure: MirrorFailure) {
+    fn report_failure_later(&self, failure: MirrorFailure) {
         let engine = self.clone();
         self.inner
             .background
@@ -240,7 +254,7 @@ impl Engine {
                 key.task_id(),
                 project.as_str()
             );
-            self.report_failure_later(gateway_failure(key, "project_key_drift", &detail, None));
+            self.report_gateway_failure(key, "project_key_drift", &detail, None);
         }
     }
 

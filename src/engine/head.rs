@@ -9,8 +9,8 @@
 
 use super::append::MAX_CATALOG_ROUNDS;
 use super::part::{self, Digest, PartHeader};
-use super::{keys, now_ms, Engine, Head};
-use crate::backend::{IdempotencyRecord, PortError, SessionRecord, SessionWrite, Versioned};
+use super::{keys, Engine, Head};
+use crate::backend::{PortError, SessionRecord, SessionWrite, Versioned};
 use crate::domain::{AppendReceipt, Seq, SessionKey};
 use crate::error::Error;
 
@@ -355,7 +355,7 @@ impl Engine {
             }
             self.record_unrecorded_keys(key, &head, None).await?;
             let mut next = head.state.clone();
-            next.mtime = now_ms().max(next.mtime);
+            next.mtime = self.now_ms().max(next.mtime);
             let write = SessionWrite {
                 key,
                 record: &next,
@@ -404,17 +404,14 @@ impl Engine {
             if Some(seq) != skip {
                 if let Some(h) = self.part_header(&dir, seq).await? {
                     if let (Some(idem), Some(fp)) = (&h.idem, &h.fp) {
-                        let record = IdempotencyRecord {
-                            fingerprint: fp.clone(),
-                            receipt: AppendReceipt {
-                                seq: h.seq,
-                                count: h.count,
-                                skipped: h.skipped,
-                                mtime: h.mtime,
-                                summary: None,
-                            },
-                            created_ms: now_ms(),
+                        let receipt = AppendReceipt {
+                            seq: h.seq,
+                            count: h.count,
+                            skipped: h.skipped,
+                            mtime: h.mtime,
+                            summary: None,
                         };
+                        let record = self.idempotency_record(fp.clone(), receipt);
                         self.inner
                             .catalog
                             .put_idempotency(key.task_id(), idem, &record)

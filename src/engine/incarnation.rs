@@ -26,7 +26,7 @@ use bytes::BytesMut;
 use super::head::fresh_incarnation;
 use super::part::{self, Chain, NewPart};
 use super::snapshot::SnapshotHeader;
-use super::{keys, now_ms, Engine};
+use super::{keys, Engine};
 use crate::backend::{PortError, Retired, SessionRecord, Versioned};
 use crate::domain::{Seq, SessionKey};
 use crate::error::Error;
@@ -79,7 +79,7 @@ impl Engine {
             let seq = state.head.next();
             let (body, _) = NewPart {
                 seq,
-                mtime: now_ms().max(state.mtime + 1),
+                mtime: self.now_ms().max(state.mtime + 1),
                 prev,
                 entries: b"",
                 count: 0,
@@ -137,7 +137,7 @@ impl Engine {
             if !empty || n == 0 {
                 next.retired.push(Retired {
                     incarnation: n,
-                    sealed_ms: now_ms(),
+                    sealed_ms: self.now_ms(),
                 });
             }
             Ok(Some(next))
@@ -156,7 +156,7 @@ impl Engine {
     /// grace period has passed.
     pub(super) fn purge_due(&self, key: &SessionKey, state: &SessionRecord) {
         let grace = self.inner.config.compaction_grace.as_millis() as u64;
-        let now = now_ms();
+        let now = self.now_ms();
         for retired in &state.retired {
             if retired.sealed_ms.saturating_add(grace) <= now {
                 self.spawn_purge(key.clone(), retired.incarnation);
@@ -186,7 +186,7 @@ impl Engine {
                 _ => None,
             };
             if let Some(due) = due {
-                let wait = due.saturating_sub(now_ms());
+                let wait = due.saturating_sub(engine.now_ms());
                 if wait > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }

@@ -253,8 +253,7 @@ impl Engine {
     /// Keeps an integrity violation of `key` as a mirror failure.
     fn note_integrity(&self, key: &SessionKey, err: &Error) {
         if let Error::IntegrityViolation(detail) = err {
-            let failure = super::gateway_failure(key, "integrity", detail, None);
-            self.report_failure_later(failure);
+            self.report_gateway_failure(key, "integrity", detail, None);
         }
     }
 

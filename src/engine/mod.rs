@@ -8,15 +8,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 
 use crate::backend::{
-    CatalogPort, ObjectPort, Page, PortError, SessionRecord, SessionWrite, Versioned,
+    CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError, SessionRecord, SessionWrite,
+    Versioned,
 };
-use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
+use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::{
+    AppendReceipt, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
+};
 use crate::error::Error;
 use crate::metrics::METRICS;
 
@@ -38,9 +41,13 @@ pub use append::AppendRequest;
 pub use bindings::validate_binding;
 pub use codec::{check_summary, encode_entries, minify_json, EncodedBatch};
 pub use compaction::{CompactOptions, CompactionReport, Halt};
-pub use failures::{gateway_failure, ClientReport};
+pub use failures::ClientReport;
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};
+
+/// How long an idempotency key's answer is replayed by default.
+pub const IDEMPOTENCY_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Tunables the engine needs.
 #[derive(Clone, Debug)]
@@ -58,6 +65,10 @@ pub struct EngineConfig {
     pub compaction_threshold: u64,
     /// How long covered parts stay after a compaction, for loads in flight.
     pub compaction_grace: std::time::Duration,
+    /// How long an idempotency key's answer is replayed.
+    pub idempotency_retention: std::time::Duration,
+    /// What the engine reads the time from.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +80,8 @@ impl Default for EngineConfig {
             load_memory_budget: 16 * 1024 * 1024,
             compaction_threshold: 256,
             compaction_grace: std::time::Duration::from_secs(300),
+            idempotency_retention: IDEMPOTENCY_RETENTION,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -131,15 +144,23 @@ pub(crate) fn integrity_error(what: &str, err: part::ChainError) -> Error {
     Error::IntegrityViolation(format!("{what}: {err}"))
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Engine {
+    /// The engine clock's milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.config.clock.now_ms()
+    }
+
+    /// A new idempotency record, replayed until the retention has passed.
+    fn idempotency_record(&self, fingerprint: String, receipt: AppendReceipt) -> IdempotencyRecord {
+        let now = self.now_ms();
+        IdempotencyRecord {
+            fingerprint,
+            receipt,
+            created_ms: now,
+            expires_ms: now + self.inner.config.idempotency_retention.as_millis() as u64,
+        }
+    }
+
     /// An engine over the given ports.
     pub fn new(
         objects: Arc<dyn ObjectPort>,

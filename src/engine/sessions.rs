@@ -2,7 +2,7 @@
 
 use serde_json::value::RawValue;
 
-use super::{keys, now_ms, Engine};
+use super::{keys, Engine};
 use crate::backend::{Page, SessionRecord};
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 use crate::error::Error;
@@ -112,7 +112,7 @@ pub(super) async fn put_summary(
             // The SDK's contract: the sidecar's storage write time, on the
             // clock of the session's mtime (never before it, so a summary
             // written after the last append does not read as stale).
-            record.summary_mtime = now_ms().max(record.mtime);
+            record.summary_mtime = engine.now_ms().max(record.mtime);
             Ok(Some(record))
         })
         .await?;

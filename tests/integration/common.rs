@@ -13,7 +13,8 @@ use tokio::sync::oneshot;
 use transcript_gateway::backend::embedded::{FsObjects, RedbCatalog};
 use transcript_gateway::backend::{CatalogPort, ObjectPort};
 use transcript_gateway::config::Config;
-use transcript_gateway::engine::{Engine, EngineConfig};
+use transcript_gateway::domain::{ProjectKey, SessionId, SessionKey, SessionRef, TaskId};
+use transcript_gateway::engine::{AppendRequest, Engine, EngineConfig};
 use transcript_gateway::server;
 
 /// A fresh, unique, lower-case id with a readable prefix.
@@ -79,6 +80,9 @@ pub fn storage_fingerprint(dir: &Path) -> std::collections::BTreeMap<PathBuf, St
 pub fn emulator_env(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("TG_TEST_REQUIRE_EMULATORS").is_some() => {
+            panic!("{test}: {var} is not set, and TG_TEST_REQUIRE_EMULATORS says the emulators run")
+        }
         _ => {
             eprintln!(
                 "SKIP {test}: {var} is not set (scripts/test starts the emulators and sets it)"
@@ -597,4 +601,83 @@ pub async fn test_stores(
         out.push(("s3+dynamodb", objects, catalog));
     }
     out
+}
+
+/// Several engines (as separate gateway instances would) appending to one
+/// key concurrently produce every batch exactly once, in one gap-free order.
+pub async fn concurrent_engines_append_gap_free(
+    objects: Arc<dyn ObjectPort>,
+    catalog: Arc<dyn CatalogPort>,
+    task: &str,
+    engines: usize,
+    appends_each: usize,
+) {
+    let k = SessionKey::main(SessionRef {
+        task_id: TaskId::new(task).expect("task"),
+        project_key: ProjectKey::new("-workspace-race").expect("project"),
+        session_id: SessionId::new("race").expect("session"),
+    });
+    let tasks: Vec<_> = (0..engines)
+        .map(|e| {
+            let engine = Engine::new(objects.clone(), catalog.clone(), EngineConfig::default());
+            let k = k.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..appends_each {
+                    let entries = vec![
+                        serde_json::value::RawValue::from_string(format!(
+                            "{{\"e\":{e},\"i\":{i},\"p\":0}}"
+                        ))
+                        .expect("json"),
+                        serde_json::value::RawValue::from_string(format!(
+                            "{{\"e\":{e},\"i\":{i},\"p\":1}}"
+                        ))
+                        .expect("json"),
+                    ];
+                    let receipt = engine
+                        .append(AppendRequest {
+                            key: k.clone(),
+                            entries,
+                            idempotency_key: None,
+                            summary: None,
+                            writer_epoch: None,
+                        })
+                        .await
+                        .expect("append");
+                    seqs.push(receipt.seq.0);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("join"));
+    }
+    all.sort_unstable();
+    let total = (engines * appends_each) as u64;
+    assert_eq!(
+        all,
+        (1..=total).collect::<Vec<_>>(),
+        "sequence numbers must be unique and gap-free"
+    );
+    let engine = Engine::new(objects, catalog, EngineConfig::default());
+    let lines = engine_load(&engine, &k)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(lines.len() as u64, total * 2, "every entry exactly once");
+    let mut batches = std::collections::HashSet::new();
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0]["p"], 0);
+        assert_eq!(pair[1]["p"], 1, "a batch must stay contiguous");
+        assert_eq!(
+            (&pair[0]["e"], &pair[0]["i"]),
+            (&pair[1]["e"], &pair[1]["i"])
+        );
+        assert!(
+            batches.insert((pair[0]["e"].to_string(), pair[0]["i"].to_string())),
+            "duplicate batch"
+        );
+    }
 }

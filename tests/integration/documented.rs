@@ -2,6 +2,8 @@
 //! write of a task, the real head in `x-head-seq`, summaries (their mtime,
 //! on subkeys, when absent) and what an `Idempotency-Key` covers.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -237,7 +239,7 @@ async fn summaries_have_a_storage_write_time_are_dropped_on_subkeys_and_are_404_
     let (_, got) = send(&gw, Method::GET, &summary_url, None, None).await;
     assert_eq!(got["data"]["mtime"].as_u64(), Some(append_mtime));
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    let wall_before = transcript_gateway::engine::now_ms();
+    let wall_before = transcript_gateway::domain::clock::now_ms();
     let (status, put) = send(
         &gw,
         Method::PUT,
@@ -386,4 +388,56 @@ async fn an_idempotency_key_covers_the_task_the_summary_and_the_meaning_not_the_
     );
     assert_eq!(load(&gw.http, &other.entries(&gw.base_url)).await.0, 404);
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_replayed_for_its_retention_then_forgotten_on_every_catalog() {
+    use std::sync::Arc;
+    use transcript_gateway::domain::clock::ManualClock;
+    use transcript_gateway::engine::{AppendRequest, EngineConfig, IDEMPOTENCY_RETENTION};
+
+    let test = "an_idempotency_key_is_replayed_for_its_retention_then_forgotten_on_every_catalog";
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, objects, catalog) in crate::common::test_stores(test, dir.path()).await {
+        let clock = Arc::new(ManualClock::new(transcript_gateway::domain::clock::now_ms()));
+        let engine = transcript_gateway::engine::Engine::new(
+            objects,
+            catalog,
+            EngineConfig {
+                clock: clock.clone(),
+                ..EngineConfig::default()
+            },
+        );
+        let key = crate::common::fresh_key();
+        let append = |n: u64| AppendRequest {
+            key: key.clone(),
+            entries: crate::common::raw_entries(&[json!({"n": n})]),
+            idempotency_key: Some("retried".into()),
+            summary: None,
+            writer_epoch: None,
+        };
+        let first = engine.append(append(1)).await.unwrap();
+        // Just before the retention ends: the first answer, even for another body.
+        clock.advance(IDEMPOTENCY_RETENTION - Duration::from_millis(1));
+        let replayed = engine.append(append(1)).await.unwrap();
+        assert_eq!(replayed, first, "{backend}: replayed within the retention");
+        let conflict = engine.append(append(2)).await.unwrap_err();
+        assert_eq!(
+            conflict.code().as_str(),
+            "idempotency_conflict",
+            "{backend}: {conflict}"
+        );
+        // At the end of the retention the key is forgotten: a new append.
+        clock.advance(Duration::from_millis(1));
+        let fresh = engine.append(append(2)).await.unwrap();
+        assert_eq!(fresh.seq.0, first.seq.0 + 1, "{backend}: stored anew");
+        // And remembered again, from now on.
+        let again = engine.append(append(3)).await.unwrap_err();
+        assert_eq!(again.code().as_str(), "idempotency_conflict", "{backend}");
+        let entries = crate::common::engine_load(&engine, &key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entries, vec![json!({"n": 1}), json!({"n": 2})], "{backend}");
+    }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use transcript_gateway::backend::{
-    conformance, dynamo, BindOutcome, CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError,
+    dynamo, BindOutcome, CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError,
     SessionRecord, SessionWrite, StoredBinding, Versioned,
 };
 use transcript_gateway::config::{CatalogKind, Config, StorageKind};
@@ -27,8 +27,8 @@ use crate::common::{
     TestGateway, PROJECT,
 };
 
-const ENDPOINT: &str = "TG_TEST_DYNAMODB_ENDPOINT";
-const SERIAL_ENDPOINT: &str = "TG_TEST_DYNAMODB_SERIAL_ENDPOINT";
+pub(crate) const ENDPOINT: &str = "TG_TEST_DYNAMODB_ENDPOINT";
+pub(crate) const SERIAL_ENDPOINT: &str = "TG_TEST_DYNAMODB_SERIAL_ENDPOINT";
 
 /// A config pointing the catalog at `endpoint` with table `prefix`.
 fn dynamo_config(endpoint: &str, prefix: &str) -> Config {
@@ -41,7 +41,7 @@ fn dynamo_config(endpoint: &str, prefix: &str) -> Config {
 }
 
 /// Runs the migrations under a fresh prefix and opens the catalog on it.
-async fn migrated_catalog(endpoint: &str) -> (Arc<dyn CatalogPort>, Config) {
+pub(crate) async fn migrated_catalog(endpoint: &str) -> (Arc<dyn CatalogPort>, Config) {
     let config = dynamo_config(endpoint, &fresh_id("tg"));
     let report = migrate::run(&config).await.expect("migrate");
     assert_eq!(report.tables.len(), 4, "{report}");
@@ -51,7 +51,7 @@ async fn migrated_catalog(endpoint: &str) -> (Arc<dyn CatalogPort>, Config) {
 }
 
 /// S3 when `TG_TEST_S3_ENDPOINT` is set, else files in `dir`.
-async fn object_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn ObjectPort> {
+pub(crate) async fn object_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn ObjectPort> {
     match (
         std::env::var("TG_TEST_S3_ENDPOINT")
             .ok()
@@ -135,35 +135,6 @@ async fn engine_load(engine: &Engine, key: &SessionKey) -> Vec<Value> {
                 .collect::<Vec<Value>>()
         })
         .collect()
-}
-
-#[tokio::test]
-async fn dynamo_catalog_passes_the_catalog_conformance_suite() {
-    let test = "dynamo_catalog_passes_the_catalog_conformance_suite";
-    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
-        return;
-    };
-    let started = Instant::now();
-    let (catalog, _) = migrated_catalog(&endpoint).await;
-    let c = catalog.as_ref();
-    conformance::session_records_are_compare_and_set(c, &fresh_id("t")).await;
-    conformance::idempotency_records_commit_with_the_session(c, &fresh_id("t")).await;
-    conformance::listings_separate_sessions_and_subkeys(c, &fresh_id("t")).await;
-    conformance::bindings_are_first_writer_wins(c, &fresh_id("t")).await;
-    conformance::a_lone_idempotency_record_keeps_the_first(c, &fresh_id("t")).await;
-    conformance::failures_list_newest_first_and_page(c, &fresh_id("t")).await;
-    eprintln!("{test}: sequential behaviours in {:?}", started.elapsed());
-
-    // Races need moto with serialized requests (see the module doc).
-    let Some(serial) = emulator_env(SERIAL_ENDPOINT, test) else {
-        return;
-    };
-    let (catalog, config) = migrated_catalog(&serial).await;
-    conformance::epochs_increase_atomically(catalog.clone(), &fresh_id("t"), 20).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let objects = object_store(dir.path(), &config.dynamodb_table_prefix).await;
-    conformance::concurrent_engines_append_gap_free(objects, catalog, &fresh_id("t"), 4, 8).await;
-    eprintln!("{test}: all behaviours in {:?}", started.elapsed());
 }
 
 /// Sends `writers` concurrent binding PUTs for one task, the i-th with

@@ -4,42 +4,16 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::value::RawValue;
-use transcript_gateway::backend::conformance as suite;
 use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
 use transcript_gateway::engine::{AppendRequest, Engine, EngineConfig};
 
-use crate::common::{embedded_ports, fresh_id, jsonl_lines};
-
-#[tokio::test]
-async fn embedded_objects_pass_the_port_conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let (objects, _) = embedded_ports(dir.path());
-    let ns = fresh_id("ns");
-    suite::put_if_absent_creates_once(objects.as_ref(), &ns).await;
-    suite::concurrent_puts_have_one_winner(objects.clone(), &ns, 32).await;
-    suite::absent_keys_read_as_none_and_delete_is_idempotent(objects.as_ref(), &ns).await;
-    suite::listings_are_sorted_and_scoped(objects.as_ref(), &ns).await;
-    suite::long_listings_page(objects.as_ref(), &ns, 10_050).await;
-}
-
-#[tokio::test]
-async fn embedded_catalog_passes_the_port_conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, catalog) = embedded_ports(dir.path());
-    suite::session_records_are_compare_and_set(catalog.as_ref(), &fresh_id("t")).await;
-    suite::idempotency_records_commit_with_the_session(catalog.as_ref(), &fresh_id("t")).await;
-    suite::listings_separate_sessions_and_subkeys(catalog.as_ref(), &fresh_id("t")).await;
-    suite::bindings_are_first_writer_wins(catalog.as_ref(), &fresh_id("t")).await;
-    suite::a_lone_idempotency_record_keeps_the_first(catalog.as_ref(), &fresh_id("t")).await;
-    suite::failures_list_newest_first_and_page(catalog.as_ref(), &fresh_id("t")).await;
-    suite::epochs_increase_atomically(catalog.clone(), &fresh_id("t"), 50).await;
-}
+use crate::common::{concurrent_engines_append_gap_free, embedded_ports, fresh_id, jsonl_lines};
 
 #[tokio::test]
 async fn concurrent_engines_over_one_store_append_gap_free() {
     let dir = tempfile::tempdir().unwrap();
     let (objects, catalog) = embedded_ports(dir.path());
-    suite::concurrent_engines_append_gap_free(objects, catalog, &fresh_id("t"), 4, 25).await;
+    concurrent_engines_append_gap_free(objects, catalog, &fresh_id("t"), 4, 25).await;
 }
 
 fn key() -> SessionKey {

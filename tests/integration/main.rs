@@ -6,6 +6,8 @@ mod api;
 mod auth;
 mod common;
 mod compaction;
+#[cfg(feature = "conformance")]
+mod conformance;
 mod crash;
 mod dedup;
 mod documented;
@@ -20,3 +22,12 @@ mod openapi;
 mod s3;
 mod startup;
 mod tamper;
+
+#[cfg(not(feature = "conformance"))]
+#[test]
+fn conformance_tests_need_the_conformance_feature() {
+    eprintln!(
+        "SKIP the port conformance suite: built without `--features conformance` \
+         (scripts/test builds with it)"
+    );
+}

@@ -10,12 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use transcript_gateway::backend::s3::{self, S3Objects};
-use transcript_gateway::backend::{conformance as suite, ObjectPort};
+use transcript_gateway::backend::ObjectPort;
 use transcript_gateway::config::{Config, StorageKind};
 use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
 use transcript_gateway::engine::keys;
@@ -28,7 +27,7 @@ use crate::common::{
 const ENDPOINT: &str = "TG_TEST_S3_ENDPOINT";
 
 /// The shared emulator's endpoint and bucket, or `None` after saying why.
-fn s3_target(test: &str) -> Option<(String, String)> {
+pub(crate) fn s3_target(test: &str) -> Option<(String, String)> {
     let endpoint = emulator_env(ENDPOINT, test)?;
     let bucket = std::env::var("TG_TEST_S3_BUCKET")
         .ok()
@@ -38,7 +37,7 @@ fn s3_target(test: &str) -> Option<(String, String)> {
 }
 
 /// A config storing objects in `bucket` at `endpoint` under a fresh prefix.
-fn s3_config(endpoint: &str, bucket: &str) -> Config {
+pub(crate) fn s3_config(endpoint: &str, bucket: &str) -> Config {
     Config {
         storage: StorageKind::S3,
         s3_bucket: Some(bucket.to_string()),
@@ -86,26 +85,6 @@ async fn load_full(http: &reqwest::Client, url: &str) -> (u16, String, Vec<Value
 }
 
 #[tokio::test]
-async fn s3_objects_pass_the_port_conformance_suite() {
-    let Some((endpoint, bucket)) = s3_target("s3_objects_pass_the_port_conformance_suite") else {
-        return;
-    };
-    let config = s3_config(&endpoint, &bucket);
-    let objects = s3::connect(&config).await.expect("connect");
-    let ns = fresh_id("ns");
-    let started = Instant::now();
-    suite::put_if_absent_creates_once(objects.as_ref(), &ns).await;
-    // SeaweedFS answers the losers of a conditional-create race slowly
-    // (1–4 s), so the race is kept small.
-    suite::concurrent_puts_have_one_winner(objects.clone(), &ns, 8).await;
-    suite::absent_keys_read_as_none_and_delete_is_idempotent(objects.as_ref(), &ns).await;
-    suite::listings_are_sorted_and_scoped(objects.as_ref(), &ns).await;
-    // Three ListObjectsV2 pages of 1000.
-    suite::long_listings_page(objects.as_ref(), &ns, 2_100).await;
-    eprintln!("S3 object conformance: {:?}", started.elapsed());
-}
-
-#[tokio::test]
 async fn concurrent_engines_over_s3_append_gap_free() {
     let Some((endpoint, bucket)) = s3_target("concurrent_engines_over_s3_append_gap_free") else {
         return;
@@ -115,7 +94,8 @@ async fn concurrent_engines_over_s3_append_gap_free() {
     let dir = tempfile::tempdir().unwrap();
     let (_, catalog) = embedded_ports(dir.path());
     let started = Instant::now();
-    suite::concurrent_engines_append_gap_free(objects, catalog, &fresh_id("t"), 3, 10).await;
+    crate::common::concurrent_engines_append_gap_free(objects, catalog, &fresh_id("t"), 3, 10)
+        .await;
     eprintln!("3 engines x 10 appends on S3: {:?}", started.elapsed());
 }
 
@@ -601,27 +581,6 @@ async fn a_missing_bucket_is_named_at_connect() {
     };
     assert!(err.contains("cannot reach"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
-}
-
-#[tokio::test]
-async fn directory_bucket_listing_mode_passes_the_listing_conformance() {
-    let Some((endpoint, bucket)) =
-        s3_target("directory_bucket_listing_mode_passes_the_listing_conformance")
-    else {
-        return;
-    };
-    let config = s3_config(&endpoint, &bucket);
-    // S3 Express One Zone neither sorts listings nor takes StartAfter; the
-    // adapter's workaround must give the same answers as a sorted listing.
-    let objects: Arc<dyn ObjectPort> = Arc::new(
-        S3Objects::open(&config)
-            .await
-            .expect("open")
-            .with_unsorted_listing(),
-    );
-    let ns = fresh_id("ns");
-    suite::listings_are_sorted_and_scoped(objects.as_ref(), &ns).await;
-    suite::long_listings_page(objects.as_ref(), &ns, 2_100).await;
 }
 
 /// A TCP proxy to `upstream` (`host:port`) that passes its first connection's

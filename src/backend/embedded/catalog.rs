@@ -39,8 +39,6 @@ pub const CATALOG_FILE: &str = "catalog.redb";
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 1024;
-/// Idempotency records older than this are dropped (as DynamoDB's TTL does).
-pub const IDEMPOTENCY_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 /// How often the writer thread drops expired idempotency records.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -214,8 +212,9 @@ fn open_database(path: &Path) -> Result<Database, PortError> {
     }
 }
 
-/// Deletes idempotency records created before `cutoff_ms`; returns how many.
-pub fn prune_idempotency(db: &Database, cutoff_ms: u64) -> Result<usize, PortError> {
+/// Deletes idempotency records expired at `now_ms` (as DynamoDB's TTL
+/// does); returns how many.
+pub fn prune_idempotency(db: &Database, now_ms: u64) -> Result<usize, PortError> {
     let txn = db.begin_write().map_err(storage_err)?;
     let removed = {
         let mut t = txn.open_table(IDEMPOTENCY).map_err(storage_err)?;
@@ -223,7 +222,7 @@ pub fn prune_idempotency(db: &Database, cutoff_ms: u64) -> Result<usize, PortErr
         for row in t.iter().map_err(storage_err)? {
             let (k, v) = row.map_err(storage_err)?;
             let expired =
-                decode::<IdempotencyRecord>(v.value()).map_or(true, |r| r.created_ms < cutoff_ms);
+                decode::<IdempotencyRecord>(v.value()).map_or(true, |r| r.expired(now_ms));
             if expired {
                 doomed.push(k.value().to_string());
             }
@@ -241,8 +240,7 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
     let mut last_prune: Option<std::time::Instant> = None;
     loop {
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-            let cutoff = crate::engine::now_ms().saturating_sub(IDEMPOTENCY_RETENTION_MS);
-            match prune_idempotency(db, cutoff) {
+            match prune_idempotency(db, crate::domain::clock::now_ms()) {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(removed = n, "catalog: dropped expired idempotency records")
@@ -454,9 +452,17 @@ impl CatalogPort for RedbCatalog {
     ) -> Result<(), PortError> {
         let row = idempotency_row(task, key);
         let bytes = encode(record)?;
+        let created_ms = record.created_ms;
         self.write(move |txn| {
             let mut t = txn.open_table(IDEMPOTENCY).map_err(storage_err)?;
-            if t.get(row.as_str()).map_err(storage_err)?.is_none() {
+            // The first stays, unless it expired by the new one's time.
+            let live = match t.get(row.as_str()).map_err(storage_err)? {
+                Some(v) => {
+                    decode::<IdempotencyRecord>(v.value()).is_ok_and(|r| !r.expired(created_ms))
+                }
+                None => false,
+            };
+            if !live {
                 t.insert(row.as_str(), bytes.as_slice())
                     .map_err(storage_err)?;
             }
@@ -576,7 +582,7 @@ mod tests {
             session_id: SessionId::new("s").unwrap(),
         });
         let mut version = 0;
-        for (idem, created_ms) in [("old", 1_000), ("new", 5_000)] {
+        for (idem, created_ms, expires_ms) in [("old", 1_000, 1_500), ("new", 5_000, 9_000)] {
             let rec = IdempotencyRecord {
                 fingerprint: idem.into(),
                 receipt: AppendReceipt {
@@ -587,6 +593,7 @@ mod tests {
                     summary: None,
                 },
                 created_ms,
+                expires_ms,
             };
             version = catalog
                 .put_session(SessionWrite {
