@@ -12,6 +12,10 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::auth::{AuthSettings, Secret};
+use crate::backend::aws::AwsSettings;
+pub use crate::backend::aws::RetryMode;
+use crate::backend::dynamo::DynamoSettings;
+use crate::backend::s3::S3Settings;
 
 /// Where parts and snapshots live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,16 +35,6 @@ pub enum CatalogKind {
     Embedded,
     /// DynamoDB tables named with `dynamodb_table_prefix`.
     Dynamodb,
-}
-
-/// The AWS SDK retry strategy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RetryMode {
-    /// Exponential backoff with jitter.
-    Standard,
-    /// Standard plus client-side rate limiting after throttling.
-    Adaptive,
 }
 
 /// Log line format.
@@ -282,6 +276,36 @@ impl Config {
             .map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// How the AWS adapters retry and bound their calls.
+    pub fn aws(&self) -> AwsSettings {
+        AwsSettings {
+            retry_mode: self.aws_retry_mode,
+            max_attempts: self.aws_max_attempts,
+            operation_timeout: std::time::Duration::from_millis(self.aws_operation_timeout_ms),
+            attempt_timeout: std::time::Duration::from_millis(self.aws_attempt_timeout_ms),
+        }
+    }
+
+    /// The S3 adapter's settings.
+    pub fn s3(&self) -> S3Settings {
+        S3Settings {
+            bucket: self.s3_bucket.clone().unwrap_or_default(),
+            prefix: self.s3_prefix.clone(),
+            endpoint_url: self.s3_endpoint_url.clone(),
+            force_path_style: self.s3_force_path_style,
+            aws: self.aws(),
+        }
+    }
+
+    /// The DynamoDB adapter's settings.
+    pub fn dynamodb(&self) -> DynamoSettings {
+        DynamoSettings {
+            table_prefix: self.dynamodb_table_prefix.clone(),
+            endpoint_url: self.dynamodb_endpoint_url.clone(),
+            aws: self.aws(),
+        }
     }
 
     /// The token settings.

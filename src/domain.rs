@@ -352,6 +352,44 @@ impl MirrorFailure {
     }
 }
 
+/// A page of a listing, sorted ascending by key.
+#[derive(Clone, Debug, Default)]
+pub struct Page<T> {
+    /// The items, in ascending order.
+    pub items: Vec<T>,
+    /// True when more items may follow the last one.
+    pub more: bool,
+}
+
+/// What a task is bound to: its Claude session, for cross-worker resume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Binding {
+    /// The Claude session UUID from the run's first `ResultMessage`.
+    pub claude_session_id: String,
+    /// The SDK project key of the run's working directory.
+    pub project_key: String,
+    /// The run's working directory.
+    pub cwd: String,
+}
+
+/// A binding as stored, with its creation time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBinding {
+    /// The bound values.
+    pub binding: Binding,
+    /// When the first writer created it, epoch ms.
+    pub created_ms: u64,
+}
+
+/// The outcome of a first-writer-wins binding create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// This call created it.
+    Created(StoredBinding),
+    /// It already existed with these values (equal or not).
+    Existing(StoredBinding),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

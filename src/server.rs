@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, HttpLimits, Readiness};
 use crate::auth::{Guard, Verifier};
-use crate::backend;
-use crate::config::Config;
+use crate::backend::embedded::{FsObjects, RedbCatalog};
+use crate::backend::{self, CatalogPort, ObjectPort, PortError};
+use crate::config::{CatalogKind, Config, StorageKind};
 use crate::engine::{Engine, EngineConfig};
 
 /// A failure to start or run the server.
@@ -38,7 +39,7 @@ pub enum ServeError {
 
 /// Opens the configured backends and builds the engine over them.
 pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
-    let (objects, catalog) = backend::connect(config)
+    let (objects, catalog) = open_backends(config)
         .await
         .map_err(|e| ServeError::Backend(e.to_string()))?;
     let engine = Engine::new(
@@ -137,4 +138,21 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// Opens the configured object store and catalog.
+pub async fn open_backends(
+    config: &Config,
+) -> Result<(Arc<dyn ObjectPort>, Arc<dyn CatalogPort>), PortError> {
+    let objects: Arc<dyn ObjectPort> = match config.storage {
+        StorageKind::Embedded => Arc::new(FsObjects::open(&config.data_dir).map_err(|e| {
+            PortError::Unavailable(format!("data directory {}: {e}", config.data_dir.display()))
+        })?),
+        StorageKind::S3 => backend::s3::connect(&config.s3()).await?,
+    };
+    let catalog: Arc<dyn CatalogPort> = match config.catalog {
+        CatalogKind::Embedded => Arc::new(RedbCatalog::open(&config.data_dir)?),
+        CatalogKind::Dynamodb => backend::dynamo::connect(&config.dynamodb()).await?,
+    };
+    Ok((objects, catalog))
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{AppJson, TaskPath, WriterEpoch};
 use super::{paths, AppState, DataEnvelope};
-use crate::backend::{BindOutcome, Binding, StoredBinding};
+use crate::domain::{BindOutcome, Binding, StoredBinding};
 use crate::error::Error;
 
 /// Routes of this resource.

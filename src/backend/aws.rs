@@ -1,6 +1,84 @@
-//! What the S3 and DynamoDB adapters share about AWS SDK errors.
+//! What the S3 and DynamoDB adapters share about AWS: one way to build the
+//! SDK configuration (retries, timeouts, region, endpoint) and one reading
+//! of credential errors.
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
+use serde::{Deserialize, Serialize};
+
+use super::PortError;
+
+/// The AWS SDK retry strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetryMode {
+    /// Exponential backoff with jitter.
+    Standard,
+    /// Standard plus client-side rate limiting after throttling.
+    Adaptive,
+}
+
+/// How an adapter calls AWS: its retries and time bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// The retry strategy.
+    pub retry_mode: RetryMode,
+    /// Attempts per call, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Bound on one call, all attempts included.
+    pub operation_timeout: Duration,
+    /// Bound on one attempt.
+    pub attempt_timeout: Duration,
+}
+
+/// The region used with an explicit endpoint (an emulator) when none is
+/// configured: emulators accept any, and SigV4 needs one.
+const EMULATOR_REGION: &str = "us-east-1";
+/// Longest wait for a TCP connection, within the attempt timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+
+/// The SDK configuration for `service` (named in errors): the standard chain
+/// for credentials and region, the retry mode and attempts, the timeouts,
+/// and `endpoint` if given. Without a configured region an endpoint implies
+/// [`EMULATOR_REGION`]; with neither it is an error. Makes no request.
+pub async fn sdk_config(
+    settings: &AwsSettings,
+    service: &str,
+    endpoint: Option<&str>,
+) -> Result<SdkConfig, PortError> {
+    let retry = match settings.retry_mode {
+        RetryMode::Standard => RetryConfig::standard(),
+        RetryMode::Adaptive => RetryConfig::adaptive(),
+    }
+    .with_max_attempts(settings.max_attempts.max(1));
+    let attempt = settings.attempt_timeout.max(Duration::from_millis(1));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(attempt.min(MAX_CONNECT_TIMEOUT))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(settings.operation_timeout.max(Duration::from_millis(1)))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(timeouts);
+    if let Some(url) = endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk = loader.load().await;
+    match (sdk.region(), endpoint) {
+        (Some(_), _) => Ok(sdk),
+        (None, Some(_)) => Ok(sdk
+            .to_builder()
+            .region(Region::from_static(EMULATOR_REGION))
+            .build()),
+        (None, None) => Err(PortError::Unavailable(format!(
+            "no AWS region configured for {service}: set AWS_REGION (or a profile's region)"
+        ))),
+    }
+}
 
 /// Whether `err` (or anything in its source chain) is the credential chain
 /// finding no credentials: an operator fix, said as such rather than as an

@@ -18,6 +18,8 @@ use crate::domain::{
     AppendReceipt, MirrorFailure, ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath,
     TaskId,
 };
+// Shapes the ports share with the engine and the API.
+pub use crate::domain::{BindOutcome, Binding, Page, StoredBinding};
 
 pub mod aws;
 #[cfg(any(test, feature = "conformance"))]
@@ -69,15 +71,6 @@ pub struct Listed {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
-}
-
-/// A page of a listing, sorted ascending by key.
-#[derive(Clone, Debug, Default)]
-pub struct Page<T> {
-    /// The items, in ascending order.
-    pub items: Vec<T>,
-    /// True when more items may follow the last one.
-    pub more: bool,
 }
 
 /// Object storage for parts and snapshots. Keys are `/`-separated paths.
@@ -248,35 +241,6 @@ pub struct SessionWrite<'a> {
     pub idempotency: Option<(&'a str, &'a IdempotencyRecord)>,
 }
 
-/// What a task is bound to: its Claude session, for cross-worker resume.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Binding {
-    /// The Claude session UUID from the run's first `ResultMessage`.
-    pub claude_session_id: String,
-    /// The SDK project key of the run's working directory.
-    pub project_key: String,
-    /// The run's working directory.
-    pub cwd: String,
-}
-
-/// A binding as stored, with its creation time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredBinding {
-    /// The bound values.
-    pub binding: Binding,
-    /// When the first writer created it, epoch ms.
-    pub created_ms: u64,
-}
-
-/// The outcome of a first-writer-wins binding create.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BindOutcome {
-    /// This call created it.
-    Created(StoredBinding),
-    /// It already existed with these values (equal or not).
-    Existing(StoredBinding),
-}
-
 /// The catalog: small records with compare-and-set updates.
 #[async_trait]
 pub trait CatalogPort: Send + Sync + 'static {
@@ -363,32 +327,4 @@ pub trait CatalogPort: Send + Sync + 'static {
 
     /// Checks the catalog is reachable and set up, with a clear message if not.
     async fn check(&self) -> Result<(), PortError>;
-}
-
-/// Opens the configured object store and catalog.
-pub async fn connect(
-    config: &crate::config::Config,
-) -> Result<
-    (
-        std::sync::Arc<dyn ObjectPort>,
-        std::sync::Arc<dyn CatalogPort>,
-    ),
-    PortError,
-> {
-    use crate::config::{CatalogKind, StorageKind};
-    let objects: std::sync::Arc<dyn ObjectPort> = match config.storage {
-        StorageKind::Embedded => {
-            std::sync::Arc::new(embedded::FsObjects::open(&config.data_dir).map_err(|e| {
-                PortError::Unavailable(format!("data directory {}: {e}", config.data_dir.display()))
-            })?)
-        }
-        StorageKind::S3 => s3::connect(config).await?,
-    };
-    let catalog: std::sync::Arc<dyn CatalogPort> = match config.catalog {
-        CatalogKind::Embedded => {
-            std::sync::Arc::new(embedded::RedbCatalog::open(&config.data_dir)?)
-        }
-        CatalogKind::Dynamodb => dynamo::connect(config).await?,
-    };
-    Ok((objects, catalog))
 }

@@ -25,11 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, ConfigBag, Intercept, Region, RequestChecksumCalculation,
-    ResponseChecksumValidation, RuntimeComponents, StalledStreamProtectionConfig,
+    ConfigBag, Intercept, RequestChecksumCalculation, ResponseChecksumValidation,
+    RuntimeComponents, StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
@@ -41,8 +39,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::aws::AwsSettings;
 use crate::backend::{ByteStream, Listed, ObjectBody, ObjectPort, Page, PortError};
-use crate::config::{Config, RetryMode};
 
 /// Keys per `ListObjectsV2` page (S3's maximum).
 const LIST_PAGE: i32 = 1000;
@@ -52,9 +50,24 @@ const STALL_GRACE: Duration = Duration::from_secs(5);
 /// The suffix of S3 Express One Zone directory bucket names.
 const EXPRESS_SUFFIX: &str = "--x-s3";
 
+/// What the S3 adapter needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Settings {
+    /// The bucket (a directory bucket's name ends in `--x-s3`).
+    pub bucket: String,
+    /// The key prefix (no leading or trailing `/`; empty: the bucket root).
+    pub prefix: String,
+    /// An endpoint instead of AWS's (an emulator).
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (most emulators need it).
+    pub force_path_style: bool,
+    /// Retries and time bounds.
+    pub aws: AwsSettings,
+}
+
 /// Connects to the configured bucket and checks it is usable.
-pub async fn connect(config: &Config) -> Result<Arc<dyn ObjectPort>, PortError> {
-    let store = S3Objects::open(config).await?;
+pub async fn connect(settings: &S3Settings) -> Result<Arc<dyn ObjectPort>, PortError> {
+    let store = S3Objects::open(settings).await?;
     store.check().await?;
     tracing::info!(bucket = %store.bucket, prefix = %store.prefix, endpoint = %store.endpoint, express = store.express, "S3 object store ready");
     Ok(Arc::new(store))
@@ -76,17 +89,15 @@ pub struct S3Objects {
 impl S3Objects {
     /// Builds the client from the standard AWS chain (region, credentials)
     /// and the gateway's S3, retry and timeout settings; makes no request.
-    pub async fn open(config: &Config) -> Result<Self, PortError> {
-        let bucket = config
-            .s3_bucket
-            .clone()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| PortError::Other("storage = s3 needs TG_S3_BUCKET".into()))?;
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(config.s3_force_path_style)
-            .retry_config(retry_config(config))
-            .timeout_config(timeout_config(config))
+    pub async fn open(settings: &S3Settings) -> Result<Self, PortError> {
+        let bucket = settings.bucket.clone();
+        if bucket.is_empty() {
+            return Err(PortError::Other("storage = s3 needs TG_S3_BUCKET".into()));
+        }
+        let endpoint_url = settings.endpoint_url.as_deref();
+        let sdk = super::aws::sdk_config(&settings.aws, "S3", endpoint_url).await?;
+        let builder = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(settings.force_path_style)
             .stalled_stream_protection(
                 StalledStreamProtectionConfig::enabled()
                     .grace_period(STALL_GRACE)
@@ -96,23 +107,8 @@ impl S3Objects {
             // aws-chunked trailers) of its own.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        if let Some(url) = &config.s3_endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        let region = sdk.region().map(|r| r.to_string());
-        if region.is_none() {
-            if config.s3_endpoint_url.is_some() {
-                // Emulators accept any region, but SigV4 needs one.
-                builder = builder.region(Region::new("us-east-1"));
-            } else {
-                return Err(PortError::Other(
-                    "no AWS region configured for S3: set AWS_REGION (or a profile's region)"
-                        .into(),
-                ));
-            }
-        }
-        let endpoint = match (&config.s3_endpoint_url, &region) {
-            (Some(url), _) => url.clone(),
+        let endpoint = match (endpoint_url, sdk.region()) {
+            (Some(url), _) => url.to_string(),
             (None, Some(region)) => format!("AWS S3 in {region}"),
             (None, None) => "AWS S3".into(),
         };
@@ -120,7 +116,7 @@ impl S3Objects {
             client: Client::from_conf(builder.build()),
             express: bucket.ends_with(EXPRESS_SUFFIX),
             bucket,
-            prefix: config.s3_prefix.trim_matches('/').to_string(),
+            prefix: settings.prefix.trim_matches('/').to_string(),
             endpoint,
         })
     }
@@ -449,25 +445,6 @@ impl ObjectPort for S3Objects {
     }
 }
 
-fn retry_config(config: &Config) -> RetryConfig {
-    let base = match config.aws_retry_mode {
-        RetryMode::Standard => RetryConfig::standard(),
-        RetryMode::Adaptive => RetryConfig::adaptive(),
-    };
-    base.with_max_attempts(config.aws_max_attempts.max(1))
-}
-
-fn timeout_config(config: &Config) -> TimeoutConfig {
-    let attempt = Duration::from_millis(config.aws_attempt_timeout_ms.max(1));
-    TimeoutConfig::builder()
-        .connect_timeout(attempt.min(Duration::from_millis(3100)))
-        .operation_attempt_timeout(attempt)
-        .operation_timeout(Duration::from_millis(
-            config.aws_operation_timeout_ms.max(1),
-        ))
-        .build()
-}
-
 /// The `x-amz-checksum-crc32c` value: base64 of the 4 big-endian bytes.
 fn encode_crc32c(crc: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
@@ -672,22 +649,27 @@ mod tests {
 
     #[tokio::test]
     async fn keys_get_and_lose_the_prefix() {
-        let config = Config {
-            storage: crate::config::StorageKind::S3,
-            s3_bucket: Some("b--usw2-az1--x-s3".into()),
-            s3_prefix: "transcripts".into(),
-            s3_endpoint_url: Some("http://127.0.0.1:1".into()),
-            ..Config::default()
+        let settings = S3Settings {
+            bucket: "b--usw2-az1--x-s3".into(),
+            prefix: "transcripts".into(),
+            endpoint_url: Some("http://127.0.0.1:1".into()),
+            force_path_style: true,
+            aws: AwsSettings {
+                retry_mode: super::super::aws::RetryMode::Standard,
+                max_attempts: 1,
+                operation_timeout: Duration::from_secs(1),
+                attempt_timeout: Duration::from_secs(1),
+            },
         };
-        let store = S3Objects::open(&config).await.unwrap();
+        let store = S3Objects::open(&settings).await.unwrap();
         assert!(store.express);
         assert_eq!(store.object_key("t/p/s/"), "transcripts/t/p/s/");
         assert_eq!(store.port_key("transcripts/t/p/s/x"), Some("t/p/s/x"));
         assert_eq!(store.port_key("transcriptsX/t"), None);
-        let root = S3Objects::open(&Config {
-            s3_prefix: String::new(),
-            s3_bucket: Some("plain".into()),
-            ..config
+        let root = S3Objects::open(&S3Settings {
+            prefix: String::new(),
+            bucket: "plain".into(),
+            ..settings
         })
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 //! session, and takes a lease so a worker presumed dead cannot interleave.
 
 use super::Engine;
-use crate::backend::{BindOutcome, Binding, StoredBinding};
+use crate::domain::{BindOutcome, Binding, StoredBinding};
 use crate::domain::{ProjectKey, TaskId};
 use crate::error::Error;
 

@@ -320,7 +320,7 @@ impl AwsBackends {
 
     /// Both ports, opened in this process.
     pub async fn ports(&self) -> (Arc<dyn ObjectPort>, Arc<dyn CatalogPort>) {
-        transcript_gateway::backend::connect(&self.config)
+        transcript_gateway::server::open_backends(&self.config)
             .await
             .expect("connect to the emulators")
     }

@@ -30,7 +30,7 @@ async fn s3_objects_pass_the_port_conformance_suite() {
         return;
     };
     let config = s3_config(&endpoint, &bucket);
-    let objects = s3::connect(&config).await.expect("connect");
+    let objects = s3::connect(&config.s3()).await.expect("connect");
     let started = Instant::now();
     // SeaweedFS answers the losers of a conditional-create race slowly
     // (1–4 s), so the race is kept small; three ListObjectsV2 pages of 1000.
@@ -53,7 +53,7 @@ async fn directory_bucket_listing_mode_passes_the_listing_conformance() {
     // S3 Express One Zone neither sorts listings nor takes StartAfter; the
     // adapter's workaround must give the same answers as a sorted listing.
     let objects: Arc<dyn ObjectPort> = Arc::new(
-        S3Objects::open(&config)
+        S3Objects::open(&config.s3())
             .await
             .expect("open")
             .with_unsorted_listing(),

@@ -45,7 +45,7 @@ pub(crate) async fn migrated_catalog(endpoint: &str) -> (Arc<dyn CatalogPort>, C
     let config = dynamo_config(endpoint, &fresh_id("tg"));
     let report = migrate::run(&config).await.expect("migrate");
     assert_eq!(report.tables.len(), 4, "{report}");
-    let catalog = dynamo::connect(&config).await.expect("connect");
+    let catalog = dynamo::connect(&config.dynamodb()).await.expect("connect");
     catalog.check().await.expect("check after migrate");
     (catalog, config)
 }
@@ -69,7 +69,7 @@ pub(crate) async fn object_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn
                 s3_prefix: prefix.to_string(),
                 ..Config::default()
             };
-            transcript_gateway::backend::s3::connect(&config)
+            transcript_gateway::backend::s3::connect(&config.s3())
                 .await
                 .expect("connect S3")
         }
@@ -361,7 +361,7 @@ async fn migrate_is_idempotent_against_moto() {
 
     // The tables are really there, with the key and TTL the migrations define.
     let config = dynamo_config(&endpoint, &prefix);
-    let client = dynamo::client(&config).await.expect("client");
+    let client = dynamo::client(&config.dynamodb()).await.expect("client");
     let ttl = client
         .describe_time_to_live()
         .table_name(format!("{prefix}-idempotency"))
@@ -370,7 +370,7 @@ async fn migrate_is_idempotent_against_moto() {
         .expect("describe TTL");
     let ttl = ttl.time_to_live_description.expect("ttl");
     assert_eq!(ttl.attribute_name.as_deref(), Some("expires_at"));
-    let catalog = dynamo::connect(&config).await.expect("connect");
+    let catalog = dynamo::connect(&config.dynamodb()).await.expect("connect");
     catalog.check().await.expect("check passes after migrate");
     eprintln!("{test}: {:?}", started.elapsed());
 }
@@ -675,7 +675,7 @@ async fn a_fresh_gateway_resumes_from_the_binding_and_loads_an_identical_transcr
     let mut sub_appended = Vec::new();
     {
         let objects = object_store(dir.path(), &prefix).await;
-        let catalog = dynamo::connect(&config).await.expect("connect");
+        let catalog = dynamo::connect(&config.dynamodb()).await.expect("connect");
         let a = TestGateway::over(objects, catalog, Config::default()).await;
         for turn in 0..5 {
             let batch = Value::Array(entries(4, &format!("turn-{turn}")));
@@ -701,7 +701,7 @@ async fn a_fresh_gateway_resumes_from_the_binding_and_loads_an_identical_transcr
 
     // Worker B's gateway: new clients, no cache; only the task id is known.
     let objects = object_store(dir.path(), &prefix).await;
-    let catalog = dynamo::connect(&config).await.expect("connect");
+    let catalog = dynamo::connect(&config.dynamodb()).await.expect("connect");
     let b = TestGateway::over(objects, catalog, Config::default()).await;
     let got: Value = b
         .http

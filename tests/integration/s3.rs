@@ -50,7 +50,7 @@ pub(crate) fn s3_config(endpoint: &str, bucket: &str) -> Config {
 
 /// An in-process gateway over S3 objects and an embedded catalog in `dir`.
 async fn s3_gateway(config: &Config, dir: &Path) -> TestGateway {
-    let objects = s3::connect(config).await.expect("connect to S3");
+    let objects = s3::connect(&config.s3()).await.expect("connect to S3");
     let (_, catalog) = embedded_ports(dir);
     TestGateway::over(objects, catalog, config.clone()).await
 }
@@ -90,7 +90,7 @@ async fn concurrent_engines_over_s3_append_gap_free() {
         return;
     };
     let config = s3_config(&endpoint, &bucket);
-    let objects = s3::connect(&config).await.expect("connect");
+    let objects = s3::connect(&config.s3()).await.expect("connect");
     let dir = tempfile::tempdir().unwrap();
     let (_, catalog) = embedded_ports(dir.path());
     let started = Instant::now();
@@ -136,7 +136,7 @@ async fn appends_and_loads_round_trip_over_http_on_s3() {
     assert_eq!(entries, expected[20..].to_vec(), "after_seq tails the key");
 
     // The parts sit under the configured prefix, each with its CRC32C.
-    let store = S3Objects::open(&config).await.unwrap();
+    let store = S3Objects::open(&config.s3()).await.unwrap();
     let dir_key = keys::incarnation_dir(&session_key(&s), 1);
     let page = store.list(&dir_key, None, false).await.unwrap();
     assert_eq!(page.items.len(), 12, "{:?}", page.items);
@@ -175,7 +175,7 @@ async fn a_part_overwritten_behind_the_gateways_back_is_refused_on_load() {
     let config = s3_config(&endpoint, &bucket);
     let dir = tempfile::tempdir().unwrap();
     let gw = s3_gateway(&config, dir.path()).await;
-    let store = S3Objects::open(&config).await.unwrap();
+    let store = S3Objects::open(&config.s3()).await.unwrap();
 
     // Three ways to tamper with part 2 of a fresh key: a plain overwrite (no
     // checksum stored at all), new bytes with a CRC32 (not CRC32C) checksum,
@@ -561,7 +561,7 @@ async fn a_missing_bucket_is_named_at_connect() {
     };
     let bucket = fresh_id("no-such-bucket");
     let config = s3_config(&endpoint, &bucket);
-    let err = match s3::connect(&config).await {
+    let err = match s3::connect(&config.s3()).await {
         Ok(_) => panic!("connect to a missing bucket must fail"),
         Err(e) => e.to_string(),
     };
@@ -575,7 +575,7 @@ async fn a_missing_bucket_is_named_at_connect() {
         ..config
     };
     let started = Instant::now();
-    let err = match s3::connect(&unreachable).await {
+    let err = match s3::connect(&unreachable.s3()).await {
         Ok(_) => panic!("connect to a dead endpoint must fail"),
         Err(e) => e.to_string(),
     };
@@ -629,7 +629,7 @@ async fn a_put_whose_answer_was_lost_is_not_mistaken_for_a_lost_race() {
     let config = s3_config(&proxied, &bucket);
     // No request before the put: the put's first attempt is the one whose
     // answer the proxy swallows; the SDK retries and meets 412.
-    let store = S3Objects::open(&config).await.expect("open");
+    let store = S3Objects::open(&config.s3()).await.expect("open");
     let key = format!("{}/part-00000000000000000001.jsonl", fresh_id("lost"));
     let body = bytes::Bytes::from_static(b"{\"mine\":true}\n");
     store
@@ -718,7 +718,7 @@ async fn a_tampered_part_late_in_a_streamed_load_breaks_the_transfer() {
     let config = s3_config(&endpoint, &bucket);
     let dir = tempfile::tempdir().unwrap();
     let gw = s3_gateway(&config, dir.path()).await;
-    let store = S3Objects::open(&config).await.unwrap();
+    let store = S3Objects::open(&config.s3()).await.unwrap();
     let s = Session::fresh();
     let url = s.entries(&gw.base_url);
     // About 12 MiB in 1 MiB parts: too big to verify before answering, so
