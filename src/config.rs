@@ -11,7 +11,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::auth::{AuthSettings, Secret};
+use crate::api::HttpLimits;
+use crate::auth::{AuthSettings, Guard, Secret};
 use crate::backend::aws::AwsSettings;
 pub use crate::backend::aws::RetryMode;
 use crate::backend::dynamo::DynamoSettings;
@@ -276,6 +277,17 @@ impl Config {
             .map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The HTTP layer's limits, with `guard` checking tokens.
+    pub fn http_limits(&self, guard: Guard) -> HttpLimits {
+        HttpLimits {
+            body_limit_bytes: self.body_limit_bytes,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            header_limit_bytes: self.header_limit_bytes,
+            max_in_flight: self.max_in_flight,
+            guard,
+        }
     }
 
     /// How the AWS adapters retry and bound their calls.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, HttpLimits, Readiness};
+use crate::api::{self, AppState, Readiness};
 use crate::auth::{Guard, Verifier};
 use crate::backend::embedded::{FsObjects, RedbCatalog};
 use crate::backend::{self, CatalogPort, ObjectPort, PortError};
@@ -83,7 +83,7 @@ pub async fn serve(
         readiness: readiness.clone(),
         appends: appends.clone(),
     };
-    let limits = HttpLimits::new(config, guard);
+    let limits = config.http_limits(guard);
     let router = api::router(state, &limits);
     let draining = Arc::new(tokio::sync::Notify::new());
     let notify = draining.clone();

@@ -158,7 +158,7 @@ mod tests {
     use serde_json::{json, Value};
     use tower::ServiceExt;
 
-    use crate::api::{router, AppState, HttpLimits, Readiness};
+    use crate::api::{router, AppState, Readiness};
     use crate::backend::embedded::{FsObjects, RedbCatalog};
     use crate::domain::TaskId;
     use crate::engine::{Engine, EngineConfig};
@@ -183,7 +183,7 @@ mod tests {
             verifier: None,
             metrics_require_auth: false,
         };
-        let limits = HttpLimits::new(&config, open);
+        let limits = config.http_limits(open);
         (router(state, &limits), engine)
     }
 

@@ -22,7 +22,6 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::auth::{self, Guard};
-use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::Error;
 
@@ -96,19 +95,6 @@ pub struct HttpLimits {
     pub max_in_flight: usize,
     /// Who may call what.
     pub guard: Guard,
-}
-
-impl HttpLimits {
-    /// The limits of `config`, with `guard` checking tokens.
-    pub fn new(config: &Config, guard: Guard) -> Self {
-        Self {
-            body_limit_bytes: config.body_limit_bytes,
-            request_timeout: Duration::from_secs(config.request_timeout_secs),
-            header_limit_bytes: config.header_limit_bytes,
-            max_in_flight: config.max_in_flight,
-            guard,
-        }
-    }
 }
 
 async fn no_route() -> Error {
