@@ -252,13 +252,31 @@ impl AuthSettings {
 
 /// A key or token that cannot be used, said for the operator.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct KeyError(String);
+#[error("{message}")]
+pub struct KeyError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
 impl KeyError {
     /// A key error with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A key error with this message, caused by `cause`.
+    fn caused_by(
+        message: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(cause.into()),
+        }
     }
 }
 
@@ -318,12 +336,12 @@ impl fmt::Debug for Verifier {
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, KeyError> {
     std::fs::read(path)
-        .map_err(|e| KeyError(format!("cannot read key file {}: {e}", path.display())))
+        .map_err(|e| KeyError::caused_by(format!("cannot read key file {}", path.display()), e))
 }
 
 fn check_secret(secret: &Secret) -> Result<(), KeyError> {
     if secret.expose().len() < MIN_SECRET_LEN {
-        return Err(KeyError(format!(
+        return Err(KeyError::new(format!(
             "TG_AUTH_SECRET must be at least {MIN_SECRET_LEN} bytes (it is {}); \
              generate one with `openssl rand -base64 48`",
             secret.expose().len()
@@ -343,7 +361,7 @@ impl Verifier {
                 check_secret(s)?;
                 Some(
                     DecodingKey::from_secret(s.expose().as_bytes())
-                        .map_err(|e| KeyError(format!("TG_AUTH_SECRET cannot be used: {e}")))?,
+                        .map_err(|e| KeyError::caused_by("TG_AUTH_SECRET cannot be used", e))?,
                 )
             }
             None => None,
@@ -356,7 +374,7 @@ impl Verifier {
                 } else if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
                     Some((PublicKind::Rsa, key))
                 } else {
-                    return Err(KeyError(format!(
+                    return Err(KeyError::new(format!(
                         "{} holds no Ed25519 or RSA public key in PEM",
                         path.display()
                     )));
@@ -467,7 +485,7 @@ impl Minter {
                 } else if let Ok(key) = EncodingKey::from_rsa_pem(&pem) {
                     (key, Algorithm::RS256)
                 } else {
-                    return Err(KeyError(format!(
+                    return Err(KeyError::new(format!(
                         "{} holds no Ed25519 or RSA private key in PEM (PKCS#8)",
                         path.display()
                     )));
@@ -476,14 +494,13 @@ impl Minter {
             (None, Some(secret)) => {
                 check_secret(secret)?;
                 let key = EncodingKey::from_secret(secret.expose().as_bytes())
-                    .map_err(|e| KeyError(format!("TG_AUTH_SECRET cannot be used: {e}")))?;
+                    .map_err(|e| KeyError::caused_by("TG_AUTH_SECRET cannot be used", e))?;
                 (key, Algorithm::HS256)
             }
             (None, None) => {
-                return Err(KeyError(
+                return Err(KeyError::new(
                     "no signing key: set TG_AUTH_SECRET, or pass --private-key-file with the \
-                     private half of TG_AUTH_PUBLIC_KEY_FILE"
-                        .into(),
+                     private half of TG_AUTH_PUBLIC_KEY_FILE",
                 ))
             }
         };
@@ -515,7 +532,7 @@ impl Minter {
             aud: self.audience.clone(),
         };
         jsonwebtoken::encode(&Header::new(self.alg), &claims, &self.key)
-            .map_err(|e| KeyError(format!("cannot sign the token: {e}")))
+            .map_err(|e| KeyError::caused_by("cannot sign the token", e))
     }
 }
 

@@ -4,8 +4,25 @@
 
 use std::fmt;
 
-use crate::backend::PortError;
+use crate::backend::{BoxError, PortError};
 use crate::domain::Invalid;
+
+/// An error and its sources, on one line (`outer: cause: root cause`), as
+/// logs and command-line messages show it.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        // Some errors repeat their source's text in their own; say it once.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -65,20 +82,35 @@ pub enum Error {
     #[error("the gateway is draining; retry against another instance")]
     Draining,
     /// A backend did not answer or refused the call.
-    #[error("storage backend unavailable: {0}")]
-    BackendUnavailable(String),
+    #[error("storage backend unavailable")]
+    BackendUnavailable(#[source] PortError),
     /// Stored data failed its checksum; it is never served.
-    #[error("stored data failed checksum verification: {0}")]
-    ChecksumMismatch(String),
+    #[error("stored data failed checksum verification")]
+    ChecksumMismatch(#[source] PortError),
     /// Stored parts break their hash chain: replaced, removed or truncated.
-    #[error("stored transcript failed its integrity check: {0}")]
-    IntegrityViolation(String),
+    #[error("stored transcript failed its integrity check: {object}")]
+    IntegrityViolation {
+        /// The object (or directory) whose check failed.
+        object: String,
+        /// Which check, and where.
+        #[source]
+        source: BoxError,
+    },
     /// The request took longer than the configured timeout.
     #[error("the request timed out")]
     Timeout,
-    /// A bug or an unexpected backend answer.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A bug.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What was being done.
+        context: String,
+        /// Why, when another error says so.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A backend answered in a way the gateway does not expect.
+    #[error("unexpected backend answer")]
+    Backend(#[source] PortError),
 }
 
 impl Error {
@@ -92,9 +124,20 @@ impl Error {
         Error::NotFound(message.into())
     }
 
-    /// Shorthand for [`Error::Internal`].
-    pub fn internal(message: impl fmt::Display) -> Self {
-        Error::Internal(message.to_string())
+    /// [`Error::Internal`] without a source.
+    pub fn internal(context: impl fmt::Display) -> Self {
+        Error::Internal {
+            context: context.to_string(),
+            source: None,
+        }
+    }
+
+    /// [`Error::Internal`] caused by `cause`.
+    pub fn internal_from(context: impl fmt::Display, cause: impl Into<BoxError>) -> Self {
+        Error::Internal {
+            context: context.to_string(),
+            source: Some(cause.into()),
+        }
     }
 
     /// The wire code of this error.
@@ -120,9 +163,9 @@ impl Error {
             Error::Draining => ErrorCode::Draining,
             Error::BackendUnavailable(_) => ErrorCode::BackendUnavailable,
             Error::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
-            Error::IntegrityViolation(_) => ErrorCode::IntegrityViolation,
+            Error::IntegrityViolation { .. } => ErrorCode::IntegrityViolation,
             Error::Timeout => ErrorCode::Timeout,
-            Error::Internal(_) => ErrorCode::Internal,
+            Error::Internal { .. } | Error::Backend(_) => ErrorCode::Internal,
         }
     }
 }
@@ -136,13 +179,13 @@ impl From<Invalid> for Error {
 impl From<PortError> for Error {
     fn from(err: PortError) -> Self {
         match err {
-            PortError::Unavailable(msg) => Error::BackendUnavailable(msg),
-            PortError::ChecksumMismatch(msg) => Error::ChecksumMismatch(msg),
+            err @ PortError::Unavailable { .. } => Error::BackendUnavailable(err),
+            err @ PortError::ChecksumMismatch { .. } => Error::ChecksumMismatch(err),
             PortError::NotFound(msg) => Error::NotFound(msg),
             PortError::AlreadyExists(msg) | PortError::PreconditionFailed(msg) => {
                 Error::Conflict(msg)
             }
-            PortError::Other(msg) => Error::Internal(msg),
+            err @ PortError::Other { .. } => Error::Backend(err),
         }
     }
 }

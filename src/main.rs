@@ -111,7 +111,10 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("transcript-gateway: {e}");
+                eprintln!(
+                    "transcript-gateway: {}",
+                    transcript_gateway::error::chain(&e)
+                );
                 ExitCode::from(2)
             }
         },
@@ -151,7 +154,7 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
+fn run<E: std::error::Error>(fut: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -162,7 +165,10 @@ fn run<E: std::fmt::Display>(fut: impl std::future::Future<Output = Result<(), E
     match runtime.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("transcript-gateway: {e}");
+            eprintln!(
+                "transcript-gateway: {}",
+                transcript_gateway::error::chain(&e)
+            );
             ExitCode::FAILURE
         }
     }

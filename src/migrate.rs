@@ -13,7 +13,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, IndexStatus,
     TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
@@ -25,7 +25,7 @@ use crate::backend::dynamo::schema::{
     projection, SchemaError, TableDef,
 };
 use crate::backend::dynamo::{self, table_name};
-use crate::backend::PortError;
+use crate::backend::{BoxError, PortError};
 use crate::config::{CatalogKind, Config};
 
 /// Longest wait for a table or index to become `ACTIVE`.
@@ -33,33 +33,42 @@ const ACTIVE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A migration that could not be read or applied.
 #[derive(Debug, thiserror::Error)]
-#[error("migrate: {0}")]
-pub struct MigrateError(pub String);
-
-impl From<SchemaError> for MigrateError {
-    fn from(err: SchemaError) -> Self {
-        MigrateError(err.0)
-    }
-}
-
-impl From<PortError> for MigrateError {
-    fn from(err: PortError) -> Self {
-        MigrateError(err.to_string())
-    }
+pub enum MigrateError {
+    /// The migration files or a live table's key are wrong.
+    #[error("migrate")]
+    Schema(#[from] SchemaError),
+    /// The DynamoDB client could not be set up.
+    #[error("migrate")]
+    Port(#[from] PortError),
+    /// A DynamoDB call failed.
+    #[error("migrate: DynamoDB {op} on {table}")]
+    Call {
+        /// The operation.
+        op: &'static str,
+        /// The table.
+        table: String,
+        /// The SDK's error.
+        #[source]
+        source: BoxError,
+    },
+    /// DynamoDB answered something migrate cannot go on from.
+    #[error("migrate: {0}")]
+    Unexpected(String),
 }
 
 fn sdk_err<E>(
-    op: &str,
+    op: &'static str,
     table: &str,
     err: SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
 ) -> MigrateError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    MigrateError(format!(
-        "DynamoDB {op} on {table}: {}",
-        DisplayErrorContext(&err)
-    ))
+    MigrateError::Call {
+        op,
+        table: table.to_string(),
+        source: Box::new(err),
+    }
 }
 
 /// What migrate did to one table.
@@ -224,7 +233,7 @@ async fn apply_table(
                             .set_key_schema(Some(key_schema(&index.key)?))
                             .projection(projection(index))
                             .build()
-                            .map_err(|e| MigrateError(e.to_string()))?,
+                            .map_err(SchemaError::from)?,
                     )
                     .build(),
             )
@@ -296,7 +305,7 @@ async fn wait_active(client: &Client, table: &str) -> Result<TableDescription, M
             }
         }
         if Instant::now() > deadline {
-            return Err(MigrateError(format!(
+            return Err(MigrateError::Unexpected(format!(
                 "table {table} did not become ACTIVE within {} s",
                 ACTIVE_TIMEOUT.as_secs()
             )));
@@ -325,14 +334,14 @@ async fn ensure_ttl(
         Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => {
             return match live_attr {
                 Some(a) if a == attribute => Ok(None),
-                other => Err(MigrateError(format!(
+                other => Err(MigrateError::Unexpected(format!(
                     "table {table} has TTL on {other:?}, migrations/ define {attribute:?}; \
                      change it by hand (DynamoDB allows one TTL attribute)"
                 ))),
             };
         }
         Some(TimeToLiveStatus::Disabling) => {
-            return Err(MigrateError(format!(
+            return Err(MigrateError::Unexpected(format!(
                 "table {table}: TTL is being disabled; run migrate again in an hour"
             )));
         }
@@ -346,7 +355,7 @@ async fn ensure_ttl(
                 .enabled(true)
                 .attribute_name(attribute)
                 .build()
-                .map_err(|e| MigrateError(e.to_string()))?,
+                .map_err(SchemaError::from)?,
         )
         .send()
         .await

@@ -26,9 +26,12 @@ pub enum ServeError {
     /// A token key cannot be used.
     #[error("auth: {0}")]
     Auth(#[from] crate::auth::KeyError),
-    /// A backend could not be opened or reached.
-    #[error("{0}")]
-    Backend(String),
+    /// A backend could not be opened.
+    #[error("cannot open the storage backends")]
+    Open(#[source] PortError),
+    /// A backend did not pass its start-up check.
+    #[error("backend check failed")]
+    Check(#[source] crate::error::Error),
     /// The address could not be bound.
     #[error("cannot listen on {0}: {1} (is another process using that address? set TG_LISTEN or --listen)")]
     Listen(std::net::SocketAddr, #[source] std::io::Error),
@@ -39,9 +42,7 @@ pub enum ServeError {
 
 /// Opens the configured backends and builds the engine over them.
 pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
-    let (objects, catalog) = open_backends(config)
-        .await
-        .map_err(|e| ServeError::Backend(e.to_string()))?;
+    let (objects, catalog) = open_backends(config).await.map_err(ServeError::Open)?;
     let engine = Engine::new(
         objects,
         catalog,
@@ -52,10 +53,7 @@ pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
             ..EngineConfig::default()
         },
     );
-    engine
-        .check()
-        .await
-        .map_err(|e| ServeError::Backend(format!("backend check failed: {e}")))?;
+    engine.check().await.map_err(ServeError::Check)?;
     Ok(engine)
 }
 
@@ -146,7 +144,8 @@ pub async fn open_backends(
 ) -> Result<(Arc<dyn ObjectPort>, Arc<dyn CatalogPort>), PortError> {
     let objects: Arc<dyn ObjectPort> = match config.storage {
         StorageKind::Embedded => Arc::new(FsObjects::open(&config.data_dir).map_err(|e| {
-            PortError::Unavailable(format!("data directory {}: {e}", config.data_dir.display()))
+            PortError::unavailable(format!("data directory {}", config.data_dir.display()))
+                .caused_by(e)
         })?),
         StorageKind::S3 => backend::s3::connect(&config.s3()).await?,
     };

@@ -111,13 +111,14 @@ pub async fn append(
         .appends
         .spawn(async move { engine.append(request).await })
         .await
-        .map_err(|e| Error::internal(format!("append task failed: {e}")))
+        .map_err(|e| Error::internal_from("the append task failed", e))
         .and_then(|r| r);
     if let Err(e) = &result {
         if e.code().status().is_server_error() {
             // The write did not land: a mirror failure, kept for operators.
             let reason = e.code().as_str();
-            (state.engine).report_gateway_failure(&key, reason, &e.to_string(), request_id);
+            let detail = crate::error::chain(e);
+            (state.engine).report_gateway_failure(&key, reason, &detail, request_id);
         }
     }
     Ok(Json(DataEnvelope { data: result? }))

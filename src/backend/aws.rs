@@ -74,7 +74,7 @@ pub async fn sdk_config(
             .to_builder()
             .region(Region::from_static(EMULATOR_REGION))
             .build()),
-        (None, None) => Err(PortError::Unavailable(format!(
+        (None, None) => Err(PortError::unavailable(format!(
             "no AWS region configured for {service}: set AWS_REGION (or a profile's region)"
         ))),
     }

@@ -28,8 +28,13 @@ pub mod dynamo;
 pub mod embedded;
 pub mod s3;
 
+/// Any error, boxed: the cause a [`PortError`] keeps.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A storage failure, in storage words; the engine decides what it means.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Failures caused by another error keep it as their source, so a log line
+/// shows the whole chain and code matches on types, never on text.
+#[derive(Debug, thiserror::Error)]
 pub enum PortError {
     /// A create-if-absent found something already there.
     #[error("already exists: {0}")]
@@ -41,14 +46,79 @@ pub enum PortError {
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
     /// The store could not be reached or refused service; retrying may work.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    #[error("unavailable: {context}")]
+    Unavailable {
+        /// What was being done, and where.
+        context: String,
+        /// Why, when another error says so.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Stored bytes do not match their checksum, or carry none.
-    #[error("checksum mismatch: {0}")]
-    ChecksumMismatch(String),
-    /// Anything else.
-    #[error("{0}")]
-    Other(String),
+    #[error("checksum mismatch: {context}")]
+    ChecksumMismatch {
+        /// Which object, and what differs.
+        context: String,
+        /// The verifier's own error, if one reported it.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Anything else: an answer the adapter did not expect, a corrupt record.
+    #[error("{context}")]
+    Other {
+        /// What was being done.
+        context: String,
+        /// Why, when another error says so.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl PortError {
+    /// [`PortError::Unavailable`] without a source.
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        PortError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`PortError::ChecksumMismatch`] without a source.
+    pub fn checksum(context: impl Into<String>) -> Self {
+        PortError::ChecksumMismatch {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`PortError::Other`] without a source.
+    pub fn other(context: impl Into<String>) -> Self {
+        PortError::Other {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The same failure, caused by `cause` (kept as its source; the three
+    /// kinds without one are returned unchanged).
+    pub fn caused_by(self, cause: impl Into<BoxError>) -> Self {
+        let cause = Some(cause.into());
+        match self {
+            PortError::Unavailable { context, .. } => PortError::Unavailable {
+                context,
+                source: cause,
+            },
+            PortError::ChecksumMismatch { context, .. } => PortError::ChecksumMismatch {
+                context,
+                source: cause,
+            },
+            PortError::Other { context, .. } => PortError::Other {
+                context,
+                source: cause,
+            },
+            other => other,
+        }
+    }
 }
 
 /// A stream of an object's bytes; an `Err` item ends it.

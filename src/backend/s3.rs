@@ -29,10 +29,11 @@ use aws_sdk_s3::config::{
     ConfigBag, Intercept, RequestChecksumCalculation, ResponseChecksumValidation,
     RuntimeComponents, StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::Client;
+use aws_smithy_checksums::body::validate::Error as ChecksumValidationError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use base64::Engine as _;
@@ -92,7 +93,7 @@ impl S3Objects {
     pub async fn open(settings: &S3Settings) -> Result<Self, PortError> {
         let bucket = settings.bucket.clone();
         if bucket.is_empty() {
-            return Err(PortError::Other("storage = s3 needs TG_S3_BUCKET".into()));
+            return Err(PortError::other("storage = s3 needs TG_S3_BUCKET"));
         }
         let endpoint_url = settings.endpoint_url.as_deref();
         let sdk = super::aws::sdk_config(&settings.aws, "S3", endpoint_url).await?;
@@ -183,7 +184,7 @@ impl S3Objects {
             // After a 409 ConditionalRequestConflict the other writer's
             // object may not be visible yet: not ours either way.
             Err(err) if is_no_such_key(&err) => return Ok(false),
-            Err(err) => return Err(map_error(&err, &self.describe("HeadObject", object_key))),
+            Err(err) => return Err(map_error(err, &self.describe("HeadObject", object_key))),
         };
         Ok(head.content_length() == Some(body.len() as i64)
             && head.checksum_crc32_c().and_then(decode_crc32c) == Some(crc32c))
@@ -214,7 +215,7 @@ impl S3Objects {
             let out = req
                 .send()
                 .await
-                .map_err(|e| map_error(&e, &self.describe("ListObjectsV2", prefix)))?;
+                .map_err(|e| map_error(e, &self.describe("ListObjectsV2", prefix)))?;
             let items = self.listed(out.contents());
             let truncated = out.is_truncated().unwrap_or(false);
             // A page may hold only common prefixes (subkey directories); the
@@ -255,7 +256,7 @@ impl S3Objects {
             let out = req
                 .send()
                 .await
-                .map_err(|e| map_error(&e, &self.describe("ListObjectsV2", prefix)))?;
+                .map_err(|e| map_error(e, &self.describe("ListObjectsV2", prefix)))?;
             items.extend(self.listed(out.contents()));
             match out.next_continuation_token() {
                 Some(next) if out.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
@@ -311,7 +312,7 @@ impl ObjectPort for S3Objects {
             Ok(_) => return Ok(()),
             Err(err) => err,
         };
-        let mapped = map_error(&err, &self.describe("PutObject", &object_key));
+        let mapped = map_error(err, &self.describe("PutObject", &object_key));
         if matches!(mapped, PortError::AlreadyExists(_)) && attempts.get() > 1 {
             // An earlier attempt may have landed and only its answer been lost
             // (a timeout, a reset connection); the retry then meets our own
@@ -337,7 +338,7 @@ impl ObjectPort for S3Objects {
         {
             Ok(out) => out,
             Err(err) if is_no_such_key(&err) => return Ok(None),
-            Err(err) => return Err(map_error(&err, &self.describe("GetObject", &object_key))),
+            Err(err) => return Err(map_error(err, &self.describe("GetObject", &object_key))),
         };
         // A composite (multipart) checksum or another algorithm decodes to
         // None; the engine refuses such an object.
@@ -350,7 +351,7 @@ impl ObjectPort for S3Objects {
                 let mut body = state?;
                 match body.next().await {
                     Some(Ok(chunk)) => Some((Ok(chunk), Some(body))),
-                    Some(Err(err)) => Some((Err(map_stream_error(&err, &what)), None)),
+                    Some(Err(err)) => Some((Err(map_stream_error(err, &what)), None)),
                     None => None,
                 }
             }
@@ -391,7 +392,7 @@ impl ObjectPort for S3Objects {
         {
             Ok(_) => Ok(()),
             Err(err) if is_no_such_key(&err) => Ok(()),
-            Err(err) => Err(map_error(&err, &self.describe("DeleteObject", &object_key))),
+            Err(err) => Err(map_error(err, &self.describe("DeleteObject", &object_key))),
         }
     }
 
@@ -429,19 +430,14 @@ impl ObjectPort for S3Objects {
                 bucket_region(&err).unwrap_or_default()
             ),
             Some(status) => format!(
-                "S3 bucket {bucket:?} at {endpoint}: listing {prefix:?} failed with HTTP \
-                 {status}: {}",
-                DisplayErrorContext(&err)
+                "S3 bucket {bucket:?} at {endpoint}: listing {prefix:?} failed with HTTP {status}"
             ),
             None if super::aws::credentials_missing(&err) => {
                 super::aws::no_credentials(&format!("S3 bucket {bucket:?} at {endpoint}"))
             }
-            None => format!(
-                "cannot reach S3 bucket {bucket:?} at {endpoint}: {}",
-                DisplayErrorContext(&err)
-            ),
+            None => format!("cannot reach S3 bucket {bucket:?} at {endpoint}"),
         };
-        Err(PortError::Unavailable(message))
+        Err(PortError::unavailable(message).caused_by(err))
     }
 }
 
@@ -477,14 +473,13 @@ fn is_no_such_key<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> b
 }
 
 /// Maps an SDK failure (after the SDK's own retries) to storage words.
-fn map_error<E>(err: &SdkError<E, HttpResponse>, what: &str) -> PortError
+fn map_error<E>(err: SdkError<E, HttpResponse>, what: &str) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
-    let code = err.code();
-    let detail = DisplayErrorContext(err);
-    match (status, code) {
+    let code = err.code().map(str::to_string);
+    match (status, code.as_deref()) {
         // S3 answers a taken key with 412 PreconditionFailed, or with 409
         // ConditionalRequestConflict when a concurrent conditional write is
         // still in progress; both mean another writer has the key.
@@ -497,25 +492,25 @@ where
         // S3 and SeaweedFS: 400 BadDigest when the body does not match the
         // x-amz-checksum-crc32c we sent.
         (_, Some("BadDigest")) | (_, Some("XAmzContentChecksumMismatch")) => {
-            PortError::ChecksumMismatch(format!("{what}: {detail}"))
+            PortError::checksum(what).caused_by(err)
         }
         (_, Some("NoSuchBucket")) => {
-            PortError::Unavailable(format!("{what}: the bucket does not exist"))
+            PortError::unavailable(format!("{what}: the bucket does not exist")).caused_by(err)
         }
         (_, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout"))
         | (_, Some("ServiceUnavailable" | "InternalError" | "RequestLimitExceeded")) => {
-            PortError::Unavailable(format!("{what}: {detail}"))
+            PortError::unavailable(what).caused_by(err)
         }
-        (Some(s), _) if s >= 500 || s == 429 => PortError::Unavailable(format!("{what}: {detail}")),
-        (Some(_), _) => PortError::Other(format!("{what}: {detail}")),
+        (Some(s), _) if s >= 500 || s == 429 => PortError::unavailable(what).caused_by(err),
+        (Some(_), _) => PortError::other(what).caused_by(err),
         // No response at all: missing credentials, timeouts, refused or
         // reset connections.
-        (None, _) if super::aws::credentials_missing(err) => {
-            PortError::Unavailable(super::aws::no_credentials(what))
+        (None, _) if super::aws::credentials_missing(&err) => {
+            PortError::unavailable(super::aws::no_credentials(what)).caused_by(err)
         }
         (None, _) => match err {
-            SdkError::ConstructionFailure(_) => PortError::Other(format!("{what}: {detail}")),
-            _ => PortError::Unavailable(format!("{what}: {detail}")),
+            SdkError::ConstructionFailure(_) => PortError::other(what).caused_by(err),
+            _ => PortError::unavailable(what).caused_by(err),
         },
     }
 }
@@ -523,21 +518,17 @@ where
 /// Maps a failure while reading a body: the SDK's own checksum validation
 /// (which runs when S3 returns a checksum) is a mismatch, anything else a
 /// broken transfer.
-fn map_stream_error(err: &(dyn std::error::Error + 'static), what: &str) -> PortError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+fn map_stream_error(err: aws_smithy_types::byte_stream::error::Error, what: &str) -> PortError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut mismatch = false;
     while let Some(e) = source {
-        if e.to_string()
-            .to_ascii_lowercase()
-            .contains("checksum mismatch")
-        {
-            return PortError::ChecksumMismatch(format!("{what}: {e}"));
-        }
+        mismatch |= e.downcast_ref::<ChecksumValidationError>().is_some();
         source = e.source();
     }
-    PortError::Unavailable(format!(
-        "{what}: {}",
-        aws_smithy_types::error::display::DisplayErrorContext(err)
-    ))
+    match mismatch {
+        true => PortError::checksum(what).caused_by(err),
+        false => PortError::unavailable(what).caused_by(err),
+    }
 }
 
 /// Counts the attempts the SDK makes for one call.
@@ -606,7 +597,7 @@ mod tests {
             (409, "ConditionalRequestConflict"),
         ] {
             assert!(matches!(
-                map_error(&service_error(status, code), "put"),
+                map_error(service_error(status, code), "put"),
                 PortError::AlreadyExists(_)
             ));
         }
@@ -623,11 +614,11 @@ mod tests {
             (403, "AccessDenied", "other"),
         ];
         for (status, code, want) in cases {
-            let got = map_error(&service_error(status, code), "op");
+            let got = map_error(service_error(status, code), "op");
             let kind = match got {
-                PortError::ChecksumMismatch(_) => "checksum",
-                PortError::Unavailable(_) => "unavailable",
-                PortError::Other(_) => "other",
+                PortError::ChecksumMismatch { .. } => "checksum",
+                PortError::Unavailable { .. } => "unavailable",
+                PortError::Other { .. } => "other",
                 _ => "wrong",
             };
             assert_eq!(kind, want, "{status} {code}");
@@ -635,8 +626,8 @@ mod tests {
         let timeout: SdkError<PutObjectError, HttpResponse> =
             SdkError::timeout_error("attempt timed out");
         assert!(matches!(
-            map_error(&timeout, "op"),
-            PortError::Unavailable(_)
+            map_error(timeout, "op"),
+            PortError::Unavailable { .. }
         ));
     }
 

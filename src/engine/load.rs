@@ -252,8 +252,9 @@ impl Engine {
 
     /// Keeps an integrity violation of `key` as a mirror failure.
     fn note_integrity(&self, key: &SessionKey, err: &Error) {
-        if let Error::IntegrityViolation(detail) = err {
-            self.report_gateway_failure(key, "integrity", detail, None);
+        if let Error::IntegrityViolation { .. } = err {
+            let detail = crate::error::chain(err);
+            self.report_gateway_failure(key, "integrity", &detail, None);
         }
     }
 
@@ -473,7 +474,7 @@ impl Engine {
             SnapshotError::Digest(through) => {
                 super::integrity_error(key, ChainError::Content(through))
             }
-            SnapshotError::Malformed(why) => Error::Internal(format!("{key}: {why}")),
+            SnapshotError::Malformed(why) => Error::internal(format!("{key}: {why}")),
         };
         while let Some(chunk) = body.stream.next().await {
             let chunk = chunk?;
@@ -623,5 +624,5 @@ pub(super) async fn read_object(objects: &dyn ObjectPort, key: &str) -> Result<B
 pub(super) fn checksum_error(message: String) -> Error {
     METRICS.checksum_failures.fetch_add(1, Ordering::Relaxed);
     tracing::error!(%message, "checksum verification failed");
-    PortError::ChecksumMismatch(message).into()
+    PortError::checksum(message).into()
 }

@@ -141,7 +141,10 @@ pub(crate) fn integrity_error(what: &str, err: part::ChainError) -> Error {
         .integrity_violations
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::error!(object = what, error = %err, "integrity violation");
-    Error::IntegrityViolation(format!("{what}: {err}"))
+    Error::IntegrityViolation {
+        object: what.to_string(),
+        source: Box::new(err),
+    }
 }
 
 impl Engine {

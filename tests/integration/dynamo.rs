@@ -438,7 +438,7 @@ impl CatalogPort for FlakyCatalog {
     }
     async fn put_session(&self, write: SessionWrite<'_>) -> Result<u64, PortError> {
         match self.mode.load(Ordering::SeqCst) {
-            FAIL => Err(PortError::Unavailable("injected catalog failure".into())),
+            FAIL => Err(PortError::unavailable("injected catalog failure")),
             DROP => Ok(write.expected_version + 1),
             _ => self.inner.put_session(write).await,
         }

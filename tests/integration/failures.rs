@@ -145,9 +145,7 @@ struct Unwritable(Arc<dyn ObjectPort>);
 #[async_trait]
 impl ObjectPort for Unwritable {
     async fn put_if_absent(&self, _: &str, _: Bytes, _: u32) -> Result<(), PortError> {
-        Err(PortError::Unavailable(
-            "injected: the store refuses writes".into(),
-        ))
+        Err(PortError::unavailable("injected: the store refuses writes"))
     }
     async fn get(&self, key: &str) -> Result<Option<ObjectBody>, PortError> {
         self.0.get(key).await

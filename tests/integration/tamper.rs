@@ -74,8 +74,8 @@ async fn four_parts(engine: &Engine) -> SessionKey {
 async fn assert_refused(engine: &Engine, key: &SessionKey, what: &str) {
     let before = METRICS.integrity_violations.load(Ordering::Relaxed);
     match engine_load(engine, key).await {
-        Err(Error::IntegrityViolation(message)) => {
-            assert!(!message.is_empty(), "{what}");
+        Err(Error::IntegrityViolation { object, .. }) => {
+            assert!(!object.is_empty(), "{what}");
         }
         other => panic!("{what}: expected an integrity violation, got {other:?}"),
     }

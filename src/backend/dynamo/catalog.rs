@@ -52,7 +52,7 @@ impl CatalogPort for DynamoCatalog {
         };
         let put = put
             .build()
-            .map_err(|e| PortError::Other(format!("build Put: {e}")))?;
+            .map_err(|e| PortError::other("build Put").caused_by(e))?;
 
         let Some((idem_key, idem)) = write.idempotency else {
             self.client
@@ -72,7 +72,7 @@ impl CatalogPort for DynamoCatalog {
             .table_name(&self.tables.idempotency)
             .set_item(Some(idempotency_item(write.key.task_id(), idem_key, idem)?))
             .build()
-            .map_err(|e| PortError::Other(format!("build Put: {e}")))?;
+            .map_err(|e| PortError::other("build Put").caused_by(e))?;
         let result = self
             .client
             .transact_write_items()
@@ -99,17 +99,12 @@ impl CatalogPort for DynamoCatalog {
                         .iter()
                         .filter_map(|r| r.code())
                         .collect();
-                    // moto may omit the reasons; its message names them.
-                    let message = canceled.message().unwrap_or_default();
                     let lost = reasons
                         .iter()
-                        .any(|r| matches!(*r, "ConditionalCheckFailed" | "TransactionConflict"))
-                        || (reasons.is_empty()
-                            && (message.contains("ConditionalCheckFailed")
-                                || message.contains("TransactionConflict")));
+                        .any(|r| matches!(*r, "ConditionalCheckFailed" | "TransactionConflict"));
                     if lost {
                         return Err(PortError::PreconditionFailed(format!(
-                            "session record changed (transaction canceled: {reasons:?} {message})"
+                            "session record changed (transaction canceled: {reasons:?})"
                         )));
                     }
                 }
@@ -145,7 +140,7 @@ impl CatalogPort for DynamoCatalog {
         let mut out = Vec::with_capacity(items.len().min(limit));
         for item in items.iter().take(limit) {
             let id = SessionId::new(get_s(item, SESSION_ID)?)
-                .map_err(|e| PortError::Other(format!("corrupt session id in catalog: {e}")))?;
+                .map_err(|e| PortError::other("corrupt session id in catalog").caused_by(e))?;
             out.push((id, record_from_item(item)?.value));
         }
         Ok(Page { items: out, more })
@@ -176,7 +171,7 @@ impl CatalogPort for DynamoCatalog {
                 .strip_prefix(prefix.as_str())
                 .ok_or_else(|| corrupt(attr::SK))?;
             let sub = Subpath::new(sub)
-                .map_err(|e| PortError::Other(format!("corrupt subpath in catalog: {e}")))?;
+                .map_err(|e| PortError::other("corrupt subpath in catalog").caused_by(e))?;
             out.push((sub, record_from_item(item)?.value));
         }
         Ok(Page { items: out, more })
@@ -228,7 +223,7 @@ impl CatalogPort for DynamoCatalog {
             return Ok(None);
         };
         let receipt = serde_json::from_str(get_s(&item, RECEIPT)?)
-            .map_err(|e| PortError::Other(format!("corrupt receipt in catalog: {e}")))?;
+            .map_err(|e| PortError::other("corrupt receipt in catalog").caused_by(e))?;
         Ok(Some(IdempotencyRecord {
             fingerprint: get_s(&item, FINGERPRINT)?.to_string(),
             receipt,
@@ -290,7 +285,7 @@ impl CatalogPort for DynamoCatalog {
             None => self.get_binding(task).await?,
         };
         existing.map(BindOutcome::Existing).ok_or_else(|| {
-            PortError::Other(format!(
+            PortError::other(format!(
                 "binding of task {task} refused by its condition but not found"
             ))
         })
@@ -340,7 +335,7 @@ impl CatalogPort for DynamoCatalog {
     async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
         let table = &self.tables.failures;
         let json = serde_json::to_string(failure)
-            .map_err(|e| PortError::Other(format!("encode failure: {e}")))?;
+            .map_err(|e| PortError::other("encode failure").caused_by(e))?;
         self.client
             .put_item()
             .table_name(table)
@@ -391,7 +386,7 @@ impl CatalogPort for DynamoCatalog {
             for item in out.items() {
                 let text = get_s(item, FAILURE)?;
                 let failure: MirrorFailure = serde_json::from_str(text)
-                    .map_err(|e| PortError::Other(format!("corrupt failure in catalog: {e}")))?;
+                    .map_err(|e| PortError::other("corrupt failure in catalog").caused_by(e))?;
                 items.push(failure);
             }
             match out.last_evaluated_key {

@@ -69,7 +69,7 @@ pub(super) fn get_n_or_zero(item: &Item, name: &str) -> Result<u64, PortError> {
 }
 
 pub(super) fn corrupt(name: &str) -> PortError {
-    PortError::Other(format!(
+    PortError::other(format!(
         "corrupt DynamoDB catalog item: attribute {name:?} missing or mistyped"
     ))
 }
@@ -140,11 +140,11 @@ pub(super) fn session_item(
     }
     let fields = match serde_json::to_value(record) {
         Ok(serde_json::Value::Object(fields)) => fields,
-        Ok(_) | Err(_) => return Err(PortError::Other("encode session record".into())),
+        Ok(_) | Err(_) => return Err(PortError::other("encode session record")),
     };
     for (name, value) in fields {
         if SESSION_META.contains(&name.as_str()) {
-            return Err(PortError::Other(format!(
+            return Err(PortError::other(format!(
                 "session record field {name:?} collides with a key attribute"
             )));
         }
@@ -169,7 +169,7 @@ pub(super) fn idempotency_item(
     record: &IdempotencyRecord,
 ) -> Result<Item, PortError> {
     let receipt = serde_json::to_string(&record.receipt)
-        .map_err(|e| PortError::Other(format!("encode receipt: {e}")))?;
+        .map_err(|e| PortError::other("encode receipt").caused_by(e))?;
     Ok(Item::from([
         (attr::TASK_ID.into(), s(task.as_str())),
         (attr::IDEMPOTENCY_KEY.into(), s(key)),
@@ -192,7 +192,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, 
         if SESSION_META.contains(&name.as_str()) {
             continue;
         }
-        let bad = || PortError::Other(format!("corrupt session attribute {name:?} in catalog"));
+        let bad = || PortError::other(format!("corrupt session attribute {name:?} in catalog"));
         let value = match (name.as_str(), value) {
             (SUMMARY, AttributeValue::S(text)) => {
                 summary = Some(RawValue::from_string(text.clone()).map_err(|_| bad())?);
@@ -206,7 +206,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, 
         fields.insert(name.clone(), value);
     }
     let mut record: SessionRecord = serde_json::from_value(serde_json::Value::Object(fields))
-        .map_err(|e| PortError::Other(format!("corrupt session record in catalog: {e}")))?;
+        .map_err(|e| PortError::other("corrupt session record in catalog").caused_by(e))?;
     record.summary = summary;
     Ok(Versioned {
         version: get_n(item, VERSION)?,

@@ -24,7 +24,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
@@ -76,7 +76,7 @@ impl TableNames {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
-            return Err(PortError::Other(format!(
+            return Err(PortError::other(format!(
                 "dynamodb_table_prefix {prefix:?} must be 1 to 200 of A-Z, a-z, 0-9, '_', '.', '-'"
             )));
         }
@@ -189,22 +189,24 @@ impl DynamoCatalog {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let code = service_code(&err).map(str::to_string);
-        let detail = format!("DynamoDB {op} on {table}: {}", DisplayErrorContext(&err));
+        let what = format!("DynamoDB {op} on {table}");
         match code.as_deref() {
-            Some("ConditionalCheckFailedException") => PortError::PreconditionFailed(detail),
+            Some("ConditionalCheckFailedException") => PortError::PreconditionFailed(what),
             Some("ResourceNotFoundException") => {
-                PortError::Unavailable(self.missing_tables_hint(table))
+                PortError::unavailable(self.missing_tables_hint(table)).caused_by(err)
             }
-            Some("ValidationException" | "SerializationException") => PortError::Other(detail),
+            Some("ValidationException" | "SerializationException") => {
+                PortError::other(what).caused_by(err)
+            }
             // Throttling, server faults, and credential or permission refusals:
             // the client can only wait (or an operator must act).
-            Some(_) => PortError::Unavailable(detail),
-            None if super::aws::credentials_missing(&err) => PortError::Unavailable(
-                super::aws::no_credentials(&format!("DynamoDB {op} on {table}")),
-            ),
+            Some(_) => PortError::unavailable(what).caused_by(err),
+            None if super::aws::credentials_missing(&err) => {
+                PortError::unavailable(super::aws::no_credentials(&what)).caused_by(err)
+            }
             None => match err {
-                SdkError::ConstructionFailure(_) => PortError::Other(detail),
-                _ => PortError::Unavailable(detail),
+                SdkError::ConstructionFailure(_) => PortError::other(what).caused_by(err),
+                _ => PortError::unavailable(what).caused_by(err),
             },
         }
     }
@@ -286,28 +288,29 @@ impl DynamoCatalog {
     /// Describes every table: it must exist, be usable and have the key
     /// schema `migrations/` defines.
     async fn verify_tables(&self) -> Result<(), PortError> {
-        let defs = schema::definitions().map_err(|e| PortError::Other(e.to_string()))?;
+        let defs = schema::definitions()
+            .map_err(|e| PortError::other("the compiled-in table definitions").caused_by(e))?;
         for def in &defs {
             let table = table_name(self.prefix(), &def.name);
             let out = match self.client.describe_table().table_name(&table).send().await {
                 Ok(out) => out,
                 Err(e) if service_code(&e) == Some("ResourceNotFoundException") => {
-                    return Err(PortError::Unavailable(self.missing_tables_hint(&table)));
+                    return Err(PortError::unavailable(self.missing_tables_hint(&table)));
                 }
                 Err(e) => return Err(self.map_err("DescribeTable", &table, e)),
             };
             let Some(desc) = out.table else {
-                return Err(PortError::Other(format!(
+                return Err(PortError::other(format!(
                     "DynamoDB DescribeTable on {table}: no description returned"
                 )));
             };
             schema::check_key_schema(def, &table, &desc)
-                .map_err(|e| PortError::Other(e.to_string()))?;
+                .map_err(|e| PortError::other("a table's key").caused_by(e))?;
             use aws_sdk_dynamodb::types::TableStatus;
             match desc.table_status {
                 Some(TableStatus::Active | TableStatus::Updating) | None => {}
                 Some(other) => {
-                    return Err(PortError::Unavailable(format!(
+                    return Err(PortError::unavailable(format!(
                         "DynamoDB table {table:?} is {}; wait until it is ACTIVE \
                          (`transcript-gateway migrate` waits for it)",
                         other.as_str()
@@ -327,11 +330,14 @@ impl DynamoCatalog {
 
     /// A cheap data-plane probe of every table (readiness after the first check).
     async fn probe_tables(&self) -> Result<(), PortError> {
-        let probe = TaskId::new("readiness-probe").map_err(|e| PortError::Other(e.to_string()))?;
+        let probe =
+            TaskId::new("readiness-probe").map_err(|e| PortError::other("probe").caused_by(e))?;
         let session = SessionKey::main(SessionRef {
             task_id: probe.clone(),
-            project_key: ProjectKey::new("probe").map_err(|e| PortError::Other(e.to_string()))?,
-            session_id: SessionId::new("probe").map_err(|e| PortError::Other(e.to_string()))?,
+            project_key: ProjectKey::new("probe")
+                .map_err(|e| PortError::other("probe").caused_by(e))?,
+            session_id: SessionId::new("probe")
+                .map_err(|e| PortError::other("probe").caused_by(e))?,
         });
         let (a, b, c) = tokio::join!(
             self.get_session(&session),

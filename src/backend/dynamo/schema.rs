@@ -15,8 +15,23 @@ use serde::Deserialize;
 /// A migration file or table definition that breaks the rules, or a live
 /// table that does not match its definition.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SchemaError(pub String);
+pub enum SchemaError {
+    /// A rule is broken; the message says which.
+    #[error("{0}")]
+    Invalid(String),
+    /// A migration file is not the JSON it should be.
+    #[error("migrations/{file}")]
+    Parse {
+        /// The file name.
+        file: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A definition cannot be turned into the SDK's types.
+    #[error("building the table definition")]
+    Build(#[from] aws_sdk_dynamodb::error::BuildError),
+}
 
 /// The migration files, in order (persisted: never edit a released file,
 /// add a new one).
@@ -107,15 +122,19 @@ pub struct TableDef {
 }
 
 fn parse_file(name: &str, text: &str) -> Result<MigrationFile, SchemaError> {
-    let file: MigrationFile =
-        serde_json::from_str(text).map_err(|e| SchemaError(format!("migrations/{name}: {e}")))?;
+    let file: MigrationFile = serde_json::from_str(text).map_err(|source| SchemaError::Parse {
+        file: name.to_string(),
+        source,
+    })?;
     let number: u32 = name
         .split('_')
         .next()
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| SchemaError(format!("migrations/{name}: name must start with a number")))?;
+        .ok_or_else(|| {
+            SchemaError::Invalid(format!("migrations/{name}: name must start with a number"))
+        })?;
     if file.version != number {
-        return Err(SchemaError(format!(
+        return Err(SchemaError::Invalid(format!(
             "migrations/{name}: version {} does not match the file number {number}",
             file.version
         )));
@@ -124,7 +143,7 @@ fn parse_file(name: &str, text: &str) -> Result<MigrationFile, SchemaError> {
 }
 
 fn validate(def: &TableDef) -> Result<(), SchemaError> {
-    let fail = |msg: String| Err(SchemaError(format!("table {:?}: {msg}", def.name)));
+    let fail = |msg: String| Err(SchemaError::Invalid(format!("table {:?}: {msg}", def.name)));
     if def.billing_mode != "PAY_PER_REQUEST" {
         return fail(format!(
             "billing_mode {:?} is not supported; use PAY_PER_REQUEST",
@@ -159,7 +178,7 @@ pub fn definitions() -> Result<Vec<TableDef>, SchemaError> {
     for (name, text) in MIGRATIONS {
         let file = parse_file(name, text)?;
         if file.version <= last {
-            return Err(SchemaError(format!(
+            return Err(SchemaError::Invalid(format!(
                 "migrations/{name}: versions must increase"
             )));
         }
@@ -169,7 +188,7 @@ pub fn definitions() -> Result<Vec<TableDef>, SchemaError> {
             match tables.iter_mut().find(|t| t.name == def.name) {
                 Some(existing) => {
                     if existing.key != def.key {
-                        return Err(SchemaError(format!(
+                        return Err(SchemaError::Invalid(format!(
                             "migrations/{name}: table {:?} may not change its key",
                             def.name
                         )));
@@ -196,15 +215,13 @@ pub fn key_schema(key: &KeyDef) -> Result<Vec<KeySchemaElement>, SchemaError> {
     let mut out = vec![KeySchemaElement::builder()
         .attribute_name(&key.hash)
         .key_type(KeyType::Hash)
-        .build()
-        .map_err(|e| SchemaError(e.to_string()))?];
+        .build()?];
     if let Some(range) = &key.range {
         out.push(
             KeySchemaElement::builder()
                 .attribute_name(range)
                 .key_type(KeyType::Range)
-                .build()
-                .map_err(|e| SchemaError(e.to_string()))?,
+                .build()?,
         );
     }
     Ok(out)
@@ -240,24 +257,26 @@ pub fn attribute_definitions(
                 Some(AttrType::S) => ScalarAttributeType::S,
                 Some(AttrType::N) => ScalarAttributeType::N,
                 Some(AttrType::B) => ScalarAttributeType::B,
-                None => return Err(SchemaError(format!("attribute {name:?} has no type"))),
+                None => {
+                    return Err(SchemaError::Invalid(format!(
+                        "attribute {name:?} has no type"
+                    )))
+                }
             };
-            AttributeDefinition::builder()
+            Ok(AttributeDefinition::builder()
                 .attribute_name(name)
                 .attribute_type(t)
-                .build()
-                .map_err(|e| SchemaError(e.to_string()))
+                .build()?)
         })
         .collect()
 }
 
 pub fn gsi(index: &IndexDef) -> Result<GlobalSecondaryIndex, SchemaError> {
-    GlobalSecondaryIndex::builder()
+    Ok(GlobalSecondaryIndex::builder()
         .index_name(&index.name)
         .set_key_schema(Some(key_schema(&index.key)?))
         .projection(projection(index))
-        .build()
-        .map_err(|e| SchemaError(e.to_string()))
+        .build()?)
 }
 
 pub fn projection(index: &IndexDef) -> Projection {
@@ -277,7 +296,7 @@ pub fn check_key_schema(
 ) -> Result<(), SchemaError> {
     let live = key_of(desc.key_schema());
     if live != def.key {
-        return Err(SchemaError(format!(
+        return Err(SchemaError::Invalid(format!(
             "DynamoDB table {table:?} has key {live:?}, but migrations/ define {:?}; \
              it was not created by `transcript-gateway migrate` (pick another \
              TG_DYNAMODB_TABLE_PREFIX)",

@@ -68,17 +68,17 @@ pub struct RedbCatalog {
     jobs: mpsc::Sender<Job>,
 }
 
-fn storage_err(err: impl std::fmt::Display) -> PortError {
-    PortError::Unavailable(format!("embedded catalog: {err}"))
+fn storage_err(err: impl Into<redb::Error>) -> PortError {
+    PortError::unavailable("embedded catalog").caused_by(err.into())
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PortError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| PortError::Other(format!("corrupt catalog record: {e}")))
+        .map_err(|e| PortError::other("corrupt catalog record").caused_by(e))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PortError> {
-    serde_json::to_vec(value).map_err(|e| PortError::Other(format!("encode catalog record: {e}")))
+    serde_json::to_vec(value).map_err(|e| PortError::other("encode catalog record").caused_by(e))
 }
 
 fn session_row(key: &SessionKey) -> String {
@@ -125,7 +125,7 @@ impl RedbCatalog {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let result = f(txn);
-            let abort = matches!(result, Err(PortError::Unavailable(_)));
+            let abort = matches!(result, Err(PortError::Unavailable { .. }));
             let completion: Completion = Box::new(move |commit| {
                 let _ = tx.send(commit.and(result));
             });
@@ -133,9 +133,10 @@ impl RedbCatalog {
         });
         self.jobs
             .send(job)
-            .map_err(|_| storage_err("writer thread stopped"))?;
-        rx.await
-            .map_err(|_| storage_err("writer dropped the request"))?
+            .map_err(|_| PortError::unavailable("embedded catalog: the writer thread stopped"))?;
+        rx.await.map_err(|_| {
+            PortError::unavailable("embedded catalog: the writer dropped the request")
+        })?
     }
 
     async fn read<T: Send + 'static>(
@@ -148,7 +149,7 @@ impl RedbCatalog {
             f(&txn)
         })
         .await
-        .map_err(storage_err)?
+        .map_err(|e| PortError::other("embedded catalog: a read task failed").caused_by(e))?
     }
 
     async fn get_row<T: DeserializeOwned + Send + 'static>(
@@ -200,7 +201,7 @@ fn open_database(path: &Path) -> Result<Database, PortError> {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(PortError::Unavailable(format!(
+                return Err(PortError::unavailable(format!(
                     "the embedded catalog {} is in use by another gateway process: the \
                      embedded backend serves one process per data directory (give each \
                      gateway its own TG_DATA_DIR, or run several on S3 and DynamoDB)",
@@ -278,12 +279,21 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
         }
         let outcome = if abort {
             let _ = txn.abort();
-            Err(storage_err("batch aborted after a storage error"))
+            Err(PortError::unavailable(
+                "embedded catalog: batch aborted after a storage error",
+            ))
         } else {
             txn.commit().map_err(storage_err)
         };
+        // Every write of the batch gets the outcome; a failure is shared as
+        // the source of each one's error.
+        let shared = outcome.err().map(Arc::new);
         for completion in completions {
-            completion(outcome.clone());
+            completion(match &shared {
+                None => Ok(()),
+                Some(err) => Err(PortError::unavailable("embedded catalog: commit failed")
+                    .caused_by(err.clone())),
+            });
         }
     }
 }
@@ -388,7 +398,8 @@ impl CatalogPort for RedbCatalog {
                     break;
                 }
                 let stored: StoredSession = decode(v.value())?;
-                let id = SessionId::new(session).map_err(|e| PortError::Other(e.to_string()))?;
+                let id = SessionId::new(session)
+                    .map_err(|e| PortError::other("corrupt session id in catalog").caused_by(e))?;
                 items.push((id, stored.record));
             }
             Ok(Page { items, more })
@@ -428,7 +439,8 @@ impl CatalogPort for RedbCatalog {
                     break;
                 }
                 let stored: StoredSession = decode(v.value())?;
-                let sub = Subpath::new(sub).map_err(|e| PortError::Other(e.to_string()))?;
+                let sub = Subpath::new(sub)
+                    .map_err(|e| PortError::other("corrupt subpath in catalog").caused_by(e))?;
                 items.push((sub, stored.record));
             }
             Ok(Page { items, more })

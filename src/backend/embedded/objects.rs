@@ -57,7 +57,7 @@ impl FsObjects {
 }
 
 fn io_err(context: &str, err: io::Error) -> PortError {
-    PortError::Unavailable(format!("{context}: {err}"))
+    PortError::unavailable(context).caused_by(err)
 }
 
 fn check_key(key: &str) -> Result<(), PortError> {
@@ -69,7 +69,7 @@ fn check_key(key: &str) -> Result<(), PortError> {
     if ok {
         Ok(())
     } else {
-        Err(PortError::Other(format!("invalid object key {key:?}")))
+        Err(PortError::other(format!("invalid object key {key:?}")))
     }
 }
 
@@ -120,7 +120,7 @@ fn put_blocking(dirs: &Dirs, key: &str, body: &[u8], crc: u32) -> Result<(), Por
     let final_path = dirs.root.join(key);
     let parent = final_path
         .parent()
-        .ok_or_else(|| PortError::Other(format!("object key {key:?} has no directory")))?
+        .ok_or_else(|| PortError::other(format!("object key {key:?} has no directory")))?
         .to_path_buf();
     let staging_path = dirs.staging.join(ulid::Ulid::new().to_string());
     let result = (|| {
@@ -150,7 +150,7 @@ fn put_blocking(dirs: &Dirs, key: &str, body: &[u8], crc: u32) -> Result<(), Por
                 Err(e) => return Err(io_err("link object", e)),
             }
         }
-        Err(PortError::Unavailable(format!("could not create {key}")))
+        Err(PortError::unavailable(format!("could not create {key}")))
     })();
     let _ = std::fs::remove_file(&staging_path);
     result
@@ -247,7 +247,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, PortError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| PortError::Other(format!("blocking task failed: {e}")))?
+        .map_err(|e| PortError::other("blocking task failed").caused_by(e))?
 }
 
 #[async_trait]
@@ -283,7 +283,7 @@ impl ObjectPort for FsObjects {
         recursive: bool,
     ) -> Result<Page<Listed>, PortError> {
         if !dir.ends_with('/') {
-            return Err(PortError::Other(format!(
+            return Err(PortError::other(format!(
                 "list dir {dir:?} must end with '/'"
             )));
         }
