@@ -206,6 +206,24 @@ pub async fn long_listings_page(objects: &dyn ObjectPort, ns: &str, count: usize
         seen, expected,
         "paged listing must return every key once, in order"
     );
+    // The same as one stream, from the start and from a cursor.
+    let streamed: Vec<String> = objects
+        .list_all(&dir, None, false)
+        .map(|l| l.expect("list_all").key)
+        .collect()
+        .await;
+    assert_eq!(streamed, expected, "list_all must stream every page");
+    let from = count / 2;
+    let rest: Vec<String> = objects
+        .list_all(&dir, Some(expected[from].clone()), false)
+        .map(|l| l.expect("list_all").key)
+        .collect()
+        .await;
+    assert_eq!(
+        rest,
+        expected[from + 1..],
+        "list_all continues after its cursor"
+    );
 }
 
 fn key(task: &str, session: &str, subpath: Option<&str>) -> SessionKey {

@@ -168,6 +168,31 @@ pub trait ObjectPort: Send + Sync + 'static {
         recursive: bool,
     ) -> Result<Page<Listed>, PortError>;
 
+    /// Every key [`ObjectPort::list`] would give page by page, as one
+    /// stream: pages are fetched as the stream is read, so a reader that
+    /// stops early lists no further. An error ends the stream.
+    fn list_all<'a>(
+        &'a self,
+        dir: &'a str,
+        start_after: Option<String>,
+        recursive: bool,
+    ) -> BoxStream<'a, Result<Listed, PortError>> {
+        // The state is the cursor of the next page; `None` once done.
+        let pages = futures::stream::try_unfold(Some(start_after), move |cursor| async move {
+            let Some(cursor) = cursor else {
+                return Ok(None);
+            };
+            let page = self.list(dir, cursor.as_deref(), recursive).await?;
+            let next = match page.items.last() {
+                Some(last) if page.more => Some(Some(last.key.clone())),
+                _ => None,
+            };
+            let items = futures::stream::iter(page.items.into_iter().map(Ok));
+            Ok(Some((items, next)))
+        });
+        Box::pin(futures::TryStreamExt::try_flatten(pages))
+    }
+
     /// Deletes `key`; deleting an absent key succeeds.
     async fn delete(&self, key: &str) -> Result<(), PortError>;
 

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt as _};
 use serde::Serialize;
 
 use super::part::{self, Chain, DecodedPart};
@@ -302,22 +302,11 @@ impl Engine {
     async fn task_keys(&self, task: &TaskId) -> Result<Vec<SessionKey>, Error> {
         let root = keys::task_dir(task);
         let mut dirs = BTreeSet::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .inner
-                .objects
-                .list(&root, after.as_deref(), true)
-                .await?;
-            for item in &page.items {
-                if let Some((dir, _)) = item.key.rsplit_once('/') {
-                    let dir = format!("{dir}/");
-                    dirs.insert(keys::split_incarnation(&dir).0.to_string());
-                }
-            }
-            match page.items.last() {
-                Some(last) if page.more => after = Some(last.key.clone()),
-                _ => break,
+        let mut listing = self.inner.objects.list_all(&root, None, true);
+        while let Some(item) = listing.try_next().await? {
+            if let Some((dir, _)) = item.key.rsplit_once('/') {
+                let dir = format!("{dir}/");
+                dirs.insert(keys::split_incarnation(&dir).0.to_string());
             }
         }
         Ok(dirs.iter().filter_map(|d| key_of_dir(task, d)).collect())
@@ -384,31 +373,17 @@ impl Engine {
             _ => return Ok(0),
         }
         let mut doomed = Vec::new();
-        let mut after: Option<String> = None;
-        'pages: loop {
-            let page = self
-                .inner
-                .objects
-                .list(&dir, after.as_deref(), false)
-                .await?;
-            for item in &page.items {
-                match keys::parse(&dir, &item.key) {
-                    Some(keys::ObjectKind::Part(seq)) if seq <= through => {
-                        doomed.push(item.key.clone())
-                    }
-                    Some(keys::ObjectKind::Part(_)) => {}
-                    Some(keys::ObjectKind::Snapshot(seq)) if seq < through => {
-                        doomed.push(item.key.clone())
-                    }
-                    Some(keys::ObjectKind::Snapshot(_)) => break 'pages,
-                    None => {}
-                }
-            }
-            match page.items.last() {
-                Some(last) if page.more => after = Some(last.key.clone()),
-                _ => break,
+        let mut listing = self.inner.objects.list_all(&dir, None, false);
+        while let Some(item) = listing.try_next().await? {
+            match keys::parse(&dir, &item.key) {
+                Some(keys::ObjectKind::Part(seq)) if seq <= through => doomed.push(item.key),
+                Some(keys::ObjectKind::Part(_)) => {}
+                Some(keys::ObjectKind::Snapshot(seq)) if seq < through => doomed.push(item.key),
+                Some(keys::ObjectKind::Snapshot(_)) => break,
+                None => {}
             }
         }
+        drop(listing);
         if let Some(n) = limit {
             doomed.truncate(n);
         }

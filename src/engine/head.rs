@@ -7,6 +7,8 @@
 //! (deleted while this instance cached it) is left for the next one, and the
 //! catalog is moved on first, so a load never misses what is written there.
 
+use futures::TryStreamExt as _;
+
 use super::append::MAX_CATALOG_ROUNDS;
 use super::part::{self, Digest, PartHeader};
 use super::{keys, Engine, Head};
@@ -157,36 +159,30 @@ impl Engine {
         let mut discovered = Vec::new();
         let mut snapshot_head = None;
         // Start one before the head so the head's own part shows up.
-        let mut after = keys::part_key(dir, Seq(start.0.saturating_sub(1)));
-        loop {
-            let page = self.inner.objects.list(dir, Some(&after), false).await?;
-            for item in &page.items {
-                match keys::parse(dir, &item.key) {
-                    Some(keys::ObjectKind::Part(seq)) if seq > state.head => {
+        let after = keys::part_key(dir, Seq(start.0.saturating_sub(1)));
+        let mut listing = self.inner.objects.list_all(dir, Some(after), false);
+        while let Some(item) = listing.try_next().await? {
+            match keys::parse(dir, &item.key) {
+                Some(keys::ObjectKind::Part(seq)) if seq > state.head => {
+                    state.head = seq;
+                    state.parts = seq.0;
+                    state.bytes += item.size;
+                    discovered.push(seq);
+                    outcome.anchored = true;
+                }
+                Some(keys::ObjectKind::Part(seq)) if seq == start => outcome.anchored = true,
+                // Snapshots sort after every part. One newer than the
+                // head (its record step never ran) still takes its numbers.
+                Some(keys::ObjectKind::Snapshot(seq)) if seq >= start => {
+                    outcome.anchored = true;
+                    if seq > state.head {
                         state.head = seq;
                         state.parts = seq.0;
-                        state.bytes += item.size;
-                        discovered.push(seq);
-                        outcome.anchored = true;
+                        snapshot_head = Some(seq);
                     }
-                    Some(keys::ObjectKind::Part(seq)) if seq == start => outcome.anchored = true,
-                    // Snapshots sort after every part. One newer than the
-                    // head (its record step never ran) still takes its numbers.
-                    Some(keys::ObjectKind::Snapshot(seq)) if seq >= start => {
-                        outcome.anchored = true;
-                        if seq > state.head {
-                            state.head = seq;
-                            state.parts = seq.0;
-                            snapshot_head = Some(seq);
-                        }
-                        state.compacted_through = state.compacted_through.max(seq);
-                    }
-                    _ => {}
+                    state.compacted_through = state.compacted_through.max(seq);
                 }
-            }
-            match page.items.last() {
-                Some(last) if page.more => after = last.key.clone(),
-                _ => break,
+                _ => {}
             }
         }
         if snapshot_head == Some(state.head) {

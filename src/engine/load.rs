@@ -522,47 +522,37 @@ impl Engine {
     /// every part, so the listing stops at the first one).
     pub(super) async fn parts_after(&self, dir: &str, after: Seq) -> Result<Vec<Piece>, Error> {
         let mut parts = Vec::new();
-        let mut start = keys::part_key(dir, after);
-        loop {
-            let page = self.inner.objects.list(dir, Some(&start), false).await?;
-            for item in &page.items {
-                match keys::parse(dir, &item.key) {
-                    Some(keys::ObjectKind::Part(seq)) => parts.push(Piece {
-                        seq,
-                        key: item.key.clone(),
-                        size: item.size,
-                    }),
-                    Some(keys::ObjectKind::Snapshot(_)) => return Ok(parts),
-                    None => {}
-                }
-            }
-            match page.items.last() {
-                Some(last) if page.more => start = last.key.clone(),
-                _ => return Ok(parts),
+        let start = keys::part_key(dir, after);
+        let mut listing = self.inner.objects.list_all(dir, Some(start), false);
+        while let Some(item) = listing.try_next().await? {
+            match keys::parse(dir, &item.key) {
+                Some(keys::ObjectKind::Part(seq)) => parts.push(Piece {
+                    seq,
+                    key: item.key,
+                    size: item.size,
+                }),
+                Some(keys::ObjectKind::Snapshot(_)) => break,
+                None => {}
             }
         }
+        Ok(parts)
     }
 
     /// The newest snapshot in `dir`, if any.
     pub(super) async fn newest_snapshot(&self, dir: &str) -> Result<Option<Piece>, Error> {
         let mut newest = None;
-        let mut start = keys::snapshots_start(dir);
-        loop {
-            let page = self.inner.objects.list(dir, Some(&start), false).await?;
-            for item in &page.items {
-                if let Some(keys::ObjectKind::Snapshot(seq)) = keys::parse(dir, &item.key) {
-                    newest = Some(Piece {
-                        seq,
-                        key: item.key.clone(),
-                        size: item.size,
-                    });
-                }
-            }
-            match page.items.last() {
-                Some(last) if page.more => start = last.key.clone(),
-                _ => return Ok(newest),
+        let start = keys::snapshots_start(dir);
+        let mut listing = self.inner.objects.list_all(dir, Some(start), false);
+        while let Some(item) = listing.try_next().await? {
+            if let Some(keys::ObjectKind::Snapshot(seq)) = keys::parse(dir, &item.key) {
+                newest = Some(Piece {
+                    seq,
+                    key: item.key,
+                    size: item.size,
+                });
             }
         }
+        Ok(newest)
     }
 }
 

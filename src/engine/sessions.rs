@@ -1,5 +1,6 @@
 //! Session-level operations: listing, summaries and deletion.
 
+use futures::TryStreamExt as _;
 use serde_json::value::RawValue;
 
 use super::{keys, Engine};
@@ -217,34 +218,23 @@ async fn subkeys(engine: &Engine, session: &SessionRef) -> Result<Vec<SessionKey
             .filter(|k| k.subpath.is_some()),
     );
     let root = keys::session_dir(session);
-    let mut start: Option<String> = None;
-    loop {
-        let page = engine
-            .inner
-            .objects
-            .list(&root, start.as_deref(), true)
-            .await?;
-        for item in &page.items {
-            let Some((dir, _)) = item.key.rsplit_once('/') else {
-                continue;
-            };
-            let dir = format!("{dir}/");
-            let base = keys::split_incarnation(&dir).0;
-            let rest = base
-                .strip_prefix(root.as_str())
-                .and_then(|r| r.strip_suffix('/'));
-            if let Some(sub) = rest.filter(|r| !r.is_empty()) {
-                if let Ok(sub) = Subpath::new(sub) {
-                    found.push(SessionKey {
-                        session: session.clone(),
-                        subpath: Some(sub),
-                    });
-                }
+    let mut listing = engine.inner.objects.list_all(&root, None, true);
+    while let Some(item) = listing.try_next().await? {
+        let Some((dir, _)) = item.key.rsplit_once('/') else {
+            continue;
+        };
+        let dir = format!("{dir}/");
+        let base = keys::split_incarnation(&dir).0;
+        let rest = base
+            .strip_prefix(root.as_str())
+            .and_then(|r| r.strip_suffix('/'));
+        if let Some(sub) = rest.filter(|r| !r.is_empty()) {
+            if let Ok(sub) = Subpath::new(sub) {
+                found.push(SessionKey {
+                    session: session.clone(),
+                    subpath: Some(sub),
+                });
             }
-        }
-        match page.items.last() {
-            Some(last) if page.more => start = Some(last.key.clone()),
-            _ => break,
         }
     }
     Ok(found)
