@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::codec::EncodedBatch;
 use super::head::Found;
 use super::part::{self, NewPart};
-use super::{keys, Engine, Head};
+use super::{cas_exhausted, keys, Engine, Head, Round, CAS_ROUNDS};
 use crate::backend::{PortError, SessionWrite, Versioned};
 use crate::domain::{AppendReceipt, Entry, Seq, SessionKey, SummaryOutcome, SummaryUpdate};
 use crate::error::Error;
@@ -38,9 +38,6 @@ pub struct AppendRequest {
     /// The writer's lease epoch, when it holds one.
     pub writer_epoch: Option<u64>,
 }
-
-/// Most compare-and-set rounds on the catalog record per append.
-pub(super) const MAX_CATALOG_ROUNDS: usize = 16;
 
 /// What an acknowledgement says of the part, before the summary.
 #[derive(Clone, Copy, Debug)]
@@ -329,7 +326,7 @@ impl Engine {
         written: Written,
     ) -> Result<AppendReceipt, Error> {
         let catalog = &self.inner.catalog;
-        for _ in 0..MAX_CATALOG_ROUNDS {
+        for _ in 0..CAS_ROUNDS {
             // Parts of others that this record will cover keep their keys.
             let ours = written.part.then_some(written.seq);
             self.record_unrecorded_keys(&req.key, head, ours).await?;
@@ -363,8 +360,9 @@ impl Engine {
                 expected_version: head.record.as_ref().map_or(0, |r| r.version),
                 idempotency: idem.as_ref().map(|(k, r)| (*k, r)),
             };
-            match catalog.put_session(write).await {
-                Ok(version) => {
+            let stored = catalog.put_session(write).await;
+            match Round::of(stored, |version| version)? {
+                Round::Done(version) => {
                     head.record = Some(Versioned {
                         value: next.clone(),
                         version,
@@ -372,17 +370,12 @@ impl Engine {
                     head.state = next;
                     return Ok(receipt);
                 }
-                Err(PortError::PreconditionFailed(_)) => {
-                    // Another instance wrote the record: start from its view,
-                    // then count what the store holds beyond it (our part too).
-                    self.reload_head(&req.key, head).await?;
-                }
-                Err(e) => return Err(e.into()),
+                // Another instance wrote the record: start from its view,
+                // then count what the store holds beyond it (our part too).
+                Round::Lost => self.reload_head(&req.key, head).await?,
             }
         }
-        Err(Error::Conflict(
-            "the session record kept changing; retry".into(),
-        ))
+        Err(cas_exhausted())
     }
 }
 

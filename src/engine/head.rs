@@ -9,10 +9,9 @@
 
 use futures::TryStreamExt as _;
 
-use super::append::MAX_CATALOG_ROUNDS;
 use super::part::{self, Digest, PartHeader};
-use super::{keys, Engine, Head};
-use crate::backend::{PortError, SessionRecord, SessionWrite, Versioned};
+use super::{cas_exhausted, keys, Engine, Head, Round, CAS_ROUNDS};
+use crate::backend::{SessionRecord, SessionWrite, Versioned};
 use crate::domain::{AppendReceipt, Seq, SessionKey};
 use crate::error::Error;
 
@@ -343,7 +342,7 @@ impl Engine {
     pub async fn repair(&self, key: &SessionKey) -> Result<Option<SessionRecord>, Error> {
         let lock = self.head_lock(key);
         let mut head = lock.lock().await;
-        for _ in 0..MAX_CATALOG_ROUNDS {
+        for _ in 0..CAS_ROUNDS {
             self.reload_head(key, &mut head).await?;
             let stored = head.record.as_ref().map(|r| &r.value);
             if stored == Some(&head.state) || (stored.is_none() && head.state.head == Seq::ZERO) {
@@ -358,25 +357,20 @@ impl Engine {
                 expected_version: head.record.as_ref().map_or(0, |r| r.version),
                 idempotency: None,
             };
-            match self.inner.catalog.put_session(write).await {
-                Ok(version) => {
-                    head.record = Some(Versioned {
-                        value: next.clone(),
-                        version,
-                    });
-                    head.state = next.clone();
-                    return Ok(Some(next));
-                }
-                Err(PortError::PreconditionFailed(_)) => continue,
-                Err(e) => {
-                    head.loaded = false;
-                    return Err(e.into());
-                }
+            let stored = self.inner.catalog.put_session(write).await;
+            if stored.is_err() {
+                head.loaded = false;
+            }
+            if let Round::Done(version) = Round::of(stored, |version| version)? {
+                head.record = Some(Versioned {
+                    value: next.clone(),
+                    version,
+                });
+                head.state = next.clone();
+                return Ok(Some(next));
             }
         }
-        Err(Error::Conflict(
-            "the session record kept changing; retry".into(),
-        ))
+        Err(cas_exhausted())
     }
 
     /// Before the catalog's head moves past parts it never recorded, stores

@@ -22,6 +22,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
+use futures::TryStreamExt as _;
 
 use super::head::fresh_incarnation;
 use super::part::{self, Chain, NewPart};
@@ -34,6 +35,12 @@ use crate::metrics::METRICS;
 
 /// Most attempts at placing a seal while writers keep taking the number.
 const MAX_SEAL_ATTEMPTS: usize = 64;
+
+/// Attempts at deleting a retired incarnation before leaving it to the
+/// next write, load or compaction of the key.
+const PURGE_ATTEMPTS: u32 = 5;
+/// The first wait after a failed attempt; doubled after each.
+const PURGE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Engine {
     /// Closes incarnation `n` of `key`: a seal after its last part (nothing
@@ -176,22 +183,33 @@ impl Engine {
         let engine = self.clone();
         self.inner.background.spawn(async move {
             let grace = engine.inner.config.compaction_grace;
-            let due = match engine.inner.catalog.get_session(&key).await {
-                Ok(Some(r)) => r
-                    .value
-                    .retired
-                    .iter()
-                    .find(|x| x.incarnation == n)
-                    .map(|x| x.sealed_ms + grace.as_millis() as u64),
-                _ => None,
-            };
-            if let Some(due) = due {
+            let mut backoff = PURGE_BACKOFF;
+            for attempt in 1..=PURGE_ATTEMPTS {
+                let due = match engine.inner.catalog.get_session(&key).await {
+                    Ok(record) => record.and_then(|r| {
+                        let retired = r.value.retired.iter().find(|x| x.incarnation == n);
+                        retired.map(|x| x.sealed_ms + grace.as_millis() as u64)
+                    }),
+                    Err(e) => {
+                        tracing::warn!(key = %key, incarnation = n, attempt, error = %crate::error::chain(&e), "reading the record of a retired incarnation failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                        continue;
+                    }
+                };
+                // Not (or no longer) retired: nothing to delete.
+                let Some(due) = due else { break };
                 let wait = due.saturating_sub(engine.now_ms());
                 if wait > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }
-                if let Err(e) = engine.purge_incarnation(&key, n).await {
-                    tracing::warn!(key = %key, incarnation = n, error = %e, "deleting a retired incarnation failed; the next write to the key retries");
+                match engine.purge_incarnation(&key, n).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(key = %key, incarnation = n, attempt, error = %crate::error::chain(&e), "deleting a retired incarnation failed; retrying (and the next write to the key retries too)");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
                 }
             }
             let mut running = engine.inner.purges.lock().unwrap_or_else(|p| p.into_inner());
@@ -202,19 +220,16 @@ impl Engine {
     /// Deletes every object of retired incarnation `n` and forgets it.
     pub(super) async fn purge_incarnation(&self, key: &SessionKey, n: u64) -> Result<(), Error> {
         let dir = keys::incarnation_dir(key, n);
-        loop {
-            let page = self.inner.objects.list(&dir, None, false).await?;
-            let doomed: Vec<String> = page
-                .items
-                .iter()
-                .filter(|item| keys::parse(&dir, &item.key).is_some())
-                .map(|item| item.key.clone())
-                .collect();
-            if doomed.is_empty() {
-                break;
+        // A sealed incarnation takes no new objects: one listing finds them all.
+        let mut doomed = Vec::new();
+        let mut listing = self.inner.objects.list_all(&dir, None, false);
+        while let Some(item) = listing.try_next().await? {
+            if keys::parse(&dir, &item.key).is_some() {
+                doomed.push(item.key);
             }
-            self.delete_objects(doomed).await?;
         }
+        drop(listing);
+        self.delete_objects(doomed).await?;
         self.update_record(key, |current| {
             Ok(current
                 .filter(|r| r.retired.iter().any(|x| x.incarnation == n))

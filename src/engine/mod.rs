@@ -131,7 +131,37 @@ struct Head {
 
 const PRUNE_AT: usize = 4096;
 /// Most compare-and-set rounds on one catalog record before giving up.
-const CAS_ROUNDS: usize = 16;
+pub(super) const CAS_ROUNDS: usize = 16;
+
+// Every compare-and-set loop on a catalog record reads
+// `for _ in 0..CAS_ROUNDS { ... match Round::of(put, ..)? { .. } }` and ends
+// with `Err(cas_exhausted())`. (A helper taking the round as an async
+// closure would be shorter, but its future cannot be proven `Send` today.)
+
+/// What one compare-and-set round on a catalog record came to.
+pub(super) enum Round<T> {
+    /// Stored (or nothing to store): the answer.
+    Done(T),
+    /// Another writer moved the record first: read again and retry.
+    Lost,
+}
+
+impl<T> Round<T> {
+    /// A catalog write's outcome as a round: a lost compare-and-set is
+    /// [`Round::Lost`], any other failure an error.
+    fn of<V>(result: Result<V, PortError>, done: impl FnOnce(V) -> T) -> Result<Self, Error> {
+        match result {
+            Ok(v) => Ok(Round::Done(done(v))),
+            Err(PortError::PreconditionFailed(_)) => Ok(Round::Lost),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The error once [`CAS_ROUNDS`] rounds were all lost to other writers.
+pub(super) fn cas_exhausted() -> Error {
+    Error::Conflict("the session record kept changing; retry".into())
+}
 /// Objects deleted at once by a delete or after a compaction.
 const DELETE_CONCURRENCY: usize = 16;
 
@@ -229,15 +259,12 @@ impl Engine {
                 expected_version: current.as_ref().map_or(0, |c| c.version),
                 idempotency: None,
             };
-            match self.inner.catalog.put_session(write).await {
-                Ok(_) => return Ok(Some(next)),
-                Err(PortError::PreconditionFailed(_)) => continue,
-                Err(e) => return Err(e.into()),
+            let stored = self.inner.catalog.put_session(write).await;
+            if let Round::Done(()) = Round::of(stored, |_| ())? {
+                return Ok(Some(next));
             }
         }
-        Err(Error::Conflict(
-            "the session record kept changing; retry".into(),
-        ))
+        Err(cas_exhausted())
     }
 
     /// Deletes objects, several at a time.
