@@ -115,6 +115,11 @@ pub struct Config {
     pub compaction_threshold: u64,
     /// Seconds before compacted parts are deleted (`TG_COMPACTION_GRACE_SECS`).
     pub compaction_grace_secs: u64,
+    /// Most compactions running at once (`TG_COMPACTION_CONCURRENCY`).
+    pub compaction_concurrency: usize,
+    /// Bytes of transcripts held in memory at once by loads and compactions
+    /// together (`TG_MEMORY_BUDGET_BYTES`).
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for Config {
@@ -150,6 +155,8 @@ impl Default for Config {
             aws_attempt_timeout_ms: 4_000,
             compaction_threshold: 256,
             compaction_grace_secs: 300,
+            compaction_concurrency: 2,
+            memory_budget_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -398,6 +405,14 @@ impl Config {
         if self.storage == StorageKind::S3 && self.s3_bucket.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError(
                 "storage = s3 needs TG_S3_BUCKET (s3_bucket)".into(),
+            ));
+        }
+        if self.compaction_concurrency == 0 || self.compaction_concurrency > 64 {
+            return Err(ConfigError("compaction_concurrency must be 1 to 64".into()));
+        }
+        if self.memory_budget_bytes < 16 * 1024 * 1024 {
+            return Err(ConfigError(
+                "memory_budget_bytes must be at least 16777216 (16 MiB, one load's budget)".into(),
             ));
         }
         if self.aws_max_attempts == 0 {

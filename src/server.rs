@@ -50,6 +50,8 @@ pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
             load_concurrency: config.s3_load_concurrency,
             compaction_threshold: config.compaction_threshold,
             compaction_grace: Duration::from_secs(config.compaction_grace_secs),
+            compaction_concurrency: config.compaction_concurrency,
+            memory_budget: config.memory_budget_bytes,
             ..EngineConfig::default()
         },
     );
@@ -76,6 +78,7 @@ pub async fn serve(
     };
     let readiness = Readiness::new();
     let appends = tokio_util::task::TaskTracker::new();
+    let background = engine.clone();
     let state = AppState {
         engine,
         readiness: readiness.clone(),
@@ -112,6 +115,12 @@ pub async fn serve(
     {
         tracing::warn!(left = appends.len(), "appends still running at exit");
     }
+    // Compactions, deletions and kept failures: waiting ones stop (their
+    // work is recorded for the next compaction), running ones finish.
+    let left = background.shutdown(drain_limit).await;
+    if left > 0 {
+        tracing::warn!(left, "background work still running at exit");
+    }
     tracing::info!("server stopped");
     Ok(())
 }
@@ -142,16 +151,35 @@ pub async fn shutdown_signal() {
 pub async fn open_backends(
     config: &Config,
 ) -> Result<(Arc<dyn ObjectPort>, Arc<dyn CatalogPort>), PortError> {
+    // Opening the embedded backend touches the disk (and may wait for a
+    // catalog file another process is releasing): not on the runtime's threads.
     let objects: Arc<dyn ObjectPort> = match config.storage {
-        StorageKind::Embedded => Arc::new(FsObjects::open(&config.data_dir).map_err(|e| {
-            PortError::unavailable(format!("data directory {}", config.data_dir.display()))
-                .caused_by(e)
-        })?),
+        StorageKind::Embedded => {
+            let dir = config.data_dir.clone();
+            let opened = off_runtime(move || {
+                FsObjects::open(&dir).map_err(|e| {
+                    PortError::unavailable(format!("data directory {}", dir.display())).caused_by(e)
+                })
+            });
+            Arc::new(opened.await?)
+        }
         StorageKind::S3 => backend::s3::connect(&config.s3()).await?,
     };
     let catalog: Arc<dyn CatalogPort> = match config.catalog {
-        CatalogKind::Embedded => Arc::new(RedbCatalog::open(&config.data_dir)?),
+        CatalogKind::Embedded => {
+            let dir = config.data_dir.clone();
+            Arc::new(off_runtime(move || RedbCatalog::open(&dir)).await?)
+        }
         CatalogKind::Dynamodb => backend::dynamo::connect(&config.dynamodb()).await?,
     };
     Ok((objects, catalog))
+}
+
+/// Runs a blocking `open` on a thread of its own.
+async fn off_runtime<T: Send + 'static>(
+    open: impl FnOnce() -> Result<T, PortError> + Send + 'static,
+) -> Result<T, PortError> {
+    tokio::task::spawn_blocking(open)
+        .await
+        .map_err(|e| PortError::other("opening the embedded backend").caused_by(e))?
 }

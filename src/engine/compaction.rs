@@ -107,7 +107,7 @@ impl Engine {
         }
         let engine = self.clone();
         let key = key.clone();
-        tokio::spawn(async move {
+        self.inner.background.spawn(async move {
             if let Err(e) = engine.compact(&key, CompactOptions::default()).await {
                 tracing::warn!(key = %key, error = %e, "background compaction failed; the next trigger retries");
             }
@@ -122,6 +122,11 @@ impl Engine {
         opts: CompactOptions,
     ) -> Result<Option<CompactionReport>, Error> {
         let (report, covered) = {
+            // At most `compaction_concurrency` run at once, each alone on its session.
+            let _slot = (self.inner.compaction_slots.clone())
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::internal("compaction slots closed"))?;
             let lock = self.compaction_lock(&key.session);
             let _running = lock.lock().await;
             self.compact_locked(key, opts).await?
@@ -197,6 +202,9 @@ impl Engine {
         let hint =
             base.as_ref().map_or(0, |b| b.size) + parts.iter().map(|part| part.size).sum::<u64>();
         let hint = hint as usize;
+        // The snapshot is built in memory: it takes its share of the budget
+        // loads draw from (all of it, for a transcript larger than that).
+        let _memory = self.hold_memory(header_room + hint).await?;
         let mut buf = BytesMut::with_capacity(header_room + hint);
         buf.resize(header_room, b' ');
         let (mut counts, mut chain) = match &base {
@@ -336,9 +344,15 @@ impl Engine {
         let grace = self.inner.config.compaction_grace;
         let engine = self.clone();
         let key = key.clone();
+        let stopping = self.inner.stopping.clone();
         let run = async move {
             if !grace.is_zero() {
-                tokio::time::sleep(grace).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => {}
+                    // Shutdown: the snapshot is recorded, so the next
+                    // compaction of the key deletes what it covers.
+                    _ = stopping.cancelled() => return,
+                }
             }
             if let Err(e) = engine.delete_covered(&key, through, limit).await {
                 tracing::warn!(key = %key, error = %e, "deleting compacted parts failed; the next compaction retries");
@@ -348,7 +362,7 @@ impl Engine {
             // With no grace period (or a test's halt) it is done before we return.
             run.await;
         } else {
-            tokio::spawn(run);
+            self.inner.background.spawn(run);
         }
     }
 

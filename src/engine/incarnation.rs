@@ -201,12 +201,21 @@ impl Engine {
                 let Some(due) = due else { break };
                 let wait = due.saturating_sub(engine.now_ms());
                 if wait > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    let wait = std::time::Duration::from_millis(wait);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        // Shutdown: the catalog still names it retired, so the
+                        // next touch of the key deletes it.
+                        _ = engine.inner.stopping.cancelled() => break,
+                    }
                 }
                 match engine.purge_incarnation(&key, n).await {
                     Ok(()) => break,
                     Err(e) => {
                         tracing::warn!(key = %key, incarnation = n, attempt, error = %crate::error::chain(&e), "deleting a retired incarnation failed; retrying (and the next write to the key retries too)");
+                        if engine.inner.stopping.is_cancelled() {
+                            break;
+                        }
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
                     }

@@ -403,8 +403,12 @@ impl Engine {
         let max_units = budget_units(self.inner.config.load_memory_budget);
         let budget = Arc::new(Semaphore::new(max_units));
         let objects = self.inner.objects.clone();
+        let engine = self.clone();
         let mut fetched = stream::iter(parts)
-            .map(move |piece| fetch_part(objects.clone(), budget.clone(), max_units, piece))
+            .map(move |piece| {
+                let engine = engine.clone();
+                fetch_part(objects.clone(), engine, budget.clone(), max_units, piece)
+            })
             .buffered(self.inner.config.load_concurrency.max(1));
         while let Some(result) = fetched.next().await {
             match result {
@@ -565,20 +569,35 @@ fn budget_units(bytes: usize) -> usize {
 /// `None` when it has vanished. The permit travels with the bytes.
 async fn fetch_part(
     objects: Arc<dyn ObjectPort>,
+    engine: Engine,
     budget: Arc<Semaphore>,
     max_units: usize,
     piece: Piece,
-) -> Result<(Piece, Option<Bytes>, OwnedSemaphorePermit), Error> {
+) -> Result<(Piece, Option<Bytes>, Held), Error> {
     // One part larger than the whole budget takes all of it.
     let units = budget_units(piece.size as usize + 1024).min(max_units) as u32;
-    let permit = budget
+    let load = budget
         .acquire_many_owned(units)
         .await
         .map_err(|_| Error::internal("load budget closed"))?;
+    // And the same from the instance's budget, shared with other loads and
+    // with compactions.
+    let shared = engine.hold_memory(piece.size as usize + 1024).await?;
+    let held = Held {
+        _load: load,
+        _shared: shared,
+    };
     match read_verified(objects.as_ref(), &piece.key).await? {
-        Some(bytes) => Ok((piece, Some(bytes), permit)),
-        None => Ok((piece, None, permit)),
+        Some(bytes) => Ok((piece, Some(bytes), held)),
+        None => Ok((piece, None, held)),
     }
+}
+
+/// A part's share of its load's budget and of the instance's, released
+/// together once the part has been handed out.
+struct Held {
+    _load: OwnedSemaphorePermit,
+    _shared: OwnedSemaphorePermit,
 }
 
 /// Reads one whole object and checks it against its stored CRC32C; `None`

@@ -67,6 +67,11 @@ pub struct EngineConfig {
     pub compaction_grace: std::time::Duration,
     /// How long an idempotency key's answer is replayed.
     pub idempotency_retention: std::time::Duration,
+    /// Most compactions running at once in this instance.
+    pub compaction_concurrency: usize,
+    /// Bytes of transcript this instance holds in memory at once, shared by
+    /// loads (parts in flight) and compactions (the snapshot being built).
+    pub memory_budget: usize,
     /// What the engine reads the time from.
     pub clock: Arc<dyn Clock>,
 }
@@ -81,6 +86,8 @@ impl Default for EngineConfig {
             compaction_threshold: 256,
             compaction_grace: std::time::Duration::from_secs(300),
             idempotency_retention: IDEMPOTENCY_RETENTION,
+            compaction_concurrency: 2,
+            memory_budget: 512 * 1024 * 1024,
             clock: Arc::new(SystemClock),
         }
     }
@@ -105,8 +112,16 @@ struct Inner {
     /// Retired incarnations being deleted by this instance, so each is
     /// deleted once however often its key is touched meanwhile.
     purges: Mutex<std::collections::HashSet<(SessionKey, u64)>>,
-    /// Work that outlives a request: compactions and deletions.
+    /// Work that outlives a request: compactions, deletions, loads'
+    /// readers, kept failures. Shutdown waits for it.
     background: tokio_util::task::TaskTracker,
+    /// Cancelled at shutdown: work that only waits (deletions after the
+    /// grace period) stops, leaving what it would do to the next compaction.
+    stopping: tokio_util::sync::CancellationToken,
+    /// Compactions allowed to run at once.
+    compaction_slots: Arc<tokio::sync::Semaphore>,
+    /// The shared memory budget, in units of [`MEMORY_UNIT`] bytes.
+    memory: Arc<tokio::sync::Semaphore>,
     /// Tasks' bound project keys, for the drift check.
     bindings: Mutex<failures::BindingCache>,
 }
@@ -130,6 +145,16 @@ struct Head {
 }
 
 const PRUNE_AT: usize = 4096;
+/// The memory budget's unit: permits are counted in KiB.
+const MEMORY_UNIT: usize = 1024;
+
+/// `bytes` in [`MEMORY_UNIT`]s, at least one (a semaphore's permit count).
+fn memory_units(bytes: usize) -> usize {
+    bytes
+        .div_ceil(MEMORY_UNIT)
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
 /// Most compare-and-set rounds on one catalog record before giving up.
 pub(super) const CAS_ROUNDS: usize = 16;
 
@@ -204,14 +229,60 @@ impl Engine {
             inner: Arc::new(Inner {
                 objects,
                 catalog,
-                config,
                 heads: Mutex::new(HashMap::new()),
                 compactions: Mutex::new(HashMap::new()),
                 purges: Mutex::new(std::collections::HashSet::new()),
                 background: tokio_util::task::TaskTracker::new(),
+                stopping: tokio_util::sync::CancellationToken::new(),
+                compaction_slots: Arc::new(tokio::sync::Semaphore::new(
+                    config.compaction_concurrency.max(1),
+                )),
+                memory: Arc::new(tokio::sync::Semaphore::new(memory_units(
+                    config.memory_budget,
+                ))),
+                config,
                 bindings: Mutex::new(failures::BindingCache::default()),
             }),
         }
+    }
+
+    /// Holds `bytes` of the shared memory budget (all of it when `bytes` is
+    /// larger) until the permit is dropped; waits while others hold it.
+    async fn hold_memory(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        let units = memory_units(bytes).min(memory_units(self.inner.config.memory_budget));
+        self.inner
+            .memory
+            .clone()
+            .acquire_many_owned(units as u32)
+            .await
+            .map_err(|_| Error::internal("the memory budget is closed"))
+    }
+
+    /// Bytes of the memory budget free now.
+    pub fn memory_free(&self) -> usize {
+        self.inner.memory.available_permits() * MEMORY_UNIT
+    }
+
+    /// Compactions running now.
+    pub fn compactions_running(&self) -> usize {
+        self.inner.config.compaction_concurrency.max(1)
+            - self.inner.compaction_slots.available_permits()
+    }
+
+    /// Background tasks not yet finished.
+    pub fn background_tasks(&self) -> usize {
+        self.inner.background.len()
+    }
+
+    /// Stops background work: deletions waiting for their grace period end
+    /// now (their work is recorded: the next compaction of the key does it),
+    /// and running work gets `deadline` to finish. Returns how many tasks
+    /// were still running at the deadline.
+    pub async fn shutdown(&self, deadline: std::time::Duration) -> usize {
+        self.inner.stopping.cancel();
+        self.inner.background.close();
+        let _ = tokio::time::timeout(deadline, self.inner.background.wait()).await;
+        self.inner.background.len()
     }
 
     /// The object port.

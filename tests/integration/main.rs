@@ -19,6 +19,7 @@ mod hostile;
 mod iam;
 mod incarnations;
 mod openapi;
+mod resources;
 mod s3;
 mod startup;
 mod tamper;

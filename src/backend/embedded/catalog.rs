@@ -39,6 +39,9 @@ pub const CATALOG_FILE: &str = "catalog.redb";
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 1024;
+/// Most writes queued for (or in) the writer thread at once; more wait for
+/// room (backpressure) instead of growing the queue.
+pub const WRITE_QUEUE: usize = 4 * MAX_BATCH;
 /// How often the writer thread drops expired idempotency records.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -66,6 +69,10 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> (Completion, bool) + Send>;
 pub struct RedbCatalog {
     db: Arc<Database>,
     jobs: mpsc::Sender<Job>,
+    /// Room in the writer's queue: a write holds a permit until answered.
+    room: Arc<tokio::sync::Semaphore>,
+    /// Writes handed to the writer thread so far.
+    submitted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn storage_err(err: impl Into<redb::Error>) -> PortError {
@@ -99,6 +106,12 @@ fn idempotency_row(task: &TaskId, key: &str) -> String {
 impl RedbCatalog {
     /// Opens (creating if needed) the catalog under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, PortError> {
+        Self::open_with_queue(data_dir, WRITE_QUEUE)
+    }
+
+    /// [`RedbCatalog::open`] with room for `queue` writes in the writer's
+    /// queue (at least 1).
+    pub fn open_with_queue(data_dir: &Path, queue: usize) -> Result<Self, PortError> {
         std::fs::create_dir_all(data_dir).map_err(storage_err)?;
         let db = open_database(&data_dir.join(CATALOG_FILE))?;
         let txn = db.begin_write().map_err(storage_err)?;
@@ -113,7 +126,12 @@ impl RedbCatalog {
             .name("catalog-writer".into())
             .spawn(move || writer_loop(&writer_db, rx))
             .map_err(storage_err)?;
-        Ok(Self { db, jobs })
+        Ok(Self {
+            db,
+            jobs,
+            room: Arc::new(tokio::sync::Semaphore::new(queue.max(1))),
+            submitted: Arc::default(),
+        })
     }
 
     /// Runs `f` in the next group-commit batch and answers once it is durable.
@@ -122,11 +140,18 @@ impl RedbCatalog {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, PortError> + Send + 'static,
     ) -> Result<T, PortError> {
+        // Wait for room in the queue: a slow disk slows writers down
+        // instead of queueing without bound.
+        let room = (self.room.clone())
+            .acquire_owned()
+            .await
+            .map_err(|_| PortError::unavailable("embedded catalog: closed"))?;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let result = f(txn);
             let abort = matches!(result, Err(PortError::Unavailable { .. }));
             let completion: Completion = Box::new(move |commit| {
+                drop(room);
                 let _ = tx.send(commit.and(result));
             });
             (completion, abort)
@@ -134,6 +159,8 @@ impl RedbCatalog {
         self.jobs
             .send(job)
             .map_err(|_| PortError::unavailable("embedded catalog: the writer thread stopped"))?;
+        self.submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         rx.await.map_err(|_| {
             PortError::unavailable("embedded catalog: the writer dropped the request")
         })?
@@ -583,6 +610,57 @@ impl CatalogPort for RedbCatalog {
 mod tests {
     use super::*;
     use crate::domain::{AppendReceipt, Seq};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_full_write_queue_makes_writers_wait_instead_of_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(RedbCatalog::open_with_queue(dir.path(), 2).unwrap());
+        // The writer thread is busy with a write that waits to be released.
+        let (release, held) = mpsc::channel::<()>();
+        let busy = {
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                catalog
+                    .write(move |_| {
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        let task = TaskId::new("t").unwrap();
+        // One more fits in the queue...
+        let queued = {
+            let (catalog, task) = (catalog.clone(), task.clone());
+            tokio::spawn(async move { catalog.bump_epoch(&task).await })
+        };
+        while catalog.room.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...the next waits for room: it cannot finish while the writer is held.
+        let mut waiting = {
+            let (catalog, task) = (catalog.clone(), task.clone());
+            tokio::spawn(async move { catalog.bump_epoch(&task).await })
+        };
+        let submitted = || catalog.submitted.load(std::sync::atomic::Ordering::Relaxed);
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
+        assert!(early.is_err(), "a write went past a full queue");
+        assert_eq!(submitted(), 2, "the third write waits outside the queue");
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        let epochs = [
+            queued.await.unwrap().unwrap(),
+            waiting.await.unwrap().unwrap(),
+        ];
+        assert_eq!(
+            epochs.iter().copied().max(),
+            Some(2),
+            "both writes landed once room came"
+        );
+        assert_eq!(submitted(), 3);
+        assert_eq!(catalog.room.available_permits(), 2, "every permit returned");
+    }
 
     #[tokio::test]
     async fn expired_idempotency_records_are_pruned_and_fresh_ones_kept() {

@@ -185,9 +185,11 @@ fn list_blocking(
     start_after: Option<&str>,
     recursive: bool,
 ) -> Result<Page<Listed>, PortError> {
-    let base = root.join(dir);
-    let mut items = Vec::new();
-    let mut stack = vec![(base, dir.to_string())];
+    let after = |key: &str| start_after.is_none_or(|a| key > a);
+    // Names only (no stat), and only those after the cursor: a directory
+    // whose keys all sort before it is not even read.
+    let mut candidates: Vec<(String, std::path::PathBuf)> = Vec::new();
+    let mut stack = vec![(root.join(dir), dir.to_string())];
     while let Some((path, prefix)) = stack.pop() {
         let entries = match std::fs::read_dir(&path) {
             Ok(e) => e,
@@ -207,25 +209,36 @@ fn list_blocking(
             };
             let key = format!("{prefix}{name}");
             if ty.is_dir() {
-                if recursive {
-                    stack.push((entry.path(), format!("{key}/")));
+                let sub = format!("{key}/");
+                let holds_later =
+                    start_after.is_none_or(|a| sub.as_str() > a || a.starts_with(&sub));
+                if recursive && holds_later {
+                    stack.push((entry.path(), sub));
                 }
-            } else if ty.is_file() && start_after.is_none_or(|after| key.as_str() > after) {
-                let size = match entry.metadata() {
-                    Ok(m) => m.len(),
-                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io_err("stat object", e)),
-                };
-                items.push(Listed {
-                    key,
-                    size: size.saturating_sub(FOOTER_LEN),
-                });
+            } else if ty.is_file() && after(&key) {
+                candidates.push((key, entry.path()));
             }
         }
     }
-    items.sort_by(|a, b| a.key.cmp(&b.key));
-    let more = items.len() > PAGE_LIMIT;
-    items.truncate(PAGE_LIMIT);
+    // The page is the smallest PAGE_LIMIT keys: select them, sort only them.
+    let more = candidates.len() > PAGE_LIMIT;
+    if more {
+        candidates.select_nth_unstable_by(PAGE_LIMIT, |a, b| a.0.cmp(&b.0));
+        candidates.truncate(PAGE_LIMIT);
+    }
+    candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut items = Vec::with_capacity(candidates.len());
+    for (key, path) in candidates {
+        let size = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("stat object", e)),
+        };
+        items.push(Listed {
+            key,
+            size: size.saturating_sub(FOOTER_LEN),
+        });
+    }
     Ok(Page { items, more })
 }
 
