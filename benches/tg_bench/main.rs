@@ -1,4 +1,4 @@
-//! `tg-bench`: the transcript-gateway benchmark harness (issue 6).
+//! `tg-bench`: the transcript-gateway benchmark harness.
 //!
 //! Starts release gateway processes itself (free 127.0.0.1 ports, fresh data
 //! directories, `TG_LOG=warn`), talks to them over HTTP with one keep-alive
@@ -15,6 +15,9 @@
 //!
 //! Run it through `scripts/bench [--quick]`, which builds it, starts
 //! SeaweedFS and passes the emulator's settings.
+
+// A harness, not a request path: an unwrap that fails stops the run.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -32,3 +32,21 @@ pub const ADMIN_COMPACT: &str = "/admin/v1/tasks/{task_id}/compact";
 pub const MIRROR_FAILURES: &str = "/v1/tasks/{task_id}/mirror-failures";
 /// A new writer epoch for a task.
 pub const LEASE: &str = "/v1/tasks/{task_id}/lease";
+
+/// Every route path above, for tests that walk the router.
+pub const ALL: &[&str] = &[
+    HEALTHZ,
+    READYZ,
+    METRICS,
+    OPENAPI,
+    DOCS,
+    ENTRIES,
+    SESSION,
+    SUBKEYS,
+    SUMMARY,
+    SESSIONS,
+    BINDING,
+    ADMIN_COMPACT,
+    MIRROR_FAILURES,
+    LEASE,
+];

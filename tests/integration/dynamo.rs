@@ -117,24 +117,10 @@ async fn engine_append(engine: &Engine, key: &SessionKey, batch: &[Value]) -> u6
 }
 
 async fn engine_load(engine: &Engine, key: &SessionKey) -> Vec<Value> {
-    use futures::StreamExt;
-    let Some(loaded) = engine
-        .load(key, transcript_gateway::domain::Seq::ZERO)
+    crate::common::engine_load(engine, key)
         .await
         .expect("load")
-    else {
-        return Vec::new();
-    };
-    let chunks: Vec<bytes::Bytes> = loaded.stream.map(|c| c.expect("chunk")).collect().await;
-    chunks
-        .iter()
-        .flat_map(|c| {
-            c.split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_slice(l).expect("line"))
-                .collect::<Vec<Value>>()
-        })
-        .collect()
+        .unwrap_or_default()
 }
 
 /// Sends `writers` concurrent binding PUTs for one task, the i-th with

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use serde_json::value::RawValue;
 use transcript_gateway::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, TaskId};
 use transcript_gateway::engine::{AppendRequest, Engine, EngineConfig};
 
-use crate::common::{concurrent_engines_append_gap_free, embedded_ports, fresh_id, jsonl_lines};
+use crate::common::{concurrent_engines_append_gap_free, embedded_ports, engine_load, fresh_id};
 
 #[tokio::test]
 async fn concurrent_engines_over_one_store_append_gap_free() {
@@ -31,9 +30,7 @@ fn batch(writer: usize, i: usize, size: usize) -> Vec<Box<RawValue>> {
 }
 
 async fn load_lines(engine: &Engine, key: &SessionKey) -> Vec<serde_json::Value> {
-    let loaded = engine.load(key, Seq::ZERO).await.unwrap().expect("exists");
-    let chunks: Vec<_> = loaded.stream.map(|c| c.unwrap()).collect().await;
-    jsonl_lines(&chunks)
+    engine_load(engine, key).await.unwrap().expect("exists")
 }
 
 #[tokio::test]

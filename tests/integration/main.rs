@@ -2,6 +2,9 @@
 //! Emulator-backed modules skip, saying why, when their `TG_TEST_*`
 //! environment variables are absent; `scripts/test` sets them.
 
+// A test's unwrap is its assertion: a failure fails the test.
+#![allow(clippy::unwrap_used)]
+
 mod api;
 mod auth;
 mod common;

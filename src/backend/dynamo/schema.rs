@@ -211,6 +211,7 @@ pub fn latest_version() -> u32 {
         .unwrap_or(0)
 }
 
+/// A key definition as the SDK's key schema.
 pub fn key_schema(key: &KeyDef) -> Result<Vec<KeySchemaElement>, SchemaError> {
     let mut out = vec![KeySchemaElement::builder()
         .attribute_name(&key.hash)
@@ -240,6 +241,7 @@ fn key_of(schema: &[KeySchemaElement]) -> KeyDef {
     }
 }
 
+/// The attribute types of `keys` (table and index keys) as the SDK wants them.
 pub fn attribute_definitions(
     def: &TableDef,
     keys: &[&KeyDef],
@@ -271,6 +273,7 @@ pub fn attribute_definitions(
         .collect()
 }
 
+/// An index definition as the SDK's global secondary index.
 pub fn gsi(index: &IndexDef) -> Result<GlobalSecondaryIndex, SchemaError> {
     Ok(GlobalSecondaryIndex::builder()
         .index_name(&index.name)
@@ -279,6 +282,7 @@ pub fn gsi(index: &IndexDef) -> Result<GlobalSecondaryIndex, SchemaError> {
         .build()?)
 }
 
+/// An index's projection as the SDK's.
 pub fn projection(index: &IndexDef) -> Projection {
     let t = if index.projection == "KEYS_ONLY" {
         ProjectionType::KeysOnly
