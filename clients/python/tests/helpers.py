@@ -42,7 +42,11 @@ class FaultTransport(httpx.AsyncBaseTransport):
                 return httpx.Response(
                     self.status_before_send,
                     json={
-                        "error": {"code": "unavailable", "message": "injected", "request_id": "inj"}
+                        "error": {
+                            "code": "backend_unavailable",
+                            "message": "injected",
+                            "request_id": "inj",
+                        }
                     },
                 )
             raise httpx.ConnectError("injected connect error", request=request)

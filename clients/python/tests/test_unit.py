@@ -248,3 +248,123 @@ async def test_listing_follows_next_token() -> None:
     assert seen[0].endswith("/v1/tasks/t1/projects/p/sessions?limit=1")
     assert seen[1].endswith("/sessions?limit=1&next_token=p2")
     assert "summaries=true" in seen[2]
+
+
+def _answers(*answers: httpx.Response) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport answering each request with the next of ``answers`` (200 once they run out)."""
+    seen: list[httpx.Request] = []
+    queue = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if queue:
+            return queue.pop(0)
+        return httpx.Response(200, json={"data": {"entries": []}})
+
+    return httpx.MockTransport(handler), seen
+
+
+def _error(status: int, code: str, **headers: str) -> httpx.Response:
+    return httpx.Response(
+        status,
+        json={"error": {"code": code, "message": f"injected {code}", "request_id": "r"}},
+        headers=headers,
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "retried"),
+    [
+        (_error(503, "backend_unavailable"), True),
+        (_error(504, "timeout"), True),
+        (_error(503, "draining"), True),
+        (_error(409, "conflict"), True),
+        (_error(503, "overloaded"), True),
+        (httpx.Response(502, text="<html>bad gateway</html>"), True),
+        (_error(502, "checksum_mismatch"), False),
+        (_error(502, "integrity_violation"), False),
+        (_error(500, "internal"), False),
+        (_error(400, "invalid_request"), False),
+        (_error(409, "stale_writer"), False),
+        (_error(503, "some_future_code"), False),
+    ],
+)
+async def test_retries_follow_the_gateways_error_code(answer: httpx.Response, retried: bool) -> None:
+    """What the gateway calls retryable is sent again; a checksum, integrity or validation
+    failure (or an unknown code) is not, whatever its status."""
+    transport, seen = _answers(answer)
+    async with _store(transport, backoff=(0.0, 0.0)) as store:
+        if retried:
+            assert await store.load(KEY) == []
+        else:
+            with pytest.raises(GatewayError) as info:
+                await store.load(KEY)
+            assert info.value.status == answer.status_code
+    assert len(seen) == (2 if retried else 1)
+
+
+async def test_backoff_is_full_jitter_and_honours_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each wait is random between 0 and the backoff step; a Retry-After is never cut short."""
+    waits: list[float] = []
+
+    async def record(self: GatewaySessionStore, seconds: float, deadline: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(GatewaySessionStore, "_pause", record)
+    answers = [_error(503, "backend_unavailable") for _ in range(40)]
+    transport, _ = _answers(*answers)
+    async with _store(transport, backoff=(1.0,), max_attempts=41) as store:
+        await store.load(KEY)
+    assert len(waits) == 40
+    assert all(0.0 <= w <= 1.0 for w in waits)
+    assert len({round(w, 6) for w in waits}) > 30, "the waits are spread, not one value"
+
+    waits.clear()
+    transport, seen = _answers(_error(503, "overloaded", **{"Retry-After": "2"}))
+    async with _store(transport, backoff=(0.1,)) as store:
+        await store.load(KEY)
+    assert len(seen) == 2 and waits == [2.0]
+
+
+async def test_an_sdk_retry_with_a_copy_of_the_batch_reuses_the_key() -> None:
+    """The SDK may retry with another list holding the same entries: same key, stored once."""
+    fake = FakeGateway()
+    transport = FaultTransport(fake.transport(), match=is_entries_post, fail_after_send=3)
+    entries = [{"type": "x", "uuid": "u1"}, {"type": "x", "n": 2}]
+    async with _store(transport, backoff=(0.0, 0.0)) as store:
+        with pytest.raises(GatewayUnavailableError):
+            await store.append(KEY, entries)
+        await store.append(KEY, [dict(e) for e in entries])
+        assert await store.load(KEY) == entries
+    keys = {r.headers["idempotency-key"] for r in transport.matching("POST", "/entries")}
+    assert len(keys) == 1
+
+
+async def test_per_session_caches_stay_within_cache_size() -> None:
+    """Summaries, failed batches and append locks are kept for at most cache_size sessions;
+    an evicted session's summary is read again, never folded onto a wrong version."""
+    fake = FakeGateway()
+    async with _store(fake.transport(), cache_size=2) as store:
+        for n in range(6):
+            await store.append({**KEY, "session_id": f"s{n}"}, [{"type": "x", "customTitle": f"t{n}"}])
+        assert len(store._summaries) <= 2
+        assert len(store._locks) <= 2
+        await store.append({**KEY, "session_id": "s0"}, [{"type": "x", "gitBranch": "b"}])
+    summary_reads = [
+        r for r in fake.requests if r.method == "GET" and r.url.path.endswith("/s0/summary")
+    ]
+    assert len(summary_reads) == 2, "s0's summary was evicted and read again"
+    s0 = fake.summaries[("t1", KEY["project_key"], "s0")]
+    assert s0.data["custom_title"] == "t0" and s0.data["git_branch"] == "b"
+
+
+async def test_load_is_one_request() -> None:
+    """The entries route has no paging: a load is one GET, whatever the transcript's size."""
+    fake = FakeGateway()
+    async with _store(fake.transport()) as store:
+        await store.append({**KEY, "subpath": "subagents/a"}, [{"n": i} for i in range(500)])
+        before = len(fake.requests)
+        assert len(await store.load({**KEY, "subpath": "subagents/a"}) or []) == 500
+    assert len(fake.requests) == before + 1

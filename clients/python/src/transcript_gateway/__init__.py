@@ -12,10 +12,11 @@ from ._errors import (
     UnknownEpochError,
 )
 from ._heal import heal
-from ._store import GatewaySessionStore, TokenSource
+from ._store import Binding, GatewaySessionStore, TokenSource
 from ._version import __version__
 
 __all__ = [
+    "Binding",
     "BindingConflictError",
     "EpochRequiredError",
     "ForbiddenError",

@@ -8,9 +8,10 @@ import json
 import logging
 import random
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -32,15 +33,66 @@ from ._errors import (
 )
 from ._version import __version__
 
-__all__ = ["GatewaySessionStore", "TokenSource"]
+__all__ = ["Binding", "GatewaySessionStore", "TokenSource"]
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 """A bearer token, or a callable (sync or async) returning the current one."""
 
 logger = logging.getLogger("transcript_gateway")
 
-_RETRY_STATUSES = frozenset({502, 503, 504})
+# What the gateway calls retryable: the same request may succeed shortly
+# (appends carry an Idempotency-Key, so a retry never stores twice). Never
+# checksum_mismatch, integrity_violation, internal or any 4xx refusal.
+_RETRYABLE_CODES = frozenset(
+    {"backend_unavailable", "timeout", "draining", "conflict", "overloaded"}
+)
+# An answer without the gateway's envelope (a proxy or load balancer in front
+# of it) is retried by its status.
+_RETRY_STATUSES_WITHOUT_CODE = frozenset({502, 503, 504})
 _MIN_ATTEMPT_SECONDS = 0.05
+# Longest Retry-After honoured; the call's own deadline bounds it too.
+_MAX_RETRY_AFTER_SECONDS = 30.0
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Binding(TypedDict):
+    """A task's binding to its Claude session, as the gateway stores it."""
+
+    claude_session_id: str
+    project_key: str
+    cwd: str
+    created_ms: int
+
+
+class _Lru(Generic[K, V]):
+    """A mapping that keeps at most ``limit`` entries, dropping the least recently used."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def pop(self, key: K) -> V | None:
+        return self._items.pop(key, None)
+
+    def keys(self) -> list[K]:
+        return list(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 _SessionId = tuple[str, str]
 _KeyId = tuple[str, str, str | None]
@@ -54,7 +106,6 @@ class _Summary:
 
 @dataclass(frozen=True)
 class _FailedAppend:
-    entries: list[SessionStoreEntry]
     body: bytes
     idempotency_key: str
 
@@ -93,6 +144,7 @@ class GatewaySessionStore(SessionStore):
         backoff: Sequence[float] = (0.2, 0.8),
         max_summary_rounds: int = 8,
         page_size: int | None = None,
+        cache_size: int = 1024,
         epoch: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         client: httpx.AsyncClient | None = None,
@@ -101,6 +153,8 @@ class GatewaySessionStore(SessionStore):
             raise ValueError("max_attempts must be at least 1")
         if max_summary_rounds < 1:
             raise ValueError("max_summary_rounds must be at least 1")
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
         self.base_url = base_url.rstrip("/")
         self.task_id = task_id
         self.timeout = timeout
@@ -117,12 +171,14 @@ class GatewaySessionStore(SessionStore):
         self._transport = transport
         self._client = client
         self._owns_client = client is None
-        self._summaries: dict[_SessionId, _Summary] = {}
+        # Per session (and per key): bounded, least recently used first out.
+        self.cache_size = cache_size
+        self._summaries: _Lru[_SessionId, _Summary] = _Lru(cache_size)
         # The project key the task is bound to, once bind() or binding() saw it.
         self._bound_project: str | None = None
         self._drift_warned: set[str] = set()
-        self._locks: dict[_SessionId, asyncio.Lock] = {}
-        self._failed: dict[_KeyId, _FailedAppend] = {}
+        self._locks: OrderedDict[_SessionId, asyncio.Lock] = OrderedDict()
+        self._failed: _Lru[_KeyId, _FailedAppend] = _Lru(cache_size)
 
     @property
     def epoch(self) -> int | None:
@@ -163,11 +219,10 @@ class GatewaySessionStore(SessionStore):
         kid = _key_id(key)
         failed = self._failed.get(kid)
         entries_json = json.dumps(entries, separators=(",", ":"))
-        if (
-            failed is not None
-            and failed.entries is entries
-            and failed.body == entries_json.encode()
-        ):
+        # The same batch again on the same key right after it failed is the
+        # SDK's retry: it reuses the failed attempt's key, so a batch that
+        # landed before its answer was lost is not stored twice.
+        if failed is not None and failed.body == entries_json.encode():
             idempotency_key = failed.idempotency_key
         else:
             idempotency_key = uuid.uuid4().hex
@@ -178,27 +233,19 @@ class GatewaySessionStore(SessionStore):
                 body = '{"entries":' + entries_json + "}"
                 await self._post_entries(key, body.encode(), idempotency_key, deadline)
         except Exception:
-            self._failed[kid] = _FailedAppend(entries, entries_json.encode(), idempotency_key)
+            self._failed.put(kid, _FailedAppend(entries_json.encode(), idempotency_key))
             raise
-        self._failed.pop(kid, None)
+        self._failed.pop(kid)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         """Return every entry of a transcript in order, or None if it does not exist."""
         deadline = self._deadline()
-        out: list[SessionStoreEntry] = []
-        token: str | None = None
-        while True:
-            url = self._session_url(key, "/entries") + _query(
-                {"subpath": key.get("subpath"), "next_token": token}
-            )
-            response = await self._send("GET", url, deadline=deadline)
-            if response.status_code == 404:
-                return None
-            body = self._ok(response)
-            out.extend(body["data"]["entries"])
-            token = _next_token(body, token)
-            if token is None:
-                return out
+        url = self._session_url(key, "/entries") + _query({"subpath": key.get("subpath")})
+        response = await self._send("GET", url, deadline=deadline)
+        if response.status_code == 404:
+            return None
+        entries: list[SessionStoreEntry] = self._ok(response)["data"]["entries"]
+        return entries
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
         """List the main transcripts of a project with their mtimes in epoch ms."""
@@ -224,11 +271,11 @@ class GatewaySessionStore(SessionStore):
         url = self._session_url(key, "") + _query({"subpath": key.get("subpath")})
         if key.get("subpath") is None:
             sid = _session_id(key)
-            self._summaries.pop(sid, None)
-            for kid in [k for k in self._failed if k[:2] == sid]:
-                del self._failed[kid]
+            self._summaries.pop(sid)
+            for kid in [k for k in self._failed.keys() if k[:2] == sid]:
+                self._failed.pop(kid)
         else:
-            self._failed.pop(_key_id(key), None)
+            self._failed.pop(_key_id(key))
         response = await self._write("DELETE", url, deadline=deadline)
         if response.status_code != 404:
             self._ok(response, allow_empty=True)
@@ -253,7 +300,7 @@ class GatewaySessionStore(SessionStore):
 
     # -- task binding and writer lease ---------------------------------------
 
-    async def bind(self, claude_session_id: str, project_key: str, cwd: str) -> dict[str, Any]:
+    async def bind(self, claude_session_id: str, project_key: str, cwd: str) -> Binding:
         """Bind the task to a Claude session; the first binding wins.
 
         Returns the stored binding (``claude_session_id``, ``project_key``, ``cwd``,
@@ -266,11 +313,11 @@ class GatewaySessionStore(SessionStore):
             separators=(",", ":"),
         ).encode()
         response = await self._write("PUT", self._binding_url(), content=body, deadline=deadline)
-        data: dict[str, Any] = self._ok(response)["data"]
-        self._bound_project = data.get("project_key")
+        data = _binding(self._ok(response)["data"])
+        self._bound_project = data["project_key"]
         return data
 
-    async def binding(self) -> dict[str, Any] | None:
+    async def binding(self) -> Binding | None:
         """Return the task's binding, or None if the task is not bound."""
         deadline = self._deadline()
         response = await self._send("GET", self._binding_url(), deadline=deadline)
@@ -279,8 +326,8 @@ class GatewaySessionStore(SessionStore):
             if error.code == "not_found":
                 return None
             raise error
-        data: dict[str, Any] = self._ok(response)["data"]
-        self._bound_project = data.get("project_key")
+        data = _binding(self._ok(response)["data"])
+        self._bound_project = data["project_key"]
         return data
 
     async def lease(self) -> int:
@@ -363,8 +410,7 @@ class GatewaySessionStore(SessionStore):
         deadline: float,
     ) -> None:
         sid = _session_id(key)
-        lock = self._locks.setdefault(sid, asyncio.Lock())
-        async with lock:
+        async with self._lock_for(sid):
             try:
                 base = self._summaries.get(sid)
                 if base is None:
@@ -378,13 +424,28 @@ class GatewaySessionStore(SessionStore):
                 receipt = await self._post_entries(key, body.encode(), idempotency_key, deadline)
                 outcome = receipt.get("summary") or {}
                 if outcome.get("applied") is True:
-                    self._summaries[sid] = _Summary(int(outcome["version"]), folded)
+                    self._summaries.put(sid, _Summary(int(outcome["version"]), folded))
                     return
-                self._summaries.pop(sid, None)
+                self._summaries.pop(sid)
                 await self._reconcile_summary(key, entries, deadline)
             except BaseException:
-                self._summaries.pop(sid, None)
+                self._summaries.pop(sid)
                 raise
+
+    def _lock_for(self, sid: _SessionId) -> asyncio.Lock:
+        """The session's append lock. At most ``cache_size`` are kept: the least
+        recently used ones nobody holds are dropped (a held lock never is, so two
+        appends to one session always share one)."""
+        lock = self._locks.get(sid)
+        if lock is None:
+            lock = self._locks[sid] = asyncio.Lock()
+        self._locks.move_to_end(sid)
+        if len(self._locks) > self.cache_size:
+            for old in [k for k, v in self._locks.items() if not v.locked() and k != sid]:
+                if len(self._locks) <= self.cache_size:
+                    break
+                del self._locks[old]
+        return lock
 
     async def _reconcile_summary(
         self, key: SessionKey, entries: list[SessionStoreEntry], deadline: float
@@ -409,7 +470,7 @@ class GatewaySessionStore(SessionStore):
                     continue
                 raise conflict
             data = self._ok(response)["data"]
-            self._summaries[sid] = _Summary(int(data["version"]), folded)
+            self._summaries.put(sid, _Summary(int(data["version"]), folded))
             return
         raise SummaryConflictError(
             f"summary update lost {self.max_summary_rounds} compare-and-set rounds",
@@ -533,9 +594,12 @@ class GatewaySessionStore(SessionStore):
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request, retrying transport errors and 502/503/504 with the same body.
-
-        401 and 403 come back at once (never retried) and raise typed errors in ``_ok``.
+        """Send one request, retrying with the same body what can succeed shortly:
+        transport errors and the answers the gateway's code calls retryable (see
+        ``_RETRYABLE_CODES``), after a random wait up to the backoff step (full
+        jitter) and never before a ``Retry-After``. Anything else comes back at
+        once: 401 and 403 raise typed errors in ``_ok``, a checksum or validation
+        failure is not retried.
         """
         client = self._http()
         request_headers = dict(headers or {})
@@ -547,12 +611,11 @@ class GatewaySessionStore(SessionStore):
         loop = asyncio.get_running_loop()
         last_error: Exception | None = None
         last_response: httpx.Response | None = None
+        retry_after = 0.0
         for attempt in range(self.max_attempts):
             if attempt:
-                delay = (
-                    self.backoff[min(attempt - 1, len(self.backoff) - 1)] if self.backoff else 0.0
-                )
-                await self._pause(delay, deadline)
+                step = self.backoff[min(attempt - 1, len(self.backoff) - 1)] if self.backoff else 0.0
+                await self._pause(max(random.uniform(0.0, step), retry_after), deadline)
             remaining = deadline - loop.time()
             if remaining < _MIN_ATTEMPT_SECONDS:
                 break
@@ -568,11 +631,12 @@ class GatewaySessionStore(SessionStore):
                 logger.debug("%s %s attempt %d failed: %r", method, url, attempt + 1, exc)
                 last_error, last_response = exc, None
                 continue
-            if response.status_code in _RETRY_STATUSES:
+            if _retryable(response):
                 logger.debug(
                     "%s %s attempt %d got %d", method, url, attempt + 1, response.status_code
                 )
                 last_error, last_response = None, response
+                retry_after = _retry_after(response)
                 continue
             return response
         if last_response is not None:
@@ -604,6 +668,42 @@ class GatewaySessionStore(SessionStore):
                 request_id=response.headers.get("x-request-id"),
             )
         return body
+
+
+def _binding(data: Mapping[str, Any]) -> Binding:
+    """A binding from the gateway's answer, typed."""
+    return {
+        "claude_session_id": str(data["claude_session_id"]),
+        "project_key": str(data["project_key"]),
+        "cwd": str(data["cwd"]),
+        "created_ms": int(data["created_ms"]),
+    }
+
+
+def _retryable(response: httpx.Response) -> bool:
+    """Whether an answer is worth the same request again, by the gateway's error code."""
+    if response.status_code < 400:
+        return False
+    code: str | None = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        raw = body["error"].get("code")
+        code = raw if isinstance(raw, str) else None
+    if code is None:
+        return response.status_code in _RETRY_STATUSES_WITHOUT_CODE
+    return code in _RETRYABLE_CODES
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The answer's ``Retry-After`` in seconds (0 when absent or not a number)."""
+    try:
+        seconds = float(response.headers.get("retry-after", "0"))
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_SECONDS)
 
 
 def _fold(key: SessionKey, base: _Summary, entries: list[SessionStoreEntry]) -> dict[str, Any]:
