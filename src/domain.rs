@@ -12,6 +12,23 @@ use serde_json::value::RawValue;
 pub mod clock;
 pub mod json;
 
+/// An error and its sources, on one line (`outer: cause: root cause`), as
+/// logs and command-line messages show it.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        // Some errors repeat their source's text in their own; say it once.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
 /// A value a request named that breaks the rules for its kind; the message
 /// says which rule, in terms the client can act on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -7,22 +7,7 @@ use std::fmt;
 use crate::backend::{BoxError, PortError};
 use crate::domain::Invalid;
 
-/// An error and its sources, on one line (`outer: cause: root cause`), as
-/// logs and command-line messages show it.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        // Some errors repeat their source's text in their own; say it once.
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
+pub use crate::domain::error_chain as chain;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]

@@ -303,7 +303,7 @@ impl Engine {
                 // The part is durable and carries its own idempotency key:
                 // acknowledge it, and let the next append repair the catalog.
                 METRICS.catalog_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key = %req.key, seq = written.seq.0, error = %err, "catalog update failed after the part was written; will repair");
+                tracing::warn!(key = %req.key, seq = written.seq.0, error = %crate::error::chain(&err), "catalog update failed after the part was written; will repair");
                 head.loaded = false;
                 Ok(AppendReceipt {
                     seq: written.seq,

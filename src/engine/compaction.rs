@@ -109,7 +109,7 @@ impl Engine {
         let key = key.clone();
         self.inner.background.spawn(async move {
             if let Err(e) = engine.compact(&key, CompactOptions::default()).await {
-                tracing::warn!(key = %key, error = %e, "background compaction failed; the next trigger retries");
+                tracing::warn!(key = %key, error = %crate::error::chain(&e), "background compaction failed; the next trigger retries");
             }
         });
     }
@@ -355,7 +355,7 @@ impl Engine {
                 }
             }
             if let Err(e) = engine.delete_covered(&key, through, limit).await {
-                tracing::warn!(key = %key, error = %e, "deleting compacted parts failed; the next compaction retries");
+                tracing::warn!(key = %key, error = %crate::error::chain(&e), "deleting compacted parts failed; the next compaction retries");
             }
         };
         if grace.is_zero() || limit.is_some() {

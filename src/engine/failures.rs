@@ -153,7 +153,7 @@ impl Engine {
             "mirror failure"
         );
         if let Err(e) = self.inner.catalog.record_failure(&failure).await {
-            tracing::warn!(error = %e, "could not keep a mirror failure in the catalog");
+            tracing::warn!(error = %crate::error::chain(&e), "could not keep a mirror failure in the catalog");
         }
     }
 

@@ -195,7 +195,7 @@ pub(crate) fn integrity_error(what: &str, err: part::ChainError) -> Error {
     METRICS
         .integrity_violations
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::error!(object = what, error = %err, "integrity violation");
+    tracing::error!(object = what, error = %crate::error::chain(&err), "integrity violation");
     Error::IntegrityViolation {
         object: what.to_string(),
         source: Box::new(err),

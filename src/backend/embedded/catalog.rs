@@ -273,7 +273,9 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
                 Ok(n) => {
                     tracing::info!(removed = n, "catalog: dropped expired idempotency records")
                 }
-                Err(e) => tracing::warn!(error = %e, "catalog: pruning idempotency records failed"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::domain::error_chain(&e), "catalog: pruning idempotency records failed")
+                }
             }
             last_prune = Some(std::time::Instant::now());
         }
@@ -293,7 +295,7 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
             Ok(txn) => txn,
             Err(e) => {
                 // Nothing ran; each job's sender drops and its caller sees an error.
-                tracing::error!(error = %e, "catalog: cannot begin a write transaction");
+                tracing::error!(error = %crate::domain::error_chain(&e), "catalog: cannot begin a write transaction");
                 continue;
             }
         };
