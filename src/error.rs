@@ -125,6 +125,23 @@ impl Error {
         }
     }
 
+    /// The `reason` under which this error counts as a mirror failure when
+    /// an append fails with it (`tg.mirror.failures`): `timeout`, `catalog`,
+    /// `backend_unavailable`, `checksum`, `conflict_exhausted`, `draining`
+    /// or `internal`.
+    pub fn mirror_reason(&self) -> &'static str {
+        match self {
+            Error::BackendUnavailable(p) | Error::Backend(p) if p.is_timeout() => "timeout",
+            Error::Timeout => "timeout",
+            Error::BackendUnavailable(p) | Error::Backend(p) if p.is_catalog() => "catalog",
+            Error::BackendUnavailable(_) => "backend_unavailable",
+            Error::ChecksumMismatch(_) => "checksum",
+            Error::Conflict(_) => "conflict_exhausted",
+            Error::Draining => "draining",
+            _ => "internal",
+        }
+    }
+
     /// The wire code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -128,13 +128,26 @@ fn main() -> ExitCode {
         }),
         Command::Serve { .. } => run(async move {
             config.check_serving_auth(config.listen)?;
-            telemetry::init(&config);
-            let engine = server::build_engine(&config).await?;
-            let listener = tokio::net::TcpListener::bind(config.listen)
+            // Building an exporter may block: off the runtime's threads.
+            let settings = config.clone();
+            let telemetry = tokio::task::spawn_blocking(move || telemetry::init(&settings))
                 .await
-                .map_err(|e| server::ServeError::Listen(config.listen, e))?;
-            tracing::info!(listen = %listener.local_addr()?, storage = ?config.storage, catalog = ?config.catalog, "transcript-gateway serving");
-            server::serve(listener, engine, &config, server::shutdown_signal()).await
+                .map_err(std::io::Error::other)??;
+            let served = async {
+                let engine = server::build_engine(&config).await?;
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|e| server::ServeError::Listen(config.listen, e))?;
+                tracing::info!(listen = %listener.local_addr()?, storage = ?config.storage, catalog = ?config.catalog, traces = telemetry.exports_traces(), metrics = telemetry.exports_metrics(), "transcript-gateway serving");
+                server::serve(listener, engine, &config, server::shutdown_signal()).await
+            }
+            .await;
+            // Pending spans and one last metric export, within 10 s.
+            let flushed = tokio::task::spawn_blocking(move || {
+                telemetry.shutdown(std::time::Duration::from_secs(10))
+            });
+            let _ = flushed.await;
+            served
         }),
     }
 }

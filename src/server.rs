@@ -35,6 +35,9 @@ pub enum ServeError {
     /// The address could not be bound.
     #[error("cannot listen on {0}: {1} (is another process using that address? set TG_LISTEN or --listen)")]
     Listen(std::net::SocketAddr, #[source] std::io::Error),
+    /// Telemetry could not be set up.
+    #[error("telemetry")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// The listener failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),

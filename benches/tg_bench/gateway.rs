@@ -188,7 +188,8 @@ impl Gateway {
         ))
     }
 
-    /// The gateway's own counters from `/metrics` (`tg_*` samples only).
+    /// The gateway's own counters and histogram sums and counts from
+    /// `/metrics` (`tg_*` samples, buckets left out).
     pub async fn metrics(&self) -> Res<std::collections::BTreeMap<String, f64>> {
         let text = self
             .http
@@ -199,7 +200,7 @@ impl Gateway {
             .await?;
         Ok(text
             .lines()
-            .filter(|l| l.starts_with("tg_"))
+            .filter(|l| l.starts_with("tg_") && !l.contains("_bucket{"))
             .filter_map(|l| {
                 let (name, value) = l.rsplit_once(' ')?;
                 Some((name.to_string(), value.parse().ok()?))

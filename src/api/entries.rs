@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tracing::Instrument as _;
 
 use super::extract::{
     AppJson, AppQuery, IdempotencyKey, RequestId, SessionPath, SubpathQuery, WriterEpoch,
@@ -105,22 +106,26 @@ pub async fn append(
     // The append runs as its own task: a client that disconnects, or a
     // request timeout, cannot cut it between writing the part and recording
     // it (and its idempotency key). Shutdown waits for these tasks.
+    // A write that did not land is a mirror failure, kept for operators
+    // (also when the client has gone: the task reports it).
     let engine = state.engine.clone();
-    let key = request.key.clone();
+    let appending = async move {
+        let key = request.key.clone();
+        let result = engine.append(request).await;
+        if let Err(e) = &result {
+            if e.code().status().is_server_error() {
+                let detail = crate::error::chain(e);
+                engine.report_gateway_failure(&key, e.mirror_reason(), &detail, request_id);
+            }
+        }
+        result
+    };
     let result = state
         .appends
-        .spawn(async move { engine.append(request).await })
+        .spawn(appending.in_current_span())
         .await
         .map_err(|e| Error::internal_from("the append task failed", e))
         .and_then(|r| r);
-    if let Err(e) = &result {
-        if e.code().status().is_server_error() {
-            // The write did not land: a mirror failure, kept for operators.
-            let reason = e.code().as_str();
-            let detail = crate::error::chain(e);
-            (state.engine).report_gateway_failure(&key, reason, &detail, request_id);
-        }
-    }
     Ok(Json(DataEnvelope { data: result? }))
 }
 

@@ -2,7 +2,7 @@
 //! engine call and shape the response. Nothing here talks to a backend.
 //!
 //! `mod.rs` merges the per-resource routers and adds the layers: request id,
-//! tracing, error envelope, in-flight limit, header limit, authentication
+//! the request's span and log line ([`observe`]), error envelope, in-flight limit, header limit, authentication
 //! ([`crate::auth::require`]), timeout and body limit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +18,6 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::auth::{self, Guard};
@@ -33,6 +32,7 @@ pub mod extract;
 pub mod failures;
 pub mod health;
 pub mod limits;
+pub mod observe;
 pub mod openapi;
 pub mod paths;
 pub mod sessions;
@@ -124,16 +124,11 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                }))
+                .layer(axum::middleware::from_fn(observe::observe))
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                ]))
                 .layer(axum::middleware::from_fn(error::envelope))
                 .layer(axum::middleware::from_fn_with_state(
                     Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
@@ -147,7 +142,10 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                     limits.guard.clone(),
                     auth::require,
                 ))
-                .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, limits.request_timeout))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    limits.request_timeout,
+                ))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
         )
 }

@@ -8,6 +8,16 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde::{Deserialize, Serialize};
 
 use super::PortError;
@@ -101,4 +111,96 @@ pub fn no_credentials(what: &str) -> String {
          or AWS_PROFILE, or run with an IAM role: web identity, ECS task role or EC2 \
          instance profile)"
     )
+}
+
+/// One client span per AWS call (`S3.PutObject`, `DynamoDB.Query`, …) with
+/// `rpc.system = aws-api`, `rpc.service` and `rpc.method`, a child of
+/// whatever span made the call; each retried attempt is an event on it and
+/// counts in `tg.backend.retries{backend}`. The SDK's own spans are
+/// DEBUG-level and unnamed by convention, hence this.
+#[derive(Debug)]
+pub struct CallSpans {
+    /// The service as span names spell it (`S3`, `DynamoDB`).
+    service: &'static str,
+    /// The `backend` attribute of the retry counter (`s3`, `dynamodb`).
+    backend: &'static str,
+}
+
+impl CallSpans {
+    /// Spans for calls to `service`, counted under `backend`.
+    pub const fn new(service: &'static str, backend: &'static str) -> Self {
+        Self { service, backend }
+    }
+}
+
+/// The span of the call in flight, kept in the call's config bag.
+#[derive(Debug)]
+struct CallSpan(tracing::Span);
+
+impl Storable for CallSpan {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for CallSpans {
+    fn name(&self) -> &'static str {
+        "CallSpans"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let method = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "aws.call",
+            otel.name = format!("{}.{}", self.service, method),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "aws-api",
+            rpc.service = self.service,
+            rpc.method = method,
+            http.response.status_code = tracing::field::Empty,
+        );
+        cfg.interceptor_state().store_put(CallSpan(span));
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        if attempt > 1 {
+            crate::metrics::METRICS.backend_retries.add(self.backend);
+            if let Some(CallSpan(span)) = cfg.load::<CallSpan>() {
+                tracing::info!(parent: span, attempt, "retrying after a failed attempt");
+            }
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(CallSpan(span)) = cfg.load::<CallSpan>() {
+            if let Some(response) = context.response() {
+                span.record("http.response.status_code", response.status().as_u16());
+            }
+            if matches!(context.output_or_error(), Some(Err(_))) {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        // The span ends here, not when the call's state is dropped.
+        cfg.interceptor_state().unset::<CallSpan>();
+        Ok(())
+    }
 }

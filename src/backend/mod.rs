@@ -74,7 +74,58 @@ pub enum PortError {
     },
 }
 
+/// Marks a failure as the catalog's (its source), so a report can tell a
+/// catalog outage from an object store's.
+#[derive(Debug, thiserror::Error)]
+#[error("catalog")]
+pub struct InCatalog(#[source] pub PortError);
+
+/// Marks a failure as a timeout (its source): the store did not answer in
+/// time, as opposed to refusing.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out")]
+pub struct TimedOut(#[source] pub BoxError);
+
 impl PortError {
+    /// Whether this failure, or one it was caused by, is a [`TimedOut`].
+    pub fn is_timeout(&self) -> bool {
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            if e.downcast_ref::<TimedOut>().is_some() {
+                return true;
+            }
+            source = e.source();
+        }
+        false
+    }
+
+    /// The same failure marked as the catalog's: an unavailable or
+    /// unexpected answer keeps itself as the source of an [`InCatalog`];
+    /// the outcome kinds (not found, exists, precondition) stay as they are.
+    pub fn in_catalog(self) -> Self {
+        match self {
+            err @ PortError::Unavailable { .. } => PortError::Unavailable {
+                context: "the catalog".into(),
+                source: Some(Box::new(InCatalog(err))),
+            },
+            err @ PortError::Other { .. } => PortError::Other {
+                context: "the catalog".into(),
+                source: Some(Box::new(InCatalog(err))),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether [`PortError::in_catalog`] marked this failure.
+    pub fn is_catalog(&self) -> bool {
+        match self {
+            PortError::Unavailable { source, .. } | PortError::Other { source, .. } => source
+                .as_deref()
+                .is_some_and(|s| s.downcast_ref::<InCatalog>().is_some()),
+            _ => false,
+        }
+    }
+
     /// [`PortError::Unavailable`] without a source.
     pub fn unavailable(context: impl Into<String>) -> Self {
         PortError::Unavailable {

@@ -41,7 +41,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::aws::AwsSettings;
-use crate::backend::{ByteStream, Listed, ObjectBody, ObjectPort, Page, PortError};
+use crate::backend::{ByteStream, Listed, ObjectBody, ObjectPort, Page, PortError, TimedOut};
 
 /// Keys per `ListObjectsV2` page (S3's maximum).
 const LIST_PAGE: i32 = 1000;
@@ -98,6 +98,7 @@ impl S3Objects {
         let endpoint_url = settings.endpoint_url.as_deref();
         let sdk = super::aws::sdk_config(&settings.aws, "S3", endpoint_url).await?;
         let builder = aws_sdk_s3::config::Builder::from(&sdk)
+            .interceptor(super::aws::CallSpans::new("S3", "s3"))
             .force_path_style(settings.force_path_style)
             .stalled_stream_protection(
                 StalledStreamProtectionConfig::enabled()
@@ -510,6 +511,9 @@ where
         }
         (None, _) => match err {
             SdkError::ConstructionFailure(_) => PortError::other(what).caused_by(err),
+            SdkError::TimeoutError(_) => {
+                PortError::unavailable(what).caused_by(TimedOut(Box::new(err)))
+            }
             _ => PortError::unavailable(what).caused_by(err),
         },
     }

@@ -94,7 +94,17 @@ fn fingerprint(key: &SessionKey, body: &[u8], summary: Option<&SummaryUpdate>) -
 
 impl Engine {
     /// Appends one batch as the key's next part and returns its receipt.
+    #[tracing::instrument(name = "engine.append", skip_all, fields(entries = req.entries.len()))]
     pub async fn append(&self, req: AppendRequest) -> Result<AppendReceipt, Error> {
+        let started = std::time::Instant::now();
+        let entries = req.entries.len() as u64;
+        let bytes = req.entries.iter().map(|e| e.get().len() as u64).sum();
+        let result = self.append_batch(req).await;
+        METRICS.record_append(started.elapsed(), bytes, entries);
+        result
+    }
+
+    async fn append_batch(&self, req: AppendRequest) -> Result<AppendReceipt, Error> {
         if let Some(summary) = req.applicable_summary() {
             super::check_summary(summary.data.get())?;
         }
@@ -148,7 +158,6 @@ impl Engine {
         // again (see `dedup.rs`); only a batch with uuids needs the index.
         let dedup = batch.uuids().any(|u| u.is_some());
         let mut attempts = 0;
-        let mut stored_bytes = 0;
         let written = loop {
             if dedup {
                 self.index_uuids(key, head).await?;
@@ -203,7 +212,6 @@ impl Engine {
                     if let Some(index) = head.uuids.as_mut() {
                         index.add_part(seq, kept_uuids);
                     }
-                    stored_bytes = entries.len() as u64;
                     break Written {
                         seq,
                         count,
@@ -244,9 +252,6 @@ impl Engine {
             .fetch_add(written.skipped, Ordering::Relaxed);
         if written.part {
             METRICS.appends.fetch_add(1, Ordering::Relaxed);
-            METRICS
-                .appended_bytes
-                .fetch_add(stored_bytes, Ordering::Relaxed);
             let since_snapshot = written.seq.0.saturating_sub(head.state.compacted_through.0);
             self.maybe_compact(key, since_snapshot);
         } else if req.summary.is_none() && idempotency.is_none() {
@@ -298,8 +303,12 @@ impl Engine {
         written: Written,
     ) -> Result<AppendReceipt, Error> {
         match self.commit_record(head, req, idempotency, written).await {
-            Ok(receipt) => Ok(receipt),
+            Ok(receipt) => {
+                self.note_lagging(&req.key, false);
+                Ok(receipt)
+            }
             Err(err) => {
+                self.note_lagging(&req.key, true);
                 // The part is durable and carries its own idempotency key:
                 // acknowledge it, and let the next append repair the catalog.
                 METRICS.catalog_failures.fetch_add(1, Ordering::Relaxed);

@@ -19,7 +19,6 @@
 //! Compactions of one key run one at a time and never hold the append lock.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt, TryStreamExt as _};
@@ -116,7 +115,22 @@ impl Engine {
 
     /// Compacts one key. `Ok(None)` when there was nothing to do (no new
     /// parts, or fewer than the threshold without `force`).
+    #[tracing::instrument(name = "engine.compact", skip_all)]
     pub async fn compact(
+        &self,
+        key: &SessionKey,
+        opts: CompactOptions,
+    ) -> Result<Option<CompactionReport>, Error> {
+        let result = self.compact_once(key, opts).await;
+        METRICS.compactions.add(match &result {
+            Ok(Some(_)) => "completed",
+            Ok(None) => "skipped",
+            Err(_) => "failed",
+        });
+        result
+    }
+
+    async fn compact_once(
         &self,
         key: &SessionKey,
         opts: CompactOptions,
@@ -285,7 +299,6 @@ impl Engine {
 
         // Step 3: tell the catalog.
         self.record_compaction(key, through).await?;
-        METRICS.compactions.fetch_add(1, Ordering::Relaxed);
         tracing::info!(key = %key, through = through.0, parts = parts.len(), bytes = size, "compacted");
         if opts.halt == Some(Halt::AfterRecord) {
             return Ok((Some(report), None));

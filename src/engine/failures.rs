@@ -1,5 +1,5 @@
 //! Mirror failures: every way a transcript can end up with a gap is counted
-//! (`tg_mirror_failures_total{reason}`), logged, and kept in the catalog's
+//! (`tg.mirror.failures{reason}`), logged, and kept in the catalog's
 //! bounded store of recent failures for the admin API, so an operator sees
 //! the gap before an agent fails to resume from it. Kept: writes the gateway
 //! failed, chains found broken, failures clients report (those never reached
@@ -21,6 +21,8 @@ use crate::domain::{
 use crate::error::Error;
 use crate::metrics::METRICS;
 
+/// The reason a project-key drift is kept under.
+const DRIFT: &str = "project_key_drift";
 /// How long "this task has no binding" is believed before asking again.
 const UNBOUND_TTL: Duration = Duration::from_secs(10);
 /// Most tasks whose binding (or drift) this instance remembers.
@@ -140,7 +142,11 @@ impl Engine {
 
     /// Counts, logs and keeps a mirror failure.
     pub async fn report_failure(&self, failure: MirrorFailure) {
-        METRICS.mirror_failure(&failure.reason);
+        // A drift has its own counter (`tg.project_key.drift`): the write
+        // landed, only under another project key than the binding's.
+        if failure.reason != DRIFT {
+            METRICS.mirror_failure(&failure.reason);
+        }
         tracing::warn!(
             task_id = %failure.task_id,
             project_key = failure.project_key.as_deref().unwrap_or(""),
@@ -254,7 +260,7 @@ impl Engine {
                 key.task_id(),
                 project.as_str()
             );
-            self.report_gateway_failure(key, "project_key_drift", &detail, None);
+            self.report_gateway_failure(key, DRIFT, &detail, None);
         }
     }
 

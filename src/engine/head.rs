@@ -340,6 +340,14 @@ impl Engine {
     /// while the catalog was failing, or by an instance that died before
     /// recording them), idempotency records included. Returns the record.
     pub async fn repair(&self, key: &SessionKey) -> Result<Option<SessionRecord>, Error> {
+        let repaired = self.repair_record(key).await;
+        if repaired.is_ok() {
+            self.note_lagging(key, false);
+        }
+        repaired
+    }
+
+    async fn repair_record(&self, key: &SessionKey) -> Result<Option<SessionRecord>, Error> {
         let lock = self.head_lock(key);
         let mut head = lock.lock().await;
         for _ in 0..CAS_ROUNDS {

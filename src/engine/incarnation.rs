@@ -19,8 +19,6 @@
 //! its entries become `~i1/snapshot-{head}` (with the hash chain computed
 //! over them), then it is sealed and retired like any other.
 
-use std::sync::atomic::Ordering;
-
 use bytes::BytesMut;
 use futures::TryStreamExt as _;
 
@@ -293,7 +291,7 @@ impl Engine {
             Ok(Some(next))
         })
         .await?;
-        METRICS.compactions.fetch_add(1, Ordering::Relaxed);
+        METRICS.compactions.add("migrated");
         tracing::info!(key = %key, through = through.0, "migrated to incarnation 1");
         Ok(through)
     }

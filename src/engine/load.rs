@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
 
 use super::part::{self, Chain, ChainError, Digest};
 use super::snapshot::{SnapshotError, SnapshotReader};
@@ -194,7 +195,9 @@ impl SnapshotRead {
 impl Engine {
     /// Opens a load of every entry in parts after `after` (0 for all), or
     /// `None` when the key has nothing at all.
+    #[tracing::instrument(name = "engine.load", skip_all)]
     pub async fn load(&self, key: &SessionKey, after: Seq) -> Result<Option<Loaded>, Error> {
+        let started = std::time::Instant::now();
         let Some(target) = self.target(key).await? else {
             return Ok(None);
         };
@@ -214,22 +217,30 @@ impl Engine {
             return Err(err);
         }
         METRICS.loads.fetch_add(1, Ordering::Relaxed);
+        let pieces = plan.snapshot.iter().count() as u64 + plan.parts.len() as u64;
         let prefetch = plan.bytes() <= self.inner.config.prefetch_bytes;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
         let last = head.max(after);
         let producing = key.clone();
-        self.inner.background.spawn(async move {
-            engine
-                .produce(producing, target, after, last, plan, tx)
-                .await
-        });
+        // The reads are the load's: their spans belong under it.
+        self.inner.background.spawn(
+            async move {
+                engine
+                    .produce(producing, target, after, last, plan, tx)
+                    .await
+            }
+            .in_current_span(),
+        );
         // The producer ends a complete load with an empty chunk; a channel
         // that closes without it (the task died) is an error, never a clean end.
-        let stream = stream::unfold(Some(rx), |rx| async move {
+        let stream = stream::unfold(Some(rx), move |rx| async move {
             let mut rx = rx?;
             match rx.recv().await {
-                Some(Ok(chunk)) if chunk.is_empty() => None,
+                Some(Ok(chunk)) if chunk.is_empty() => {
+                    METRICS.record_load(started.elapsed(), pieces);
+                    None
+                }
                 Some(item) => Some((item, Some(rx))),
                 None => Some((
                     Err(Error::internal("the load ended before its last entry")),

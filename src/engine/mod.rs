@@ -25,6 +25,7 @@ use crate::metrics::METRICS;
 
 mod append;
 mod bindings;
+mod catalog;
 mod codec;
 mod compaction;
 mod dedup;
@@ -124,6 +125,9 @@ struct Inner {
     memory: Arc<tokio::sync::Semaphore>,
     /// Tasks' bound project keys, for the drift check.
     bindings: Mutex<failures::BindingCache>,
+    /// Keys whose catalog record lags their durable parts (a catalog write
+    /// failed after the part landed), until a record covers them again.
+    lagging: Mutex<std::collections::HashSet<SessionKey>>,
 }
 
 /// What this process knows of one key's tail, valid while `loaded` and fresh.
@@ -203,6 +207,22 @@ pub(crate) fn integrity_error(what: &str, err: part::ChainError) -> Error {
 }
 
 impl Engine {
+    /// Notes whether `key`'s catalog record lags its parts, for the repair
+    /// backlog gauge.
+    fn note_lagging(&self, key: &SessionKey, lagging: bool) {
+        let mut keys = self.inner.lagging.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = match lagging {
+            true => keys.insert(key.clone()),
+            false => keys.remove(key),
+        };
+        if changed {
+            let delta = if lagging { 1 } else { -1 };
+            METRICS
+                .repair_backlog
+                .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// The engine clock's milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.inner.config.clock.now_ms()
@@ -228,7 +248,7 @@ impl Engine {
         Self {
             inner: Arc::new(Inner {
                 objects,
-                catalog,
+                catalog: Arc::new(catalog::Marked(catalog)),
                 heads: Mutex::new(HashMap::new()),
                 compactions: Mutex::new(HashMap::new()),
                 purges: Mutex::new(std::collections::HashSet::new()),
@@ -242,6 +262,7 @@ impl Engine {
                 ))),
                 config,
                 bindings: Mutex::new(failures::BindingCache::default()),
+                lagging: Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }

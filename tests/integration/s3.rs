@@ -496,7 +496,7 @@ async fn two_gateway_processes_share_keys_without_loss_duplication_or_disorder()
             .text()
             .await
             .unwrap();
-        conflicts.push(metric(&text, "tg_append_conflicts_total"));
+        conflicts.push(metric(&text, "tg_part_conflicts_total"));
     }
     eprintln!(
         "2 gateways x {writers} writers x {appends} appends: {:?}, lost races per gateway {conflicts:?}",

@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::aws::AwsSettings;
-use crate::backend::{CatalogPort, PortError};
+use crate::backend::{CatalogPort, PortError, TimedOut};
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, TaskId};
 use codec::{s, Item};
 
@@ -119,7 +119,10 @@ pub struct DynamoSettings {
 pub async fn client(settings: &DynamoSettings) -> Result<Client, PortError> {
     let endpoint = settings.endpoint_url.as_deref();
     let sdk = super::aws::sdk_config(&settings.aws, "DynamoDB", endpoint).await?;
-    Ok(Client::new(&sdk))
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(super::aws::CallSpans::new("DynamoDB", "dynamodb"))
+        .build();
+    Ok(Client::from_conf(config))
 }
 
 /// Connects to the configured tables. Nothing is called yet: `check` (run by
@@ -206,6 +209,9 @@ impl DynamoCatalog {
             }
             None => match err {
                 SdkError::ConstructionFailure(_) => PortError::other(what).caused_by(err),
+                SdkError::TimeoutError(_) => {
+                    PortError::unavailable(what).caused_by(TimedOut(Box::new(err)))
+                }
                 _ => PortError::unavailable(what).caused_by(err),
             },
         }

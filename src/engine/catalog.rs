@@ -1,0 +1,128 @@
+//! The catalog as the engine sees it: every call forwarded, and every
+//! failure marked as the catalog's ([`PortError::in_catalog`]), so a mirror
+//! failure says whether the catalog or the object store let a write down.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::backend::{
+    BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
+    StoredBinding, Versioned,
+};
+use crate::domain::{
+    MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
+};
+
+/// A catalog whose failures are marked as the catalog's.
+pub(super) struct Marked(pub(super) Arc<dyn CatalogPort>);
+
+#[async_trait]
+impl CatalogPort for Marked {
+    async fn get_session(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Versioned<SessionRecord>>, PortError> {
+        self.0.get_session(key).await.map_err(PortError::in_catalog)
+    }
+
+    async fn put_session(&self, write: SessionWrite<'_>) -> Result<u64, PortError> {
+        self.0
+            .put_session(write)
+            .await
+            .map_err(PortError::in_catalog)
+    }
+
+    async fn delete_session(&self, key: &SessionKey) -> Result<(), PortError> {
+        self.0
+            .delete_session(key)
+            .await
+            .map_err(PortError::in_catalog)
+    }
+
+    async fn list_sessions(
+        &self,
+        task: &TaskId,
+        project: &ProjectKey,
+        start_after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Page<(SessionId, SessionRecord)>, PortError> {
+        (self
+            .0
+            .list_sessions(task, project, start_after, limit)
+            .await)
+            .map_err(PortError::in_catalog)
+    }
+
+    async fn list_subkeys(
+        &self,
+        session: &SessionRef,
+        start_after: Option<&Subpath>,
+        limit: usize,
+    ) -> Result<Page<(Subpath, SessionRecord)>, PortError> {
+        (self.0.list_subkeys(session, start_after, limit).await).map_err(PortError::in_catalog)
+    }
+
+    async fn get_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, PortError> {
+        (self.0.get_idempotency(task, key).await).map_err(PortError::in_catalog)
+    }
+
+    async fn put_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), PortError> {
+        (self.0.put_idempotency(task, key, record).await).map_err(PortError::in_catalog)
+    }
+
+    async fn create_binding(
+        &self,
+        task: &TaskId,
+        binding: &StoredBinding,
+    ) -> Result<BindOutcome, PortError> {
+        (self.0.create_binding(task, binding).await).map_err(PortError::in_catalog)
+    }
+
+    async fn get_binding(&self, task: &TaskId) -> Result<Option<StoredBinding>, PortError> {
+        self.0
+            .get_binding(task)
+            .await
+            .map_err(PortError::in_catalog)
+    }
+
+    async fn bump_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
+        self.0.bump_epoch(task).await.map_err(PortError::in_catalog)
+    }
+
+    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
+        self.0
+            .current_epoch(task)
+            .await
+            .map_err(PortError::in_catalog)
+    }
+
+    async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
+        self.0
+            .record_failure(failure)
+            .await
+            .map_err(PortError::in_catalog)
+    }
+
+    async fn list_failures(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<MirrorFailure>, PortError> {
+        (self.0.list_failures(before, limit).await).map_err(PortError::in_catalog)
+    }
+
+    /// Unmarked: a start-up check's message speaks for itself.
+    async fn check(&self) -> Result<(), PortError> {
+        self.0.check().await
+    }
+}
