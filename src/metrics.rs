@@ -272,6 +272,9 @@ fn register_observables(meter: &Meter) {
     for outcome in COMPACTION_OUTCOMES {
         METRICS.compactions.seed(outcome);
     }
+    for backend in ["s3", "dynamodb"] {
+        METRICS.backend_retries.seed(backend);
+    }
     observe_counter(meter, "tg.appends", "Parts written.", || {
         get(&METRICS.appends)
     });

@@ -251,6 +251,9 @@ pub fn init_with(config: &Config, export: ExportSettings) -> Result<Telemetry, T
         // Spans of the gateway's own code, whatever the log level.
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(SERVICE_NAME))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
             .with_filter(Targets::new().with_target("transcript_gateway", Level::INFO))
             .boxed()
     });

@@ -146,9 +146,12 @@ impl Intercept for CallSpans {
         "CallSpans"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: a client's interceptors see that before
+    // the operation's configuration (its name) is in the bag.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let method = cfg

@@ -183,7 +183,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("entries[0] has the object key \"a\" more than once"),
+            err.contains("entries[0] has an object key more than once"),
             "{err}"
         );
     }

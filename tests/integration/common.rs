@@ -681,3 +681,69 @@ pub async fn concurrent_engines_append_gap_free(
         );
     }
 }
+
+/// A private SeaweedFS started with `scripts/emulators.py`, stopped on drop.
+pub struct PrivateEmulator {
+    python: String,
+    script: String,
+    state_dir: PathBuf,
+    /// The S3 endpoint URL.
+    pub endpoint: String,
+    /// Its bucket.
+    pub bucket: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateEmulator {
+    /// Starts one, or says why not and returns `None`.
+    pub fn start(test: &str) -> Option<Self> {
+        let python = emulator_env("TG_TEST_EMULATORS_PYTHON", test)?;
+        let script = emulator_env("TG_TEST_EMULATORS_SCRIPT", test)?;
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("emulators");
+        let mut emu = Self {
+            python,
+            script,
+            state_dir,
+            endpoint: String::new(),
+            bucket: String::new(),
+            _dir: dir,
+        };
+        emu.run("start", &["--s3"]);
+        let env: Value = serde_json::from_slice(
+            &std::fs::read(emu.state_dir.join("env.json")).expect("env.json"),
+        )
+        .expect("env.json is JSON");
+        emu.endpoint = env["TG_TEST_S3_ENDPOINT"].as_str().unwrap().to_string();
+        emu.bucket = env["TG_TEST_S3_BUCKET"].as_str().unwrap().to_string();
+        Some(emu)
+    }
+
+    /// Runs an `emulators.py` command on it (`stop-s3`, `start-s3`, …).
+    pub fn run(&self, command: &str, extra: &[&str]) {
+        let started = Instant::now();
+        let status = Command::new(&self.python)
+            .arg(&self.script)
+            .arg(command)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run scripts/emulators.py");
+        assert!(status.success(), "emulators.py {command} failed: {status}");
+        eprintln!("emulators.py {command}: {:?}", started.elapsed());
+    }
+}
+
+impl Drop for PrivateEmulator {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.python)
+            .arg(&self.script)
+            .arg("stop")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}

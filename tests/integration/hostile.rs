@@ -215,7 +215,7 @@ fn corpus(a: &str, b: &str, s: &str) -> Vec<Case> {
         with_body("lone surrogate escape", br#"{"entries":[{"a":"\ud800"}]}"#).invalid("entries[0] holds a lone UTF-16 surrogate escape"),
         with_body("lone trailing surrogate escape", br#"{"entries":[{"a":"x\udc00"}]}"#).invalid("entries[0] holds a lone UTF-16 surrogate escape"),
         with_body("duplicate top-level key", br#"{"entries":[{"a":1}],"entries":[{"b":2}]}"#).invalid("duplicate field `entries`"),
-        with_body("duplicate key inside an entry", br#"{"entries":[{"a":1,"b":{"c":1,"c":2}}]}"#).invalid("entries[0] has the object key \"c\" more than once"),
+        with_body("duplicate key inside an entry", br#"{"entries":[{"a":1,"b":{"c":1,"c":2}}]}"#).invalid("entries[0] has an object key more than once (again at byte 18)"),
         with_body("misspelt field", br#"{"entires":[{"a":1}]}"#).invalid("unknown field `entires`"),
         with_body("entries missing", b"{}").invalid("missing field `entries`"),
         with_body("entries empty", br#"{"entries":[]}"#).invalid("entries must be a non-empty array"),
@@ -227,7 +227,7 @@ fn corpus(a: &str, b: &str, s: &str) -> Vec<Case> {
         with_body("nesting 129 deep inside an entry (arrays)", deep(129).as_bytes()).invalid("entries[0] nests deeper than 128 levels"),
         with_body("nesting 129 deep inside an entry (objects)", deep_objects(129).as_bytes()).invalid("entries[0] nests deeper than 128 levels"),
         with_body("nesting 10,000 deep inside an entry", deep(10_000).as_bytes()).invalid("entries[0] nests deeper than 128 levels"),
-        with_body("a number beyond a double", br#"{"entries":[{"n":1e400}]}"#).invalid("entries[0] holds a number too large for a double"),
+        with_body("a number beyond a double", br#"{"entries":[{"n":1e400}]}"#).invalid("entries[0] holds a number too large for a double (at byte 5)"),
         with_body("a negative number beyond a double", br#"{"entries":[{"n":-1e999}]}"#).invalid("number too large for a double"),
         with_body("a 400-digit integer", format!("{{\"entries\":[{{\"n\":{}}}]}}", "9".repeat(400)).as_bytes()).invalid("number too large for a double"),
         // Summaries.
@@ -236,7 +236,7 @@ fn corpus(a: &str, b: &str, s: &str) -> Vec<Case> {
         with_body("summary without expected_version", br#"{"entries":[{"a":1}],"summary":{"data":{}}}"#).invalid("missing field `expected_version`"),
         with_body("summary with a negative version", br#"{"entries":[{"a":1}],"summary":{"data":{},"expected_version":-1}}"#).invalid("invalid value: integer `-1`"),
         Case::new("PUT summary nested 10,000 deep", "PUT", format!("{session}/summary"), &write).body(format!("{{\"data\":{{\"d\":{}1{}}},\"expected_version\":1}}", "[".repeat(10_000), "]".repeat(10_000))).invalid("summary data nests deeper than 128 levels"),
-        Case::new("PUT summary with duplicate keys", "PUT", format!("{session}/summary"), &write).body(br#"{"data":{"t":1,"t":2},"expected_version":1}"#.to_vec()).invalid("summary data has the object key \"t\" more than once"),
+        Case::new("PUT summary with duplicate keys", "PUT", format!("{session}/summary"), &write).body(br#"{"data":{"t":1,"t":2},"expected_version":1}"#.to_vec()).invalid("summary data has an object key more than once"),
         Case::new("PUT summary with an unknown field", "PUT", format!("{session}/summary"), &write).body(br#"{"data":{},"expected_version":1,"force":true}"#.to_vec()).invalid("unknown field `force`"),
         // Bindings.
         Case::new("binding with a deep unknown field", "PUT", format!("/v1/tasks/{a}/binding"), &write).body(format!("{{\"claude_session_id\":\"s\",\"project_key\":\"p\",\"cwd\":\"/w\",\"x\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000))).invalid("unknown field `x`"),

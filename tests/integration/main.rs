@@ -26,6 +26,7 @@ mod resources;
 mod s3;
 mod startup;
 mod tamper;
+mod telemetry;
 
 #[cfg(not(feature = "conformance"))]
 #[test]

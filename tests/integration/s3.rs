@@ -8,8 +8,7 @@
 //! starts a private emulator with `scripts/emulators.py` (found through
 //! `TG_TEST_EMULATORS_PYTHON` / `TG_TEST_EMULATORS_SCRIPT`), because it stops it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -21,7 +20,7 @@ use transcript_gateway::engine::keys;
 
 use crate::common::{
     append, embedded_ports, emulator_env, free_port, fresh_id, gateway_bin, load, ChildGateway,
-    Session, TestGateway,
+    PrivateEmulator, Session, TestGateway,
 };
 
 const ENDPOINT: &str = "TG_TEST_S3_ENDPOINT";
@@ -242,68 +241,6 @@ async fn a_part_overwritten_behind_the_gateways_back_is_refused_on_load() {
         assert!(entries.is_empty());
     }
     gw.stop().await;
-}
-
-/// A private SeaweedFS started with `scripts/emulators.py`, stopped on drop.
-struct PrivateEmulator {
-    python: String,
-    script: String,
-    state_dir: PathBuf,
-    endpoint: String,
-    bucket: String,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateEmulator {
-    fn start(test: &str) -> Option<Self> {
-        let python = emulator_env("TG_TEST_EMULATORS_PYTHON", test)?;
-        let script = emulator_env("TG_TEST_EMULATORS_SCRIPT", test)?;
-        let dir = tempfile::tempdir().unwrap();
-        let state_dir = dir.path().join("emulators");
-        let mut emu = Self {
-            python,
-            script,
-            state_dir,
-            endpoint: String::new(),
-            bucket: String::new(),
-            _dir: dir,
-        };
-        emu.run("start", &["--s3"]);
-        let env: Value = serde_json::from_slice(
-            &std::fs::read(emu.state_dir.join("env.json")).expect("env.json"),
-        )
-        .expect("env.json is JSON");
-        emu.endpoint = env["TG_TEST_S3_ENDPOINT"].as_str().unwrap().to_string();
-        emu.bucket = env["TG_TEST_S3_BUCKET"].as_str().unwrap().to_string();
-        Some(emu)
-    }
-
-    fn run(&self, command: &str, extra: &[&str]) {
-        let started = Instant::now();
-        let status = Command::new(&self.python)
-            .arg(&self.script)
-            .arg(command)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run scripts/emulators.py");
-        assert!(status.success(), "emulators.py {command} failed: {status}");
-        eprintln!("emulators.py {command}: {:?}", started.elapsed());
-    }
-}
-
-impl Drop for PrivateEmulator {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.python)
-            .arg(&self.script)
-            .arg("stop")
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .stdout(std::process::Stdio::null())
-            .status();
-    }
 }
 
 /// POSTs a batch with an `Idempotency-Key`; returns the status and body.
