@@ -79,6 +79,9 @@ pub struct Metrics {
     pub in_flight: AtomicI64,
     /// Transcripts whose catalog record lags their durable parts.
     pub repair_backlog: AtomicI64,
+    /// 1 while the gateway takes traffic (as of its last readiness check), 0
+    /// while draining or after a check found a backend unreachable.
+    pub ready: AtomicI64,
     /// Mirror failures by reason.
     pub mirror_failures: Labeled,
     /// Compactions by outcome.
@@ -100,6 +103,7 @@ pub static METRICS: Metrics = Metrics {
     dedup_skipped: AtomicU64::new(0),
     in_flight: AtomicI64::new(0),
     repair_backlog: AtomicI64::new(0),
+    ready: AtomicI64::new(0),
     mirror_failures: Labeled::new(),
     compactions: Labeled::new(),
     backend_retries: Labeled::new(),
@@ -346,6 +350,11 @@ fn register_observables(meter: &Meter) {
         .i64_observable_up_down_counter("tg.requests.in_flight")
         .with_description("HTTP requests being served.")
         .with_callback(|o| o.observe(METRICS.in_flight.load(Ordering::Relaxed), &[]))
+        .build();
+    meter
+        .i64_observable_gauge("tg.ready")
+        .with_description("1 while the gateway takes traffic (as of its last readiness check), 0 while draining or when a backend did not answer it.")
+        .with_callback(|o| o.observe(METRICS.ready.load(Ordering::Relaxed), &[]))
         .build();
     meter
         .i64_observable_gauge("tg.catalog.repair.backlog")

@@ -45,13 +45,18 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<DataEnvelope<S
     if !state.readiness.is_ready() {
         return Err(Error::Draining);
     }
-    state.engine.check().await?;
+    let checked = state.engine.check().await;
+    let ready = i64::from(checked.is_ok());
+    METRICS
+        .ready
+        .store(ready, std::sync::atomic::Ordering::Relaxed);
+    checked?;
     Ok(Json(DataEnvelope {
         data: Status { status: "ready" },
     }))
 }
 
-/// Counters in the Prometheus text format.
+/// Every metric in the Prometheus text format.
 #[utoipa::path(get, path = paths::METRICS, tag = "operations",
     responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 pub async fn metrics() -> impl IntoResponse {

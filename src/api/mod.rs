@@ -49,8 +49,9 @@ pub struct DataEnvelope<T> {
 pub struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
-    /// A ready flag.
+    /// A ready flag (also reported as `tg.ready`).
     pub fn new() -> Self {
+        crate::metrics::METRICS.ready.store(1, Ordering::Relaxed);
         Self(Arc::new(AtomicBool::new(true)))
     }
 
@@ -61,6 +62,7 @@ impl Readiness {
 
     /// Reports not-ready from now on.
     pub fn set_draining(&self) {
+        crate::metrics::METRICS.ready.store(0, Ordering::Relaxed);
         self.0.store(false, Ordering::SeqCst);
     }
 }

@@ -483,6 +483,7 @@ async fn the_metric_set_arrives_over_http_protobuf_with_only_the_allowed_attribu
         ("tg.mirror.failures", ""),
         ("tg.catalog.repair.backlog", ""),
         ("tg.project_key.drift", ""),
+        ("tg.ready", ""),
     ];
     let points = receiver.all_points();
     for (name, unit) in expected {
