@@ -15,8 +15,10 @@
 //! - [`compact`]: `transcript-gateway compact`, via the gateway or directly.
 //! - [`migrate`]: `transcript-gateway migrate`, the DynamoDB tables of `migrations/`.
 //! - [`server`]: building the engine, serving, draining on shutdown.
-//! - [`metrics`]: process-wide counters for `/metrics`.
-//! - [`telemetry`]: structured logging.
+//! - [`metrics`]: OpenTelemetry instruments, rendered for `/metrics` and
+//!   exported over OTLP when configured.
+//! - [`telemetry`]: log lines, and OTLP trace and metric export from the
+//!   standard `OTEL_*` variables; flushed on exit.
 //! - [`token`]: `transcript-gateway token mint`.
 
 pub mod api;

@@ -7,7 +7,9 @@
 //!
 //! A fourth series is the gateway on S3 with an `Idempotency-Key` on every
 //! append, as the Python adapter sends (one more catalog read, and the
-//! idempotency record in the same commit).
+//! idempotency record in the same commit). A fifth is the gateway on S3
+//! exporting traces and metrics over OTLP/HTTP to a loopback sink, against
+//! the first (no endpoint: nothing exported), to show what export costs.
 //!
 //! Three more series, interleaved the same way, split the gateway's extra
 //! time into its parts: an HTTP round trip to the gateway that touches no
@@ -54,6 +56,38 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         ),
     )
     .await?;
+    let sink = crate::otlp_sink::start().await?;
+    let exporting = Gateway::start(
+        env,
+        &Spec::new(
+            "append-s3-otlp",
+            Storage::S3 {
+                prefix: format!("{prefix}-otlp"),
+            },
+            env.data_dir("append-s3-otlp"),
+        )
+        .with("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint)
+        .with("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+    )
+    .await?;
+    let baseline = match &env.baseline_bin {
+        Some(bin) => Some(
+            Gateway::start(
+                env,
+                &Spec::new(
+                    "append-s3-baseline",
+                    Storage::S3 {
+                        prefix: format!("{prefix}-baseline"),
+                    },
+                    env.data_dir("append-s3-baseline"),
+                )
+                .with_bin(bin.clone()),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let kinds = if baseline.is_some() { 9 } else { 8 };
     let embedded = Gateway::start(
         env,
         &Spec::new(
@@ -77,8 +111,12 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         let session = format!("sess-{}", label.replace(' ', "").to_lowercase());
         let s3_url = entries_url(&s3.base, "bench-append", &session);
         let emb_url = entries_url(&embedded.base, "bench-append", &session);
-        let mut series: [Samples; 7] = Default::default();
+        let mut series: [Samples; 9] = Default::default();
         let s3_idem_url = entries_url(&s3.base, "bench-append", &format!("{session}-idem"));
+        let otlp_url = entries_url(&exporting.base, "bench-append", &session);
+        let baseline_url = baseline
+            .as_ref()
+            .map(|b| entries_url(&b.base, "bench-append", &session));
         let probe_key = SessionKey {
             session: SessionRef {
                 task_id: TaskId::new("bench-append-probe")?,
@@ -98,8 +136,8 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         let mut idem_version = 0;
         let (cpu_gw0, cpu_emu0) = (s3.cpu_secs(), env.s3_pid.and_then(crate::procfs::cpu_secs));
         for i in 0..warmup + iters {
-            for k in 0..7 {
-                let which = (i + k) % 7;
+            for k in 0..kinds {
+                let which = (i + k) % kinds;
                 let elapsed = match which {
                     0 => timed(post_append(&s3.http, &s3_url, bodies.nth(i as u64))).await,
                     1 => {
@@ -126,6 +164,14 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                             &s3_idem_url,
                             bodies.nth(i as u64),
                             Some(&key),
+                        ))
+                        .await
+                    }
+                    7 => {
+                        timed(post_append(
+                            &exporting.http,
+                            &otlp_url,
+                            bodies.nth(i as u64),
                         ))
                         .await
                     }
@@ -171,7 +217,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         idem_version = result?;
                         (Ok(Value::Null), d)
                     }
-                    _ => {
+                    4 => {
                         let record = SessionRecord {
                             head: Seq(probe_version + 1),
                             parts: probe_version + 1,
@@ -189,6 +235,13 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         probe_version = result?;
                         (Ok(Value::Null), d)
                     }
+                    8 => match (&baseline, &baseline_url) {
+                        (Some(b), Some(url)) => {
+                            timed(post_append(&b.http, url, bodies.nth(i as u64))).await
+                        }
+                        _ => return Err(crate::err("no baseline gateway")),
+                    },
+                    _ => return Err(crate::err("no such series")),
                 };
                 let (result, d) = elapsed;
                 result?;
@@ -203,8 +256,20 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             .and_then(crate::procfs::cpu_secs)
             .zip(cpu_emu0)
             .map(|(a, b)| a - b);
-        let [gw, direct, emb, hop, commit, idem, lookup] =
-            series.map(|s| s.summary().expect("samples"));
+        let [gw, direct, emb, hop, commit, idem, lookup, otlp, base] = series.map(|s| s.summary());
+        let unwrap = |s: Option<crate::stats::Summary>| {
+            s.ok_or_else(|| crate::err("a series has no samples"))
+        };
+        let (gw, direct, emb, hop, commit, idem, lookup, otlp) = (
+            unwrap(gw)?,
+            unwrap(direct)?,
+            unwrap(emb)?,
+            unwrap(hop)?,
+            unwrap(commit)?,
+            unwrap(idem)?,
+            unwrap(lookup)?,
+            unwrap(otlp)?,
+        );
         let p50 = gw.p50_ms / direct.p50_ms;
         let p99 = gw.p99_ms / direct.p99_ms;
         let scenario = format!("append {label}");
@@ -243,6 +308,34 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 idem.p99_ms / direct.p99_ms
             )),
         );
+        rows.push(
+            Row::new(
+                &scenario,
+                "gateway, S3, exporting OTLP traces + metrics",
+                Some(otlp.clone()),
+            )
+            .rate(otlp.sequential_rate(), "ops/s")
+            .ratio(format!(
+                "vs no endpoint: p50 {:.2}x, p99 {:.2}x",
+                otlp.p50_ms / gw.p50_ms,
+                otlp.p99_ms / gw.p99_ms
+            )),
+        );
+        if let Some(base) = &base {
+            rows.push(
+                Row::new(
+                    &scenario,
+                    "baseline build, S3 (--baseline-gateway-bin)",
+                    Some(base.clone()),
+                )
+                .rate(base.sequential_rate(), "ops/s")
+                .ratio(format!(
+                    "this build vs it: p50 {:.2}x, p99 {:.2}x",
+                    gw.p50_ms / base.p50_ms,
+                    gw.p99_ms / base.p99_ms
+                )),
+            );
+        }
         rows.push(
             Row::new(&scenario, "gateway, embedded backend", Some(emb.clone()))
                 .rate(emb.sequential_rate(), "ops/s")
@@ -299,6 +392,10 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 "gateway_s3": gw,
                 "gateway_embedded": emb,
                 "gateway_s3_idempotency_key": idem,
+                "gateway_s3_exporting_otlp": otlp,
+                "otlp_vs_quiet_p50": otlp.p50_ms / gw.p50_ms,
+                "otlp_vs_quiet_p99": otlp.p99_ms / gw.p99_ms,
+                "baseline_build_s3": base,
                 "phase_http_round_trip": hop,
                 "phase_catalog_commit": commit,
                 "phase_idempotent_catalog_write": lookup,
@@ -312,7 +409,19 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         );
     }
     s3.stop()?;
+    exporting.stop()?;
+    if let Some(b) = baseline {
+        b.stop()?;
+    }
     embedded.stop()?;
+    // Stopping flushed the exporting gateway's last spans and metrics.
+    detail.insert(
+        "otlp_sink".into(),
+        json!({
+            "export_requests": sink.counts.requests.load(std::sync::atomic::Ordering::Relaxed),
+            "export_bytes": sink.counts.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+    );
     detail.insert(
         "method".into(),
         json!("sequential; gateway (S3), direct put and gateway (embedded) interleaved per iteration with a rotating order; default compaction settings"),

@@ -32,6 +32,8 @@ pub struct Spec {
     pub data_dir: PathBuf,
     /// Extra `TG_*` settings, e.g. the compaction threshold.
     pub env: Vec<(String, String)>,
+    /// Another gateway binary than the run's.
+    pub bin: Option<PathBuf>,
 }
 
 impl Spec {
@@ -42,7 +44,14 @@ impl Spec {
             storage,
             data_dir,
             env: Vec::new(),
+            bin: None,
         }
+    }
+
+    /// Runs `bin` instead of the run's gateway binary.
+    pub fn with_bin(mut self, bin: PathBuf) -> Self {
+        self.bin = Some(bin);
+        self
     }
 
     /// Adds one `TG_*` setting.
@@ -91,7 +100,7 @@ impl Gateway {
             .join(&env.run_id)
             .join(format!("gateway-{}-{port}.log", spec.name));
         let log_file = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(&env.gateway_bin);
+        let mut cmd = Command::new(spec.bin.as_ref().unwrap_or(&env.gateway_bin));
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 mod append;
 mod gateway;
 mod memory;
+mod otlp_sink;
 mod payload;
 mod procfs;
 mod pyref;
@@ -70,6 +71,10 @@ struct Args {
         default_value = "target/release/transcript-gateway"
     )]
     gateway_bin: PathBuf,
+    /// Another build of the gateway (the previous release, say), run as one
+    /// more append series interleaved with the others.
+    #[arg(long)]
+    baseline_gateway_bin: Option<PathBuf>,
     /// The S3 emulator's endpoint.
     #[arg(long, env = "TG_TEST_S3_ENDPOINT")]
     s3_endpoint: String,
@@ -109,6 +114,8 @@ struct Args {
 pub struct Env {
     /// The gateway binary.
     pub gateway_bin: PathBuf,
+    /// Another build, for the baseline append series.
+    pub baseline_bin: Option<PathBuf>,
     /// Python with boto3.
     pub python: PathBuf,
     /// `benches/reference_load.py`.
@@ -306,6 +313,7 @@ async fn run(args: Args) -> Res<bool> {
     }
     let env = Env {
         gateway_bin: args.gateway_bin.clone(),
+        baseline_bin: args.baseline_gateway_bin.clone(),
         python: args.python.clone(),
         reference_script: args.reference_script.clone(),
         direct: s3::Direct::new(&args.s3_endpoint, &args.s3_bucket)?,
