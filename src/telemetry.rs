@@ -81,13 +81,17 @@ impl ExportSettings {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
 
-    /// Reads the standard variables through `get`: a signal is exported
+    /// Reads the standard variables through `get`: nothing is exported
+    /// when `OTEL_SDK_DISABLED=true`; otherwise a signal is exported
     /// when its endpoint (`OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT`, else
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`) is set and `OTEL_{SIGNAL}_EXPORTER` is
     /// not `none`; its protocol is `OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`,
     /// else `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, TelemetryError> {
         let set = |var: &str| get(var).filter(|v| !v.trim().is_empty());
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(Self::default());
+        }
         let signal = |exporter: &'static str,
                       endpoint: &'static str,
                       protocol: &'static str|
@@ -370,6 +374,16 @@ mod tests {
         .unwrap();
         assert_eq!(s.traces, Some(Protocol::Grpc));
         assert_eq!(s.metrics, None);
+    }
+
+    #[test]
+    fn the_sdk_disabled_switch_turns_everything_off() {
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ])
+        .unwrap();
+        assert_eq!(s, ExportSettings::default());
     }
 
     #[test]

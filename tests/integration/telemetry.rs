@@ -584,6 +584,32 @@ async fn stopping_s3_raises_the_mirror_failure_counter_with_its_reason_within_20
         "seen {took:?} after the stop"
     );
     eprintln!("mirror failure exported {took:?} after S3 stopped");
+    // The SDK retried the refused connection: counted, and an event on the call's span.
+    receiver
+        .wait_for(
+            Duration::from_secs(10),
+            "tg.backend.retries{backend=s3}",
+            |r| {
+                r.points("tg.backend.retries").iter().any(|p| {
+                    p.attributes.get("backend").map(String::as_str) == Some("s3") && p.value >= 1.0
+                })
+            },
+        )
+        .await;
+    receiver
+        .wait_for(
+            Duration::from_secs(10),
+            "a retry event on an S3 span",
+            |r| {
+                r.spans().iter().any(|s| {
+                    s.name.starts_with("S3.")
+                        && s.events
+                            .iter()
+                            .any(|e| e == "retrying after a failed attempt")
+                })
+            },
+        )
+        .await;
     gw.terminate();
 }
 
@@ -788,4 +814,31 @@ async fn each_request_logs_one_json_line_and_no_contents_reach_logs_or_telemetry
         "{line}"
     );
     assert!(line["bytes"].as_u64().is_some_and(|b| b > 0), "{line}");
+}
+
+#[test]
+fn an_unsupported_otlp_protocol_stops_the_gateway_at_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, _out, err) = crate::common::run_binary(
+        &[
+            "serve",
+            "--insecure-no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not supported (grpc or http/protobuf)"
+        ),
+        "{err}"
+    );
 }
