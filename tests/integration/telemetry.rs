@@ -226,6 +226,14 @@ struct SpanRecord {
     resource: BTreeMap<String, String>,
 }
 
+/// The span called `name`, or a failure listing them all.
+fn named<'a>(spans: &'a [SpanRecord], name: &str) -> &'a SpanRecord {
+    spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no span {name}: {spans:#?}"))
+}
+
 /// OTLP span kinds.
 const KIND_SERVER: i32 = 2;
 const KIND_CLIENT: i32 = 3;
@@ -298,8 +306,8 @@ fn metric_points(req: &ExportMetricsServiceRequest, only: Option<&str>) -> Vec<P
     out
 }
 
-/// A gateway on S3 (a private SeaweedFS when `private` is given, else the
-/// shared one) with the embedded catalog, exporting to `receiver`.
+/// A gateway on the S3 at `endpoint` with the embedded catalog and `extra`
+/// settings (where to export).
 async fn gateway_on_s3(
     data: &std::path::Path,
     endpoint: &str,
@@ -324,8 +332,21 @@ async fn gateway_on_s3(
     ChildGateway::start(data, &borrowed).await
 }
 
-fn shared_s3(test: &str) -> Option<(String, String)> {
-    crate::s3::s3_target(test)
+/// A receiver over `protocol` (`grpc` or `http/protobuf`) and a gateway on
+/// the shared S3 exporting to it; `None` after saying why without S3.
+async fn exporting_on_shared_s3(
+    test: &str,
+    protocol: &str,
+) -> Option<(Receiver, ChildGateway, tempfile::TempDir)> {
+    let (endpoint, bucket) = crate::s3::s3_target(test)?;
+    let receiver = match protocol {
+        "grpc" => Receiver::grpc().await,
+        _ => Receiver::http().await,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = gateway_on_s3(&data, &endpoint, &bucket, &receiver.env(protocol)).await;
+    Some((receiver, gw, dir))
 }
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -333,18 +354,9 @@ const PARENT_ID: &str = "00f067aa0ba902b7";
 
 #[tokio::test]
 async fn an_append_on_s3_continues_the_incoming_trace_through_engine_and_s3_spans() {
-    let Some((endpoint, bucket)) = shared_s3("otel span tree") else {
+    let Some((receiver, gw, _dir)) = exporting_on_shared_s3("otel span tree", "grpc").await else {
         return;
     };
-    let receiver = Receiver::grpc().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = gateway_on_s3(
-        &dir.path().join("data"),
-        &endpoint,
-        &bucket,
-        &receiver.env("grpc"),
-    )
-    .await;
     let s = Session::fresh();
     let http = reqwest::Client::new();
     let resp = http
@@ -378,10 +390,7 @@ async fn an_append_on_s3_continues_the_incoming_trace_through_engine_and_s3_span
         .into_iter()
         .filter(|s| s.trace_id == TRACE_ID)
         .collect();
-    let server = spans
-        .iter()
-        .find(|s| s.name == server_name)
-        .unwrap_or_else(|| panic!("no server span {server_name}: {spans:#?}"));
+    let server = named(&spans, &server_name);
     assert_eq!(server.parent, PARENT_ID, "the incoming span is the parent");
     assert_eq!(server.kind, KIND_SERVER);
     assert_eq!(server.attributes["http.request.method"], "POST");
@@ -393,18 +402,12 @@ async fn an_append_on_s3_continues_the_incoming_trace_through_engine_and_s3_span
         format!("00-{TRACE_ID}-{}-01", server.span_id),
         "traceresponse names the server span"
     );
-    let engine = spans
-        .iter()
-        .find(|s| s.name == "engine.append")
-        .unwrap_or_else(|| panic!("no engine.append span: {spans:#?}"));
+    let engine = named(&spans, "engine.append");
     assert_eq!(
         engine.parent, server.span_id,
         "engine.append is under the server span"
     );
-    let put = spans
-        .iter()
-        .find(|s| s.name == "S3.PutObject")
-        .unwrap_or_else(|| panic!("no S3.PutObject span: {spans:#?}"));
+    let put = named(&spans, "S3.PutObject");
     assert_eq!(
         put.parent, engine.span_id,
         "the S3 call is under engine.append"
@@ -434,18 +437,11 @@ async fn an_append_on_s3_continues_the_incoming_trace_through_engine_and_s3_span
 
 #[tokio::test]
 async fn the_metric_set_arrives_over_http_protobuf_with_only_the_allowed_attributes() {
-    let Some((endpoint, bucket)) = shared_s3("otel metric set") else {
+    let Some((receiver, gw, _dir)) =
+        exporting_on_shared_s3("otel metric set", "http/protobuf").await
+    else {
         return;
     };
-    let receiver = Receiver::http().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = gateway_on_s3(
-        &dir.path().join("data"),
-        &endpoint,
-        &bucket,
-        &receiver.env("http/protobuf"),
-    )
-    .await;
     let s = Session::fresh();
     let http = reqwest::Client::new();
     for i in 0..3 {
@@ -728,18 +724,9 @@ async fn with_no_endpoint_nothing_is_exported_and_nothing_is_logged_about_export
 
 #[tokio::test]
 async fn each_request_logs_one_json_line_and_no_contents_reach_logs_or_telemetry() {
-    let Some((endpoint, bucket)) = shared_s3("otel log lines") else {
+    let Some((receiver, gw, _dir)) = exporting_on_shared_s3("otel log lines", "grpc").await else {
         return;
     };
-    let receiver = Receiver::grpc().await;
-    let dir = tempfile::tempdir().unwrap();
-    let gw = gateway_on_s3(
-        &dir.path().join("data"),
-        &endpoint,
-        &bucket,
-        &receiver.env("grpc"),
-    )
-    .await;
     let marker = fresh_id("secret-marker");
     let s = Session::fresh();
     let http = reqwest::Client::new();
