@@ -33,6 +33,12 @@ from ._errors import (
 )
 from ._version import __version__
 
+try:  # Optional: an agent that traces with OpenTelemetry continues its trace
+    # through the gateway (W3C `traceparent`/`tracestate` on every request).
+    from opentelemetry.propagate import inject as _inject_trace_context
+except ImportError:  # Without opentelemetry-api nothing is added.
+    _inject_trace_context = None
+
 __all__ = ["Binding", "GatewaySessionStore", "TokenSource"]
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
@@ -608,6 +614,8 @@ class GatewaySessionStore(SessionStore):
             request_headers["Authorization"] = authorization
         if content is not None:
             request_headers["Content-Type"] = "application/json"
+        if _inject_trace_context is not None:
+            _inject_trace_context(request_headers)
         loop = asyncio.get_running_loop()
         last_error: Exception | None = None
         last_response: httpx.Response | None = None
