@@ -829,3 +829,45 @@ fn an_unsupported_otlp_protocol_stops_the_gateway_at_start_naming_the_variable()
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_sampler_variable_is_honoured_always_off_exports_metrics_but_no_spans() {
+    let receiver = Receiver::grpc().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = receiver.env("grpc");
+    env.push(("OTEL_TRACES_SAMPLER", "always_off".into()));
+    env.push((
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "deployment.environment=test".into(),
+    ));
+    let borrowed: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let gw = ChildGateway::start(&dir.path().join("data"), &borrowed).await;
+    let s = Session::fresh();
+    let resp = reqwest::Client::new()
+        .post(s.entries(&gw.base_url))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .json(&json!({"entries": [{"type": "user"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    receiver
+        .wait_for(Duration::from_secs(10), "the append's metrics", |r| {
+            r.points("tg.appends").iter().any(|p| p.value >= 1.0)
+        })
+        .await;
+    // Well past the 100 ms batch delay: a sampled span would be here by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.spans().is_empty(), "always_off exported spans");
+    let resource = {
+        let got = receiver.got.lock().unwrap();
+        got.metrics[0].resource_metrics[0]
+            .resource
+            .as_ref()
+            .map(|r| attributes(&r.attributes))
+            .unwrap_or_default()
+    };
+    assert_eq!(resource["deployment.environment"], "test");
+    assert_eq!(resource["service.name"], "tg-under-test");
+    gw.terminate();
+}
