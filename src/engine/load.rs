@@ -25,7 +25,7 @@ use tracing::Instrument as _;
 use super::part::{self, Chain, ChainError, Digest};
 use super::snapshot::{SnapshotError, SnapshotReader};
 use super::{keys, Engine};
-use crate::backend::{ObjectPort, PortError};
+use crate::backend::{ObjectBody, ObjectPort, PortError};
 use crate::domain::{Seq, SessionKey};
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -101,6 +101,9 @@ struct Target {
     incarnation: u64,
     /// The catalog's head and its digest, to check the chain reaches it.
     anchor: Option<(Seq, Digest)>,
+    /// The snapshot the catalog says covers parts up to here (0: none), so
+    /// a load can fetch it while it lists the parts after it.
+    compacted_through: Seq,
 }
 
 impl Target {
@@ -201,7 +204,7 @@ impl Engine {
         let Some(target) = self.target(key).await? else {
             return Ok(None);
         };
-        let plan = self.plan(&target.dir, after).await?;
+        let (plan, prefetched) = self.first_plan(&target, after).await?;
         let head = match plan.head() {
             // Nothing after `after`: the key's own head, at or before it.
             Seq::ZERO => match self.plan(&target.dir, Seq::ZERO).await?.head() {
@@ -227,7 +230,7 @@ impl Engine {
         self.inner.background.spawn(
             async move {
                 engine
-                    .produce(producing, target, after, last, plan, tx)
+                    .produce(producing, target, after, last, (plan, prefetched), tx)
                     .await
             }
             .in_current_span(),
@@ -289,10 +292,16 @@ impl Engine {
             .filter(|r| r.incarnation == incarnation && incarnation > 0)
             .and_then(|r| Some((r.head, part::from_hex(r.digest.as_deref()?)?)))
             .filter(|(head, _)| *head > Seq::ZERO);
+        let compacted_through = record
+            .as_ref()
+            .map(|r| &r.value)
+            .filter(|r| r.incarnation == incarnation && incarnation > 0)
+            .map_or(Seq::ZERO, |r| r.compacted_through);
         Ok(Some(Target {
             dir: keys::incarnation_dir(key, incarnation),
             incarnation,
             anchor,
+            compacted_through,
         }))
     }
 
@@ -304,7 +313,7 @@ impl Engine {
         target: Target,
         after: Seq,
         head: Seq,
-        mut plan: Plan,
+        (mut plan, mut prefetched): (Plan, Option<ObjectBody>),
         tx: mpsc::Sender<Result<Bytes, Error>>,
     ) {
         let mut next = after.next();
@@ -314,7 +323,11 @@ impl Engine {
             sealed: false,
         };
         for _ in 0..=MAX_REPLANS {
-            match self.emit(&target, &plan, next, head, &mut walk, &tx).await {
+            let body = prefetched.take();
+            match self
+                .emit(&target, &plan, body, next, head, &mut walk, &tx)
+                .await
+            {
                 Ok(()) => {
                     let last = Seq(walk.chain.next().0 - 1);
                     let end = match walk.chain.finish(last) {
@@ -365,10 +378,12 @@ impl Engine {
     /// Hands out `plan` from part `next` up to part `head`, checking every
     /// link of the chain: a load serves what existed when it started, even
     /// if it had to re-plan, and stops at a seal.
+    #[allow(clippy::too_many_arguments)]
     async fn emit(
         &self,
         target: &Target,
         plan: &Plan,
+        prefetched: Option<ObjectBody>,
         mut next: Seq,
         head: Seq,
         walk: &mut Walk,
@@ -391,8 +406,10 @@ impl Engine {
             let sink = |lines| async move { tx.send(Ok(lines)).await.is_ok() };
             let mut wanted = vec![Seq(next.0 - 1)];
             wanted.extend(walk.chain.anchor().map(|(at, _)| at));
+            // The body fetched while planning, if it is this snapshot's.
+            let body = prefetched.filter(|_| snapshot.seq == target.compacted_through);
             match self
-                .read_snapshot_with(&snapshot.key, Seq(next.0 - 1), head, &wanted, sink)
+                .read_snapshot_with(&snapshot.key, body, Seq(next.0 - 1), head, &wanted, sink)
                 .await
             {
                 Ok(Some(read)) => {
@@ -461,13 +478,16 @@ impl Engine {
         F: FnMut(Bytes) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        self.read_snapshot_with(key, skip_through, stop_after, &[], sink)
+        self.read_snapshot_with(key, None, skip_through, stop_after, &[], sink)
             .await
     }
 
+    /// [`Engine::read_snapshot`] of `body` when given (already requested),
+    /// also returning the chain digests at the parts in `wanted`.
     async fn read_snapshot_with<F, Fut>(
         &self,
         key: &str,
+        body: Option<ObjectBody>,
         skip_through: Seq,
         stop_after: Seq,
         wanted: &[Seq],
@@ -477,7 +497,11 @@ impl Engine {
         F: FnMut(Bytes) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let Some(mut body) = self.inner.objects.get(key).await? else {
+        let body = match body {
+            Some(body) => Some(body),
+            None => self.inner.objects.get(key).await?,
+        };
+        let Some(mut body) = body else {
             return Ok(None);
         };
         let Some(stored) = body.crc32c else {
@@ -519,6 +543,43 @@ impl Engine {
             digest,
             digests,
         }))
+    }
+
+    /// The plan a load starts from, with the snapshot's body already
+    /// requested when the catalog names the snapshot the load needs: its
+    /// GET and the listing of the parts after it run at once, instead of a
+    /// listing for the snapshot, one for the parts, then the GET. A
+    /// snapshot the catalog names but storage no longer holds (superseded
+    /// and deleted) falls back to listing.
+    async fn first_plan(
+        &self,
+        target: &Target,
+        after: Seq,
+    ) -> Result<(Plan, Option<ObjectBody>), Error> {
+        let through = target.compacted_through;
+        if through <= after || target.legacy() {
+            return Ok((self.plan(&target.dir, after).await?, None));
+        }
+        let key = keys::snapshot_key(&target.dir, through);
+        let (body, parts) = tokio::join!(
+            self.inner.objects.get(&key),
+            self.parts_after(&target.dir, through)
+        );
+        match body? {
+            Some(body) => {
+                let snapshot = Piece {
+                    seq: through,
+                    key,
+                    size: body.size,
+                };
+                let plan = Plan {
+                    snapshot: Some(snapshot),
+                    parts: parts?,
+                };
+                Ok((plan, Some(body)))
+            }
+            None => Ok((self.plan(&target.dir, after).await?, None)),
+        }
     }
 
     /// Lists what a load from part `after + 1` must read: the newest snapshot

@@ -589,3 +589,88 @@ async fn a_load_cut_short_by_a_delete_ends_in_an_error_not_a_short_transcript() 
         "a load whose parts were deleted must not end cleanly"
     );
 }
+
+/// Objects that count listing pages and GETs.
+struct Counting {
+    inner: Arc<dyn ObjectPort>,
+    lists: std::sync::atomic::AtomicUsize,
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn take(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.lists.swap(0, SeqCst), self.gets.swap(0, SeqCst))
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectPort for Counting {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        crc32c: u32,
+    ) -> Result<(), transcript_gateway::backend::PortError> {
+        self.inner.put_if_absent(key, body, crc32c).await
+    }
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<
+        Option<transcript_gateway::backend::ObjectBody>,
+        transcript_gateway::backend::PortError,
+    > {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        dir: &str,
+        after: Option<&str>,
+        recursive: bool,
+    ) -> Result<
+        transcript_gateway::backend::Page<transcript_gateway::backend::Listed>,
+        transcript_gateway::backend::PortError,
+    > {
+        self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.list(dir, after, recursive).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), transcript_gateway::backend::PortError> {
+        self.inner.delete(key).await
+    }
+    async fn check(&self) -> Result<(), transcript_gateway::backend::PortError> {
+        self.inner.check().await
+    }
+}
+
+#[tokio::test]
+async fn a_compacted_load_fetches_the_catalogs_snapshot_while_listing_only_the_parts_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let counting = Arc::new(Counting {
+        inner: objects,
+        lists: Default::default(),
+        gets: Default::default(),
+    });
+    let engine = Engine::new(counting.clone(), catalog, lazy(Duration::from_secs(300)));
+    let key = key();
+    for i in 1..=6 {
+        append(&engine, &key, i).await;
+    }
+    engine.compact(&key, CompactOptions::FORCED).await.unwrap();
+    for i in 7..=8 {
+        append(&engine, &key, i).await;
+    }
+    counting.take();
+    assert_eq!(load(&engine, &key, 0).await, expected(1, 8));
+    // One listing (the parts after the snapshot), the snapshot and two parts:
+    // no listing to find the snapshot, which the catalog names.
+    assert_eq!(counting.take(), (1, 3), "(listing pages, GETs) of one load");
+
+    // A snapshot the catalog names but storage lost: the load lists, finds
+    // the parts it covers (still there in the grace period) and serves them.
+    let snapshot = keys::snapshot_key(&keys::incarnation_dir(&key, 1), Seq(6));
+    counting.inner.delete(&snapshot).await.unwrap();
+    assert_eq!(load(&engine, &key, 0).await, expected(1, 8));
+}
