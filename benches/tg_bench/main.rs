@@ -162,6 +162,18 @@ pub fn entries_url(base: &str, task: &str, session: &str) -> String {
 /// The HS256 secret every benchmarked gateway verifies tokens with.
 pub const BENCH_AUTH_SECRET: &str = "tg-bench-secret-for-loopback-gateways-only";
 
+/// The keep-alive HTTP client every timed request goes through: to a
+/// gateway (with `http_client`'s token) or, presigned, straight to S3.
+pub fn light_client(headers: reqwest::header::HeaderMap) -> Res<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(600))
+        .build()?)
+}
+
 /// A keep-alive HTTP client for loopback gateways that sends a bearer token
 /// for every task (gateways run with authentication on, as deployed).
 pub fn http_client() -> Res<reqwest::Client> {
@@ -187,13 +199,7 @@ pub fn http_client() -> Res<reqwest::Client> {
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| err(e.to_string()))?,
     );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(600))
-        .build()?)
+    light_client(headers)
 }
 
 /// An error with its chain of causes on one line.

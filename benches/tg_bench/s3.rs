@@ -25,6 +25,34 @@ pub struct Direct {
     pub bucket: String,
 }
 
+/// A signed request, ready to send.
+#[derive(Clone, Debug)]
+pub struct Presigned {
+    /// The URL with its query-string signature.
+    pub url: String,
+    /// The headers the signature covers.
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Presigned {
+    /// Sends the PUT with `body` over `http`; fails unless S3 answers 200.
+    pub async fn send(&self, http: &reqwest::Client, body: Bytes) -> Res<()> {
+        let resp = http
+            .put(&self.url)
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(err(format!("presigned PUT answered {status}: {text}")));
+        }
+        resp.bytes().await?;
+        Ok(())
+    }
+}
+
 /// What one reference-pattern load took.
 #[derive(Debug, Default, Clone)]
 pub struct RefLoad {
@@ -88,6 +116,38 @@ impl Direct {
             .await
             .map_err(|e| err(format!("PutObject {key}: {}", DisplayErrorContext(&e))))?;
         Ok(())
+    }
+
+    /// A presigned `PutObject` of `body` to `key` with `If-None-Match: *` and
+    /// its CRC32C: signed here, once, so sending it costs only the request.
+    pub async fn presign_put(&self, key: &str, body: &Bytes) -> Res<Presigned> {
+        let crc = crc32c::crc32c(body);
+        let presigned = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .checksum_crc32_c(base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()))
+            .content_length(body.len() as i64)
+            .presigned(
+                aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))
+                    .map_err(|e| err(format!("presigning config: {e}")))?,
+            )
+            .await
+            .map_err(|e| err(format!("presign PutObject {key}: {}", DisplayErrorContext(&e))))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in presigned.headers() {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| err(e.to_string()))?,
+                reqwest::header::HeaderValue::from_str(value).map_err(|e| err(e.to_string()))?,
+            );
+        }
+        Ok(Presigned {
+            url: presigned.uri().to_string(),
+            headers,
+        })
     }
 
     /// Puts many objects with `concurrency` in flight.
