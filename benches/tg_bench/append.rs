@@ -90,7 +90,36 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         ),
         None => None,
     };
-    let kinds = if baseline.is_some() { 9 } else { 8 };
+    // With a DynamoDB emulator: the gateway on S3 + DynamoDB, and a direct
+    // conditional DynamoDB write measured alone.
+    let dynamo = match &env.dynamodb_endpoint {
+        Some(endpoint) => {
+            let tables = format!("{prefix}-ddb").replace('/', "-");
+            crate::dynamo::migrate(env, endpoint, &tables)?;
+            let mut spec = Spec::new(
+                "append-s3-dynamodb",
+                Storage::S3 {
+                    prefix: format!("{prefix}-ddb"),
+                },
+                env.data_dir("append-s3-dynamodb"),
+            );
+            for (k, v) in crate::dynamo::settings(endpoint, &tables) {
+                spec = spec.with(k, v);
+            }
+            let gateway = Gateway::start(env, &spec).await?;
+            let direct = crate::dynamo::Direct::new(endpoint, &tables).await?;
+            Some((gateway, direct))
+        }
+        None => None,
+    };
+    // Which series run: the eight always, then the optional ones.
+    let mut active: Vec<usize> = (0..8).collect();
+    if baseline.is_some() {
+        active.push(8);
+    }
+    if dynamo.is_some() {
+        active.extend([9, 10, 11]);
+    }
     let embedded = Gateway::start(
         env,
         &Spec::new(
@@ -115,12 +144,18 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         let session = format!("sess-{}", label.replace(' ', "").to_lowercase());
         let s3_url = entries_url(&s3.base, "bench-append", &session);
         let emb_url = entries_url(&embedded.base, "bench-append", &session);
-        let mut series: [Samples; 9] = Default::default();
+        let mut series: [Samples; 12] = Default::default();
         let s3_idem_url = entries_url(&s3.base, "bench-append", &format!("{session}-idem"));
         let otlp_url = entries_url(&exporting.base, "bench-append", &session);
         let baseline_url = baseline
             .as_ref()
             .map(|b| entries_url(&b.base, "bench-append", &session));
+        let ddb_url = dynamo
+            .as_ref()
+            .map(|(g, _)| entries_url(&g.base, "bench-append", &session));
+        let ddb_idem_url = dynamo
+            .as_ref()
+            .map(|(g, _)| entries_url(&g.base, "bench-append", &format!("{session}-idem")));
         let probe_key = SessionKey {
             session: SessionRef {
                 task_id: TaskId::new("bench-append-probe")?,
@@ -147,8 +182,8 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         }
         let (cpu_gw0, cpu_emu0) = (s3.cpu_secs(), env.s3_pid.and_then(crate::procfs::cpu_secs));
         for i in 0..warmup + iters {
-            for k in 0..kinds {
-                let which = (i + k) % kinds;
+            for k in 0..active.len() {
+                let which = active[(i + k) % active.len()];
                 let elapsed = match which {
                     0 => timed(post_append(&s3.http, &s3_url, bodies.nth(i as u64))).await,
                     1 => {
@@ -252,6 +287,36 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                         }
                         _ => return Err(crate::err("no baseline gateway")),
                     },
+                    9 => match (&dynamo, &ddb_url) {
+                        (Some((g, _)), Some(url)) => {
+                            timed(post_append(&g.http, url, bodies.nth(i as u64))).await
+                        }
+                        _ => return Err(crate::err("no DynamoDB gateway")),
+                    },
+                    11 => match (&dynamo, &ddb_idem_url) {
+                        (Some((g, _)), Some(url)) => {
+                            let key = format!("bench-{}-{session}-ddb-{i:08}", env.run_id);
+                            timed(post_append_with(
+                                &g.http,
+                                url,
+                                bodies.nth(i as u64),
+                                Some(&key),
+                            ))
+                            .await
+                        }
+                        _ => return Err(crate::err("no DynamoDB gateway")),
+                    },
+                    10 => match &dynamo {
+                        Some((_, direct)) => {
+                            let sk = format!("M#{session}#{}#{i}", env.run_id);
+                            timed(async {
+                                direct.put_new(&sk).await?;
+                                Ok(Value::Null)
+                            })
+                            .await
+                        }
+                        None => return Err(crate::err("no DynamoDB emulator")),
+                    },
                     _ => return Err(crate::err("no such series")),
                 };
                 let (result, d) = elapsed;
@@ -267,7 +332,8 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             .and_then(crate::procfs::cpu_secs)
             .zip(cpu_emu0)
             .map(|(a, b)| a - b);
-        let [gw, direct, emb, hop, commit, idem, lookup, otlp, base] = series.map(|s| s.summary());
+        let [gw, direct, emb, hop, commit, idem, lookup, otlp, base, gw_ddb, ddb, ddb_idem] =
+            series.map(|s| s.summary());
         let unwrap = |s: Option<crate::stats::Summary>| {
             s.ok_or_else(|| crate::err("a series has no samples"))
         };
@@ -314,10 +380,15 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             )
             .rate(idem.sequential_rate(), "ops/s")
             .ratio(format!(
-                "p50 {:.2}x, p99 {:.2}x",
+                "p50 {:.2}x, p99 {:.2}x; the key costs {:+.2} ms",
                 idem.p50_ms / direct.p50_ms,
-                idem.p99_ms / direct.p99_ms
-            )),
+                idem.p99_ms / direct.p99_ms,
+                idem.p50_ms - gw.p50_ms
+            ))
+            .target(
+                "within 0.1 ms of without".to_string(),
+                Some(idem.p50_ms - gw.p50_ms <= 0.1),
+            ),
         );
         rows.push(
             Row::new(
@@ -345,6 +416,49 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                     gw.p50_ms / base.p50_ms,
                     gw.p99_ms / base.p99_ms
                 )),
+            );
+        }
+        if let (Some(gw_ddb), Some(ddb), Some(ddb_idem)) = (&gw_ddb, &ddb, &ddb_idem) {
+            rows.push(
+                Row::new(
+                    &scenario,
+                    "direct DynamoDB PutItem (conditional)",
+                    Some(ddb.clone()),
+                )
+                .rate(ddb.sequential_rate(), "ops/s")
+                .ratio(format!(
+                    "{:.2}x the direct put at p50",
+                    ddb.p50_ms / direct.p50_ms
+                )),
+            );
+            // Against the slower of the two direct writes, each alone.
+            let (floor50, floor99) = (direct.p50_ms.max(ddb.p50_ms), direct.p99_ms.max(ddb.p99_ms));
+            let (r50, r99) = (gw_ddb.p50_ms / floor50, gw_ddb.p99_ms / floor99);
+            rows.push(
+                Row::new(
+                    &scenario,
+                    "gateway, S3 + DynamoDB catalog",
+                    Some(gw_ddb.clone()),
+                )
+                .rate(gw_ddb.sequential_rate(), "ops/s")
+                .ratio(format!(
+                    "vs the slower direct write: p50 {r50:.2}x, p99 {r99:.2}x"
+                ))
+                .target(
+                    "p50 <= 1.2x, p99 <= 1.5x".to_string(),
+                    Some(r50 <= 1.2 && r99 <= 1.5),
+                ),
+            );
+            let extra = ddb_idem.p50_ms - gw_ddb.p50_ms;
+            rows.push(
+                Row::new(
+                    &scenario,
+                    "gateway, S3 + DynamoDB, with Idempotency-Key",
+                    Some(ddb_idem.clone()),
+                )
+                .rate(ddb_idem.sequential_rate(), "ops/s")
+                .ratio(format!("the key costs {extra:+.2} ms at p50"))
+                .target("within 0.1 ms of without".to_string(), Some(extra <= 0.1)),
             );
         }
         rows.push(
@@ -407,6 +521,9 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 "otlp_vs_quiet_p50": otlp.p50_ms / gw.p50_ms,
                 "otlp_vs_quiet_p99": otlp.p99_ms / gw.p99_ms,
                 "baseline_build_s3": base,
+                "gateway_s3_dynamodb": gw_ddb,
+                "direct_dynamodb_put": ddb,
+                "gateway_s3_dynamodb_idempotency_key": ddb_idem,
                 "phase_http_round_trip": hop,
                 "phase_catalog_commit": commit,
                 "phase_idempotent_catalog_write": lookup,
@@ -423,6 +540,9 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
     exporting.stop()?;
     if let Some(b) = baseline {
         b.stop()?;
+    }
+    if let Some((g, _)) = dynamo {
+        g.stop()?;
     }
     embedded.stop()?;
     // Stopping flushed the exporting gateway's last spans and metrics.

@@ -26,6 +26,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 
 mod append;
+mod dynamo;
 mod gateway;
 mod memory;
 mod otlp_sink;
@@ -81,6 +82,10 @@ struct Args {
     /// The bucket to use.
     #[arg(long, env = "TG_TEST_S3_BUCKET")]
     s3_bucket: String,
+    /// A DynamoDB emulator's endpoint: adds the series with the DynamoDB
+    /// catalog (scripts/bench starts moto).
+    #[arg(long, env = "TG_TEST_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
     /// The pid of the S3 emulator, to report its CPU time.
     #[arg(long, env = "TG_TEST_S3_PID")]
     s3_pid: Option<u32>,
@@ -116,6 +121,8 @@ pub struct Env {
     pub gateway_bin: PathBuf,
     /// Another build, for the baseline append series.
     pub baseline_bin: Option<PathBuf>,
+    /// The DynamoDB emulator, when one runs.
+    pub dynamodb_endpoint: Option<String>,
     /// Python with boto3.
     pub python: PathBuf,
     /// `benches/reference_load.py`.
@@ -320,6 +327,7 @@ async fn run(args: Args) -> Res<bool> {
     let env = Env {
         gateway_bin: args.gateway_bin.clone(),
         baseline_bin: args.baseline_gateway_bin.clone(),
+        dynamodb_endpoint: args.dynamodb_endpoint.clone(),
         python: args.python.clone(),
         reference_script: args.reference_script.clone(),
         direct: s3::Direct::new(&args.s3_endpoint, &args.s3_bucket)?,

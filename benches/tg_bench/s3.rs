@@ -135,7 +135,12 @@ impl Direct {
                     .map_err(|e| err(format!("presigning config: {e}")))?,
             )
             .await
-            .map_err(|e| err(format!("presign PutObject {key}: {}", DisplayErrorContext(&e))))?;
+            .map_err(|e| {
+                err(format!(
+                    "presign PutObject {key}: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in presigned.headers() {
             headers.insert(

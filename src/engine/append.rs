@@ -116,16 +116,24 @@ impl Engine {
         let lock = self.head_lock(&req.key);
         let mut head = lock.lock().await;
 
-        let catalog = &self.inner.catalog;
+        // The two reads before the write, at once: the idempotency record
+        // (a repeat is answered from it, whatever the writer's epoch) and the
+        // task's writer epoch (the fence, checked before anything is written).
+        let task = req.key.task_id();
+        let lookup = async {
+            match &idempotency {
+                Some((idem_key, _)) => self.inner.catalog.get_idempotency(task, idem_key).await,
+                None => Ok(None),
+            }
+        };
+        let (found, fenced) = tokio::join!(lookup, self.check_writer(task, req.writer_epoch));
         if let Some((idem_key, print)) = &idempotency {
-            let found = catalog.get_idempotency(req.key.task_id(), idem_key).await?;
             // Past its retention a key is forgotten: this is a new append.
-            if let Some(found) = found.filter(|r| !r.expired(self.now_ms())) {
+            if let Some(found) = found?.filter(|r| !r.expired(self.now_ms())) {
                 return replay(idem_key, print, &found.fingerprint, found.receipt);
             }
         }
-        self.check_writer(req.key.task_id(), req.writer_epoch)
-            .await?;
+        fenced?;
 
         let idem = idempotency.as_ref().map(|(k, p)| (*k, p.as_str()));
         let result = self.append_locked(&mut head, &req, idem, &batch).await;
