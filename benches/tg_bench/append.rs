@@ -189,7 +189,9 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                 let elapsed = match which {
                     0 => timed(post_append(&s3.http, &s3_url, bodies.nth(i as u64))).await,
                     1 => {
-                        let put = &presigned[i];
+                        let put = presigned
+                            .get(i)
+                            .ok_or_else(|| crate::err("no presigned put"))?;
                         timed(async {
                             put.send(&s3_http, part.clone()).await?;
                             Ok(Value::Null)
