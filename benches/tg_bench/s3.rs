@@ -100,10 +100,14 @@ impl Direct {
         })
     }
 
-    /// `PutObject` with `If-None-Match: *` and an `x-amz-checksum-crc32c`, as
-    /// the gateway writes a part.
-    pub async fn put_if_absent(&self, key: &str, body: Bytes) -> Res<()> {
-        let crc = crc32c::crc32c(&body);
+    /// A `PutObject` of `body`'s length to `key` with `If-None-Match: *` and
+    /// its `x-amz-checksum-crc32c`, as the gateway writes a part (no body yet).
+    fn conditional_put(
+        &self,
+        key: &str,
+        body: &Bytes,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let crc = crc32c::crc32c(body);
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -111,6 +115,11 @@ impl Direct {
             .if_none_match("*")
             .checksum_crc32_c(base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()))
             .content_length(body.len() as i64)
+    }
+
+    /// [`Direct::conditional_put`] of `body`, sent.
+    pub async fn put_if_absent(&self, key: &str, body: Bytes) -> Res<()> {
+        self.conditional_put(key, &body)
             .body(body.into())
             .send()
             .await
@@ -121,15 +130,8 @@ impl Direct {
     /// A presigned `PutObject` of `body` to `key` with `If-None-Match: *` and
     /// its CRC32C: signed here, once, so sending it costs only the request.
     pub async fn presign_put(&self, key: &str, body: &Bytes) -> Res<Presigned> {
-        let crc = crc32c::crc32c(body);
         let presigned = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_none_match("*")
-            .checksum_crc32_c(base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()))
-            .content_length(body.len() as i64)
+            .conditional_put(key, body)
             .presigned(
                 aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))
                     .map_err(|e| err(format!("presigning config: {e}")))?,
