@@ -4,8 +4,8 @@
 A session store that talks to S3 itself loads a transcript like this:
 ListObjectsV2 pages under the session's prefix, then a GetObject of every part
 on a ThreadPoolExecutor(16), then ``json.loads`` of every line. This is the
-pattern whose timings issue 6 quotes (~0.03 s for 10 parts, 2.2 s for 1,000,
-20 s for 10,000); tg-bench measures it in the same run as the gateway.
+pattern whose published timings are about 0.03 s for 10 parts, 2.2 s for 1,000,
+and 20 s for 10,000; tg-bench measures it in the same run as the gateway.
 
 It runs as a worker: tg-bench starts it once (so boto3's import and client
 set-up are not timed, and its connection pool stays warm, as in a long-lived
