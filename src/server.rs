@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Readiness};
@@ -97,6 +98,13 @@ pub async fn serve(
         tracing::info!("shutdown requested; draining in-flight requests");
         notify.notify_one();
     };
+    // Answers go out as written: no Nagle delay on a streamed load's last
+    // chunk while the client holds back its ACK.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(signal);
     let drain_limit = Duration::from_secs(config.drain_timeout_secs);
     let deadline = async {
