@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "domain": set(),
     # The ports: what every adapter implements and the engine calls.
     "backend": {"domain", "metrics"},
-    "backend::aws": {"backend", "metrics"},
+    "backend::aws": {"backend", "domain", "metrics"},
     "backend::embedded": {"backend", "domain", "metrics"},
     "backend::s3": {"backend", "backend::aws", "domain", "metrics"},
     "backend::dynamo": {"backend", "backend::aws", "domain", "metrics"},

@@ -29,6 +29,19 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether `err`, or any error in its source chain, is a `T`: how code asks
+/// what kind of failure it holds, by type, never by message text.
+pub fn chain_has<T: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<T>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A value a request named that breaks the rules for its kind; the message
 /// says which rule, in terms the client can act on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

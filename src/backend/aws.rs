@@ -94,14 +94,7 @@ pub async fn sdk_config(
 /// finding no credentials: an operator fix, said as such rather than as an
 /// unreachable endpoint.
 pub fn credentials_missing(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.downcast_ref::<CredentialsError>().is_some() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    crate::domain::chain_has::<CredentialsError>(err)
 }
 
 /// The message for [`credentials_missing`], naming the service and call.

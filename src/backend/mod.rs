@@ -89,14 +89,7 @@ pub struct TimedOut(#[source] pub BoxError);
 impl PortError {
     /// Whether this failure, or one it was caused by, is a [`TimedOut`].
     pub fn is_timeout(&self) -> bool {
-        let mut source = std::error::Error::source(self);
-        while let Some(e) = source {
-            if e.downcast_ref::<TimedOut>().is_some() {
-                return true;
-            }
-            source = e.source();
-        }
-        false
+        crate::domain::chain_has::<TimedOut>(self)
     }
 
     /// The same failure marked as the catalog's: an unavailable or

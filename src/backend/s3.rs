@@ -523,13 +523,7 @@ where
 /// (which runs when S3 returns a checksum) is a mismatch, anything else a
 /// broken transfer.
 fn map_stream_error(err: aws_smithy_types::byte_stream::error::Error, what: &str) -> PortError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    let mut mismatch = false;
-    while let Some(e) = source {
-        mismatch |= e.downcast_ref::<ChecksumValidationError>().is_some();
-        source = e.source();
-    }
-    match mismatch {
+    match crate::domain::chain_has::<ChecksumValidationError>(&err) {
         true => PortError::checksum(what).caused_by(err),
         false => PortError::unavailable(what).caused_by(err),
     }
