@@ -221,37 +221,81 @@ impl Pipeline {
     }
 }
 
-/// A monotonic counter read from `value` at collection.
-fn observe_counter(meter: &Meter, name: &'static str, help: &'static str, value: fn() -> u64) {
-    meter
-        .u64_observable_counter(name)
-        .with_description(help)
-        .with_callback(move |o| o.observe(value(), &[]))
-        .build();
-}
+/// A plain counter: instrument name, description, and the atomic read at
+/// collection.
+type Counter = (&'static str, &'static str, fn(&Metrics) -> &AtomicU64);
 
-/// A counter with one attribute, read from `counts` at collection.
-fn observe_labeled(
-    meter: &Meter,
-    name: &'static str,
-    help: &'static str,
-    attribute: &'static str,
-    counts: fn() -> &'static Labeled,
-) {
-    meter
-        .u64_observable_counter(name)
-        .with_description(help)
-        .with_callback(move |o| {
-            for (value, n) in counts().snapshot() {
-                o.observe(n, &[KeyValue::new(attribute, value)]);
-            }
-        })
-        .build();
-}
+/// Every plain counter.
+const COUNTERS: [Counter; 9] = [
+    ("tg.appends", "Parts written.", |m| &m.appends),
+    (
+        "tg.part.conflicts",
+        "Part creates that lost a sequence-number race.",
+        |m| &m.append_conflicts,
+    ),
+    (
+        "tg.idempotent.replays",
+        "Appends answered from an idempotency record.",
+        |m| &m.idempotent_replays,
+    ),
+    (
+        "tg.catalog.failures",
+        "Catalog writes that failed after their part was durable.",
+        |m| &m.catalog_failures,
+    ),
+    ("tg.loads", "Loads started.", |m| &m.loads),
+    (
+        "tg.checksum.mismatches",
+        "Objects that failed checksum verification.",
+        |m| &m.checksum_failures,
+    ),
+    (
+        "tg.integrity.violations",
+        "Transcripts whose parts broke their hash chain (replaced, removed or truncated).",
+        |m| &m.integrity_violations,
+    ),
+    (
+        "tg.project_key.drift",
+        "Appends under a project key other than the task's binding names.",
+        |m| &m.project_key_drift,
+    ),
+    (
+        "tg.dedup.skipped",
+        "Entries not stored because their uuid was stored before in the transcript.",
+        |m| &m.dedup_skipped,
+    ),
+];
 
-fn get(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
+/// A counter with one attribute: instrument name, description, the
+/// attribute's key, and the counts read at collection.
+type LabeledCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Metrics) -> &Labeled,
+);
+
+/// Every counter with one attribute.
+const LABELED: [LabeledCounter; 3] = [
+    (
+        "tg.mirror.failures",
+        "Appends the gateway could not make durable, and gaps clients or loads found, by reason.",
+        "reason",
+        |m| &m.mirror_failures,
+    ),
+    (
+        "tg.compactions",
+        "Compactions by outcome (completed, skipped, failed, migrated).",
+        "outcome",
+        |m| &m.compactions,
+    ),
+    (
+        "tg.backend.retries",
+        "Backend calls retried after a failed attempt, by backend.",
+        "backend",
+        |m| &m.backend_retries,
+    ),
+];
 
 /// Mirror-failure reasons reported from zero, so an alarm on their
 /// increase sees the first one (a series that appears at 1 shows no increase).
@@ -279,73 +323,24 @@ fn register_observables(meter: &Meter) {
     for backend in ["s3", "dynamodb"] {
         METRICS.backend_retries.seed(backend);
     }
-    observe_counter(meter, "tg.appends", "Parts written.", || {
-        get(&METRICS.appends)
-    });
-    observe_counter(
-        meter,
-        "tg.part.conflicts",
-        "Part creates that lost a sequence-number race.",
-        || get(&METRICS.append_conflicts),
-    );
-    observe_counter(
-        meter,
-        "tg.idempotent.replays",
-        "Appends answered from an idempotency record.",
-        || get(&METRICS.idempotent_replays),
-    );
-    observe_counter(
-        meter,
-        "tg.catalog.failures",
-        "Catalog writes that failed after their part was durable.",
-        || get(&METRICS.catalog_failures),
-    );
-    observe_counter(meter, "tg.loads", "Loads started.", || get(&METRICS.loads));
-    observe_counter(
-        meter,
-        "tg.checksum.mismatches",
-        "Objects that failed checksum verification.",
-        || get(&METRICS.checksum_failures),
-    );
-    observe_counter(
-        meter,
-        "tg.integrity.violations",
-        "Transcripts whose parts broke their hash chain (replaced, removed or truncated).",
-        || get(&METRICS.integrity_violations),
-    );
-    observe_counter(
-        meter,
-        "tg.project_key.drift",
-        "Appends under a project key other than the task's binding names.",
-        || get(&METRICS.project_key_drift),
-    );
-    observe_counter(
-        meter,
-        "tg.dedup.skipped",
-        "Entries not stored because their uuid was stored before in the transcript.",
-        || get(&METRICS.dedup_skipped),
-    );
-    observe_labeled(
-        meter,
-        "tg.mirror.failures",
-        "Appends the gateway could not make durable, and gaps clients or loads found, by reason.",
-        "reason",
-        || &METRICS.mirror_failures,
-    );
-    observe_labeled(
-        meter,
-        "tg.compactions",
-        "Compactions by outcome (completed, skipped, failed, migrated).",
-        "outcome",
-        || &METRICS.compactions,
-    );
-    observe_labeled(
-        meter,
-        "tg.backend.retries",
-        "Backend calls retried after a failed attempt, by backend.",
-        "backend",
-        || &METRICS.backend_retries,
-    );
+    for (name, help, counter) in COUNTERS {
+        meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |o| o.observe(counter(&METRICS).load(Ordering::Relaxed), &[]))
+            .build();
+    }
+    for (name, help, attribute, counts) in LABELED {
+        meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |o| {
+                for (value, n) in counts(&METRICS).snapshot() {
+                    o.observe(n, &[KeyValue::new(attribute, value)]);
+                }
+            })
+            .build();
+    }
     meter
         .i64_observable_up_down_counter("tg.requests.in_flight")
         .with_description("HTTP requests being served.")
