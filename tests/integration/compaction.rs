@@ -672,5 +672,13 @@ async fn a_compacted_load_fetches_the_catalogs_snapshot_while_listing_only_the_p
     // the parts it covers (still there in the grace period) and serves them.
     let snapshot = keys::snapshot_key(&keys::incarnation_dir(&key, 1), Seq(6));
     counting.inner.delete(&snapshot).await.unwrap();
+    counting.take();
     assert_eq!(load(&engine, &key, 0).await, expected(1, 8));
+    // The concurrent listing and the snapshot's GET (absent), then the
+    // listing for a snapshot and the one for the parts, and the 8 parts.
+    assert_eq!(
+        counting.take(),
+        (3, 9),
+        "(listing pages, GETs) of the fallback"
+    );
 }
