@@ -167,12 +167,7 @@ pub async fn open_backends(
     let objects: Arc<dyn ObjectPort> = match config.storage {
         StorageKind::Embedded => {
             let dir = config.data_dir.clone();
-            let opened = off_runtime(move || {
-                FsObjects::open(&dir).map_err(|e| {
-                    PortError::unavailable(format!("data directory {}", dir.display())).caused_by(e)
-                })
-            });
-            Arc::new(opened.await?)
+            Arc::new(off_runtime(move || FsObjects::open(&dir)).await?)
         }
         StorageKind::S3 => backend::s3::connect(&config.s3()).await?,
     };

@@ -322,15 +322,25 @@ async fn interleaved_appends_compactions_and_loads_never_lose_duplicate_or_reord
     assert_eq!(load(&engine, &key, 0).await, all);
 }
 
-#[tokio::test]
-async fn a_tampered_snapshot_is_refused_with_checksum_mismatch() {
+/// Writes five parts of `pad` bytes each, compacts them into one snapshot,
+/// changes one byte of the snapshot with `tamper` (given the data directory
+/// and the snapshot's key) while no gateway runs, and expects the next load
+/// to be refused as a checksum mismatch.
+async fn a_tampered_snapshot_is_refused(pad: usize, tamper: impl FnOnce(&std::path::Path, &str)) {
     let gw_dir = tempfile::tempdir().unwrap();
     let data = gw_dir.path().join("data");
     let s = Session::fresh();
-    let gw = ChildGateway::start(&data, &[("TG_COMPACTION_GRACE_SECS", "0")]).await;
+    let env = [("TG_COMPACTION_GRACE_SECS", "0")];
+    let gw = ChildGateway::start(&data, &env).await;
     let http = reqwest::Client::new();
+    let pad = "x".repeat(pad);
     for i in 0..5 {
-        crate::common::append(&http, &s.entries(&gw.base_url), json!([{"i": i}])).await;
+        crate::common::append(
+            &http,
+            &s.entries(&gw.base_url),
+            json!([{"i": i, "pad": pad}]),
+        )
+        .await;
     }
     let resp = http
         .post(format!("{}/admin/v1/tasks/{}/compact", gw.base_url, s.task))
@@ -343,22 +353,67 @@ async fn a_tampered_snapshot_is_refused_with_checksum_mismatch() {
     assert_eq!(body["data"]["compacted"][0]["parts_folded"], 5);
     let (status, entries) = crate::common::load(&http, &s.entries(&gw.base_url)).await;
     assert_eq!((status, entries.len()), (200, 5));
-    let snapshot = data
-        .join("objects")
-        .join(&s.task)
-        .join(&s.project)
-        .join(&s.session)
-        .join("~i0000000001")
-        .join(format!("snapshot-{:020}.jsonl", 5));
-    let mut bytes = std::fs::read(&snapshot).unwrap();
-    let pos = bytes.iter().rposition(|&b| b == b'4').unwrap();
-    bytes[pos] = b'9';
-    std::fs::write(&snapshot, bytes).unwrap();
+    gw.kill();
+    let snapshot = format!(
+        "{}/{}/{}/~i0000000001/snapshot-{:020}.jsonl",
+        s.task, s.project, s.session, 5
+    );
+    tamper(&data, &snapshot);
+    let gw = ChildGateway::start(&data, &env).await;
     let resp = http.get(s.entries(&gw.base_url)).send().await.unwrap();
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "checksum_mismatch");
+    assert_eq!(body["error"]["code"], "checksum_mismatch", "{body}");
     gw.kill();
+}
+
+/// The last `4` (the last entry's `i`) becomes a `9`.
+fn flip_last_four(bytes: &mut [u8]) {
+    let pos = bytes.iter().rposition(|&b| b == b'4').unwrap();
+    bytes[pos] = b'9';
+}
+
+#[tokio::test]
+async fn a_tampered_snapshot_file_is_refused_with_checksum_mismatch() {
+    // Five parts of 300 KB: a snapshot too large to be a row, so a file.
+    a_tampered_snapshot_is_refused(300_000, |data, key| {
+        let path = data.join("objects").join(key);
+        let mut bytes = std::fs::read(&path).expect("a large snapshot is a file");
+        // The file ends with its 8-byte footer; the body before it changes.
+        let body = bytes.len() - 8;
+        flip_last_four(&mut bytes[..body]);
+        std::fs::write(&path, bytes).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tampered_snapshot_row_is_refused_with_checksum_mismatch() {
+    use redb::ReadableTable;
+    a_tampered_snapshot_is_refused(10, |data, key| {
+        assert!(
+            !data.join("objects").join(key).exists(),
+            "a small snapshot is a row"
+        );
+        let table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("objects");
+        let db = redb::Database::create(data.join("objects.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(table).unwrap();
+            let mut value = t
+                .get(key)
+                .unwrap()
+                .expect("the snapshot's row")
+                .value()
+                .to_vec();
+            // The row ends with its 4-byte CRC32C; the body before it changes.
+            let body = value.len() - 4;
+            flip_last_four(&mut value[..body]);
+            t.insert(key, value.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    })
+    .await;
 }
 
 #[tokio::test]

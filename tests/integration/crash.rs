@@ -119,8 +119,12 @@ mod armed {
 
             // The part is durable and carries the key; the catalog never saw it.
             let key = session_key(&s);
-            let objects = object_port(&data, &aws).await;
-            let header = stored_header(objects.as_ref(), &key, 3).await;
+            // (The embedded store is opened and closed again before B
+            // starts: one process per data directory.)
+            let header = {
+                let objects = object_port(&data, &aws).await;
+                stored_header(objects.as_ref(), &key, 3).await
+            };
             assert_eq!(header.idem.as_deref(), Some("k2"), "{backend}");
 
             // The client retries on B: one copy, the answer A would have given.

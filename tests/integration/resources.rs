@@ -180,10 +180,16 @@ async fn compactions_and_loads_share_one_memory_budget() {
     // A load whose reader stalls after its first chunk holds parts in flight.
     let mut load = e.load(&reading, Seq::ZERO).await.unwrap().unwrap().stream;
     assert!(load.next().await.unwrap().is_ok());
-    // Its reader blocks handing out a part, holding at least that one.
+    // Its reader blocks handing out a part, holding at least that one. Until
+    // the channel to the stalled reader is full it still moves on, holding
+    // and releasing parts, so wait until what it holds stays put.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while idle - e.memory_free() < 6 * 1024 && std::time::Instant::now() < deadline {
+    let (mut last, mut steady) = (0, 0);
+    while steady < 20 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = idle - e.memory_free();
+        steady = if now == last && now >= 6 * 1024 { steady + 1 } else { 0 };
+        last = now;
     }
     let held = idle - e.memory_free();
     assert!(
@@ -195,7 +201,8 @@ async fn compactions_and_loads_share_one_memory_budget() {
     let early = tokio::time::timeout(Duration::from_millis(300), &mut compaction).await;
     assert!(
         early.is_err(),
-        "the compaction ran past a budget the load held"
+        "the compaction ran past a budget the load held: {early:?} (held {held}, free {})",
+        e.memory_free()
     );
     drop(load);
     let report = tokio::time::timeout(Duration::from_secs(10), compaction)

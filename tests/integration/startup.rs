@@ -84,7 +84,7 @@ async fn a_second_gateway_on_one_data_directory_or_one_address_says_which() {
     let (code, _, err) = run_binary(&serve_args(&other, data.to_str().unwrap()), &[]);
     assert_ne!(code, Some(0));
     assert!(
-        err.contains(&format!("{}", data.join("catalog.redb").display()))
+        err.contains(&format!("{}", data.display()))
             && err.contains("one process per data directory"),
         "{err}"
     );

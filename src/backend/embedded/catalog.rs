@@ -1,20 +1,17 @@
 //! The catalog in an embedded redb database at `{data_dir}/catalog.redb`.
 //!
-//! Writes go through one writer thread that groups whatever is queued into a
-//! single transaction and commits it with one fsync (group commit), so many
-//! concurrent appends share the cost of durability. Compare-and-set checks run
-//! inside that transaction, so they see every earlier write of the batch.
-//! Reads use their own read transactions and never wait for the writer.
+//! Writes are group-committed (see `group.rs`): many concurrent appends share
+//! one fsync, and compare-and-set checks run inside the batch transaction, so
+//! they see every earlier write of the batch. Reads never wait for the writer.
 
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio::sync::oneshot;
 
+use super::group::{Chore, GroupCommit, WRITE_QUEUE};
 use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
     StoredBinding, Versioned,
@@ -37,11 +34,6 @@ pub const MAX_FAILURES: u64 = 10_000;
 /// The catalog's file name inside the data directory.
 pub const CATALOG_FILE: &str = "catalog.redb";
 
-/// Most writes folded into one transaction.
-const MAX_BATCH: usize = 1024;
-/// Most writes queued for (or in) the writer thread at once; more wait for
-/// room (backpressure) instead of growing the queue.
-pub const WRITE_QUEUE: usize = 4 * MAX_BATCH;
 /// How often the writer thread drops expired idempotency records.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -59,24 +51,16 @@ struct TaskItem {
     epoch: u64,
 }
 
-type Completion = Box<dyn FnOnce(Result<(), PortError>) + Send>;
-/// A queued write: applies itself to the batch transaction and returns what
-/// to call once the batch commits, plus whether the batch must abort.
-type Job = Box<dyn FnOnce(&WriteTransaction) -> (Completion, bool) + Send>;
-
 /// The embedded catalog.
 #[derive(Clone)]
 pub struct RedbCatalog {
-    db: Arc<Database>,
-    jobs: mpsc::Sender<Job>,
-    /// Room in the writer's queue: a write holds a permit until answered.
-    room: Arc<tokio::sync::Semaphore>,
-    /// Writes handed to the writer thread so far.
-    submitted: Arc<std::sync::atomic::AtomicU64>,
+    group: Arc<GroupCommit>,
 }
 
+const WHAT: &str = "embedded catalog";
+
 fn storage_err(err: impl Into<redb::Error>) -> PortError {
-    PortError::unavailable("embedded catalog").caused_by(err.into())
+    PortError::unavailable(WHAT).caused_by(err.into())
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PortError> {
@@ -113,70 +97,46 @@ impl RedbCatalog {
     /// queue (at least 1).
     pub fn open_with_queue(data_dir: &Path, queue: usize) -> Result<Self, PortError> {
         std::fs::create_dir_all(data_dir).map_err(storage_err)?;
-        let db = open_database(&data_dir.join(CATALOG_FILE))?;
-        let txn = db.begin_write().map_err(storage_err)?;
-        for table in [SESSIONS, IDEMPOTENCY, TASKS, FAILURES] {
-            txn.open_table(table).map_err(storage_err)?;
-        }
-        txn.commit().map_err(storage_err)?;
-        let db = Arc::new(db);
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let writer_db = db.clone();
-        std::thread::Builder::new()
-            .name("catalog-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx))
-            .map_err(storage_err)?;
+        let setup = |txn: &WriteTransaction| {
+            for table in [SESSIONS, IDEMPOTENCY, TASKS, FAILURES] {
+                txn.open_table(table).map_err(storage_err)?;
+            }
+            Ok(())
+        };
+        let prune = Chore {
+            every: PRUNE_EVERY,
+            run: Box::new(|db: &Database| {
+                match prune_idempotency(db, crate::domain::clock::now_ms()) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(removed = n, "catalog: dropped expired idempotency records")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %crate::domain::error_chain(&e), "catalog: pruning idempotency records failed")
+                    }
+                }
+            }),
+        };
+        let path = data_dir.join(CATALOG_FILE);
+        let group = GroupCommit::open(&path, WHAT, None, queue, setup, Some(prune))?;
         Ok(Self {
-            db,
-            jobs,
-            room: Arc::new(tokio::sync::Semaphore::new(queue.max(1))),
-            submitted: Arc::default(),
+            group: Arc::new(group),
         })
     }
 
     /// Runs `f` in the next group-commit batch and answers once it is durable.
-    /// `f` must write nothing when it returns a non-storage error.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, PortError> + Send + 'static,
     ) -> Result<T, PortError> {
-        // Wait for room in the queue: a slow disk slows writers down
-        // instead of queueing without bound.
-        let room = (self.room.clone())
-            .acquire_owned()
-            .await
-            .map_err(|_| PortError::unavailable("embedded catalog: closed"))?;
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |txn| {
-            let result = f(txn);
-            let abort = matches!(result, Err(PortError::Unavailable { .. }));
-            let completion: Completion = Box::new(move |commit| {
-                drop(room);
-                let _ = tx.send(commit.and(result));
-            });
-            (completion, abort)
-        });
-        self.jobs
-            .send(job)
-            .map_err(|_| PortError::unavailable("embedded catalog: the writer thread stopped"))?;
-        self.submitted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        rx.await.map_err(|_| {
-            PortError::unavailable("embedded catalog: the writer dropped the request")
-        })?
+        self.group.write(f).await
     }
 
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, PortError> + Send + 'static,
     ) -> Result<T, PortError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(storage_err)?;
-            f(&txn)
-        })
-        .await
-        .map_err(|e| PortError::other("embedded catalog: a read task failed").caused_by(e))?
+        self.group.read(f).await
     }
 
     async fn get_row<T: DeserializeOwned + Send + 'static>(
@@ -215,31 +175,6 @@ impl RedbCatalog {
     }
 }
 
-/// Opens the database file, waiting briefly while a previous catalog in this
-/// process is still closing (its writer thread releases the file as it ends).
-fn open_database(path: &Path) -> Result<Database, PortError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match Database::create(path) {
-            Ok(db) => return Ok(db),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(PortError::unavailable(format!(
-                    "the embedded catalog {} is in use by another gateway process: the \
-                     embedded backend serves one process per data directory (give each \
-                     gateway its own TG_DATA_DIR, or run several on S3 and DynamoDB)",
-                    path.display()
-                )))
-            }
-            Err(e) => return Err(storage_err(e)),
-        }
-    }
-}
-
 /// Deletes idempotency records expired at `now_ms` (as DynamoDB's TTL
 /// does); returns how many.
 pub fn prune_idempotency(db: &Database, now_ms: u64) -> Result<usize, PortError> {
@@ -262,69 +197,6 @@ pub fn prune_idempotency(db: &Database, now_ms: u64) -> Result<usize, PortError>
     };
     txn.commit().map_err(storage_err)?;
     Ok(removed)
-}
-
-fn writer_loop(db: &Database, rx: mpsc::Receiver<Job>) {
-    let mut last_prune: Option<std::time::Instant> = None;
-    loop {
-        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-            match prune_idempotency(db, crate::domain::clock::now_ms()) {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(removed = n, "catalog: dropped expired idempotency records")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %crate::domain::error_chain(&e), "catalog: pruning idempotency records failed")
-                }
-            }
-            last_prune = Some(std::time::Instant::now());
-        }
-        let first = match rx.recv_timeout(PRUNE_EVERY) {
-            Ok(job) => job,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-        let txn = match db.begin_write() {
-            Ok(txn) => txn,
-            Err(e) => {
-                // Nothing ran; each job's sender drops and its caller sees an error.
-                tracing::error!(error = %crate::domain::error_chain(&e), "catalog: cannot begin a write transaction");
-                continue;
-            }
-        };
-        let mut completions = Vec::with_capacity(jobs.len());
-        let mut abort = false;
-        for job in jobs {
-            let (completion, failed) = job(&txn);
-            completions.push(completion);
-            abort |= failed;
-        }
-        let outcome = if abort {
-            let _ = txn.abort();
-            Err(PortError::unavailable(
-                "embedded catalog: batch aborted after a storage error",
-            ))
-        } else {
-            txn.commit().map_err(storage_err)
-        };
-        // Every write of the batch gets the outcome; a failure is shared as
-        // the source of each one's error.
-        let shared = outcome.err().map(Arc::new);
-        for completion in completions {
-            completion(match &shared {
-                None => Ok(()),
-                Some(err) => Err(PortError::unavailable("embedded catalog: commit failed")
-                    .caused_by(err.clone())),
-            });
-        }
-    }
 }
 
 fn prefix_range_end(prefix: &str) -> String {
@@ -612,6 +484,7 @@ impl CatalogPort for RedbCatalog {
 mod tests {
     use super::*;
     use crate::domain::{AppendReceipt, Seq};
+    use std::sync::mpsc;
     use std::time::Duration;
 
     #[tokio::test]
@@ -637,7 +510,7 @@ mod tests {
             let (catalog, task) = (catalog.clone(), task.clone());
             tokio::spawn(async move { catalog.bump_epoch(&task).await })
         };
-        while catalog.room.available_permits() > 0 {
+        while catalog.group.room.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
         // ...the next waits for room: it cannot finish while the writer is held.
@@ -645,7 +518,12 @@ mod tests {
             let (catalog, task) = (catalog.clone(), task.clone());
             tokio::spawn(async move { catalog.bump_epoch(&task).await })
         };
-        let submitted = || catalog.submitted.load(std::sync::atomic::Ordering::Relaxed);
+        let submitted = || {
+            catalog
+                .group
+                .submitted
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
         let early = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
         assert!(early.is_err(), "a write went past a full queue");
         assert_eq!(submitted(), 2, "the third write waits outside the queue");
@@ -661,7 +539,11 @@ mod tests {
             "both writes landed once room came"
         );
         assert_eq!(submitted(), 3);
-        assert_eq!(catalog.room.available_permits(), 2, "every permit returned");
+        assert_eq!(
+            catalog.group.room.available_permits(),
+            2,
+            "every permit returned"
+        );
     }
 
     #[tokio::test]
@@ -697,7 +579,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert_eq!(prune_idempotency(&catalog.db, 2_000).unwrap(), 1);
+        assert_eq!(prune_idempotency(catalog.group.db(), 2_000).unwrap(), 1);
         assert!(catalog
             .get_idempotency(key.task_id(), "old")
             .await

@@ -3,6 +3,7 @@
 //! `staging/` files in flight (cleared at start).
 
 mod catalog;
+mod group;
 mod objects;
 
 pub use catalog::{RedbCatalog, CATALOG_FILE};
