@@ -5,7 +5,9 @@
 //!   pages, 16-way parallel GetObject of every part, `json.loads` per line
 //!   (Python/boto3, `benches/reference_load.py`), and the same in Rust;
 //! - the floor: one GetObject of the same entries stored as a single object,
-//!   with and without parsing.
+//!   with and without parsing;
+//! - with a DynamoDB emulator, a second gateway on the same bucket whose
+//!   catalog is on DynamoDB, loading its own compacted session.
 //!
 //! Parts are seeded straight into the bucket in the gateway's layout (with
 //! CRC32C and If-None-Match, high parallelism); the last part is appended
@@ -34,6 +36,10 @@ const REF_CONCURRENCY: usize = 16;
 const TARGET_NO_COMPACTION: f64 = 3.0;
 const TARGET_COMPACTED: f64 = 50.0;
 const TARGET_FLOOR: f64 = 2.0;
+/// Small resumes: a compacted load within this many times the floor, at
+/// these sizes, with the catalog embedded and on DynamoDB.
+const TARGET_SMALL_FLOOR: f64 = 1.5;
+const SMALL_SIZES: [u64; 2] = [10, 1_000];
 
 struct Size {
     parts: u64,
@@ -104,6 +110,28 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         .with("TG_COMPACTION_GRACE_SECS", 3600),
     )
     .await?;
+    // With a DynamoDB emulator, a second gateway on the same bucket with its
+    // catalog there: its own session per size, compacted through it.
+    let gw_ddb = match &env.dynamodb_endpoint {
+        Some(endpoint) => {
+            let tables = format!("{prefix}-ddb").replace('/', "-");
+            crate::dynamo::migrate(env, endpoint, &tables)?;
+            let mut spec = Spec::new(
+                "resume-dynamodb",
+                Storage::S3 {
+                    prefix: prefix.clone(),
+                },
+                env.data_dir("resume-dynamodb"),
+            )
+            .with("TG_COMPACTION_THRESHOLD", 0)
+            .with("TG_COMPACTION_GRACE_SECS", 3600);
+            for (k, v) in crate::dynamo::settings(endpoint, &tables) {
+                spec = spec.with(k, v);
+            }
+            Some(Gateway::start(env, &spec).await?)
+        }
+        None => None,
+    };
     let mut py = PyRef::start(env).await?;
     let mut rows = Vec::new();
     let mut detail = serde_json::Map::new();
@@ -114,7 +142,8 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             "per size: seed parts directly in S3, append the last through the gateway; \
                'before' rounds interleave gateway load, Rust reference and Python reference \
                (rotating order); then POST compact; 'after' rounds interleave gateway load, \
-               Rust floor GET and Python floor GET. Ratios use p50. '+ parse' rows include \
+               Rust floor GET, Python floor GET and (with moto) the gateway whose catalog is \
+               on DynamoDB loading its own session of the same parts. Ratios use p50. '+ parse' rows include \
                parsing the whole answer into JSON values; the reference parses every line."
         ),
     );
@@ -125,39 +154,50 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
         );
     }
     for size in sizes {
-        let (mut r, d) =
-            one_size(env, &gw, &mut py, &prefix, size, size.parts == target_parts).await?;
+        let gateways = Gateways {
+            embedded: &gw,
+            dynamodb: gw_ddb.as_ref(),
+        };
+        let (mut r, d) = one_size(
+            env,
+            gateways,
+            &mut py,
+            &prefix,
+            size,
+            size.parts == target_parts,
+        )
+        .await?;
         rows.append(&mut r);
         detail.insert(format!("{} parts", size.parts), d);
     }
     py.stop().await;
     gw.stop()?;
+    if let Some(g) = gw_ddb {
+        g.stop()?;
+    }
     Ok((rows, Value::Object(detail)))
 }
 
-async fn one_size(
+/// The gateways a size is loaded through: catalog embedded, and on DynamoDB
+/// when the emulator runs.
+#[derive(Clone, Copy)]
+struct Gateways<'a> {
+    embedded: &'a Gateway,
+    dynamodb: Option<&'a Gateway>,
+}
+
+/// Seeds parts `1..n` of `session` straight into the bucket in the
+/// gateway's layout and appends part `n` through `gw`, so its catalog knows
+/// the session; returns the session's entries URL.
+async fn seed_session(
     env: &Env,
     gw: &Gateway,
-    py: &mut PyRef,
     prefix: &str,
-    size: &Size,
-    judged: bool,
-) -> Res<(Vec<Row>, Value)> {
-    let n = size.parts;
-    let task = format!("bench-resume-{n}");
-    let session = format!("sess-{}", env.run_id);
-    let dir = gateway_dir(&task, PROJECT, &session);
-    let gw_dir = format!("{prefix}/{dir}");
-    // The reference pattern reads a plain store's layout: one JSONL object per part.
-    let ref_dir = format!("{prefix}/reference/{task}/{PROJECT}/{session}/");
-    let url = entries_url(&gw.base, &task, &session);
-    let floor_key = format!("{prefix}/floor/{n}.jsonl");
-    eprintln!("tg-bench: resume {n} parts: seeding");
-
-    // Seed parts 1..n-1 directly (in the gateway's layout, and plainly for
-    // the references), part n through the gateway.
-    let t_seed = Instant::now();
-    let part = |seq: u64| Batch::new("resume", seq, 1, ENTRY_LEN);
+    task: &str,
+    session: &str,
+    n: u64,
+) -> Res<String> {
+    let dir = gateway_dir(task, PROJECT, session);
     env.direct
         .put_many(
             gateway_parts(&dir, n - 1, part)
@@ -166,6 +206,53 @@ async fn one_size(
             64,
         )
         .await?;
+    let url = entries_url(&gw.base, task, session);
+    let receipt = post_append(&gw.http, &url, part(n).http_body()).await?;
+    if receipt["data"]["seq"] != json!(n) {
+        return Err(err(format!(
+            "the gateway appended part {} after {} seeded parts; expected {n}: the layout differs",
+            receipt["data"]["seq"],
+            n - 1
+        )));
+    }
+    Ok(url)
+}
+
+/// Part `seq` of every seeded session: one entry of `ENTRY_LEN` bytes.
+fn part(seq: u64) -> Batch {
+    Batch::new("resume", seq, 1, ENTRY_LEN)
+}
+
+async fn one_size(
+    env: &Env,
+    gateways: Gateways<'_>,
+    py: &mut PyRef,
+    prefix: &str,
+    size: &Size,
+    judged: bool,
+) -> Res<(Vec<Row>, Value)> {
+    let gw = gateways.embedded;
+    let n = size.parts;
+    let task = format!("bench-resume-{n}");
+    let session = format!("sess-{}", env.run_id);
+    let dir = gateway_dir(&task, PROJECT, &session);
+    let gw_dir = format!("{prefix}/{dir}");
+    // The reference pattern reads a plain store's layout: one JSONL object per part.
+    let ref_dir = format!("{prefix}/reference/{task}/{PROJECT}/{session}/");
+    let floor_key = format!("{prefix}/floor/{n}.jsonl");
+    eprintln!("tg-bench: resume {n} parts: seeding");
+
+    // Seed parts 1..n-1 directly (in the gateway's layout, and plainly for
+    // the references), part n through the gateway.
+    let t_seed = Instant::now();
+    let url = seed_session(env, gw, prefix, &task, &session, n).await?;
+    let url_ddb = match gateways.dynamodb {
+        Some(g) => {
+            let session = format!("sess-ddb-{}", env.run_id);
+            Some(seed_session(env, g, prefix, &task, &session, n).await?)
+        }
+        None => None,
+    };
     env.direct
         .put_many(
             (1..=n).map(|seq| {
@@ -177,14 +264,6 @@ async fn one_size(
             64,
         )
         .await?;
-    let receipt = post_append(&gw.http, &url, part(n).http_body()).await?;
-    if receipt["data"]["seq"] != json!(n) {
-        return Err(err(format!(
-            "the gateway appended part {} after {} seeded parts; expected {n}: the layout differs",
-            receipt["data"]["seq"],
-            n - 1
-        )));
-    }
     let mut floor = BytesMut::with_capacity(n as usize * (ENTRY_LEN + 1));
     for seq in 1..=n {
         floor.extend_from_slice(&part(seq).part_body());
@@ -245,6 +324,20 @@ async fn one_size(
     if !compacted {
         eprintln!("tg-bench: compaction endpoint answered {status}: {answer}; after-compaction rows skipped");
     }
+    // The same through the gateway whose catalog is on DynamoDB.
+    let url_ddb = match (gateways.dynamodb, url_ddb) {
+        (Some(g), Some(url)) => {
+            let (status, answer) = g.compact(&task).await?;
+            if status == 200 {
+                check_entries(&load(&g.http, &url).await?.1, n, "gateway (DynamoDB) load")?;
+                Some((g, url))
+            } else {
+                eprintln!("tg-bench: compaction (DynamoDB catalog) answered {status}: {answer}; its rows skipped");
+                None
+            }
+        }
+        _ => None,
+    };
     let (objects_after, _) = env.direct.list(&gw_dir).await?;
     let snapshots = objects_after
         .iter()
@@ -258,9 +351,17 @@ async fn one_size(
     let (mut after_bytes, mut after_parse) = (Samples::default(), Samples::default());
     let (mut floor_get, mut floor_parse, mut floor_py) =
         (Samples::default(), Samples::default(), Samples::default());
+    let mut after_ddb = Samples::default();
     for i in 0..size.after {
-        for k in 0..3 {
-            match (i + k) % 3 {
+        for k in 0..4 {
+            match (i + k) % 4 {
+                3 => {
+                    if let Some((g, url)) = &url_ddb {
+                        let (l, body) = load(&g.http, url).await?;
+                        check_entries(&body, n, "gateway (DynamoDB) load after compaction")?;
+                        after_ddb.push_ms(l.bytes_ms);
+                    }
+                }
                 0 if compacted => {
                     let (l, body) = load(&gw.http, &url).await?;
                     check_entries(&body, n, "gateway load after compaction")?;
@@ -309,6 +410,13 @@ async fn one_size(
         .summary()
         .ok_or_else(|| err("no floor samples"))?;
     let faster = |s: &Summary| py_s.p50_ms / s.p50_ms;
+    let small = SMALL_SIZES.contains(&n);
+    let small_target = |s: &Summary| {
+        (
+            format!("<= {TARGET_SMALL_FLOOR}x floor"),
+            Some(s.p50_ms / fg.p50_ms <= TARGET_SMALL_FLOOR),
+        )
+    };
     let mut rows = vec![
         Row::new(
             &scenario,
@@ -373,6 +481,8 @@ async fn one_size(
                     Some(a_bytes.p50_ms / fg.p50_ms <= TARGET_FLOOR),
                 ),
             )
+        } else if small {
+            ((String::new(), None), small_target(&a_bytes))
         } else {
             ((String::new(), None), (String::new(), None))
         };
@@ -398,6 +508,23 @@ async fn one_size(
         );
         ab = Some(a_bytes);
         ap = Some(a_parse);
+        if let Some(d) = after_ddb.summary() {
+            let (target, met) = if small {
+                small_target(&d)
+            } else {
+                (String::new(), None)
+            };
+            rows.push(
+                Row::new(
+                    &scenario,
+                    "gateway, DynamoDB catalog, compacted (bytes)",
+                    Some(d.clone()),
+                )
+                .rate(rate(&d), "MiB/s")
+                .ratio(format!("{:.2}x floor", d.p50_ms / fg.p50_ms))
+                .target(target, met),
+            );
+        }
     } else {
         rows.push(
             Row::new(&scenario, "gateway, compacted", None)
@@ -458,6 +585,7 @@ async fn one_size(
         "compact": {"status": status, "answer": answer, "secs": compact_secs, "snapshots_listed": snapshots, "objects_listed": objects_after.len()},
         "gateway_after_bytes": ab,
         "gateway_after_parse": ap,
+        "gateway_dynamodb_after_bytes": after_ddb.summary(),
         "floor_get": fg,
         "floor_get_parse": fp,
         "floor_python": floor_py.summary(),

@@ -188,7 +188,11 @@ async fn compactions_and_loads_share_one_memory_budget() {
     while steady < 20 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let now = idle - e.memory_free();
-        steady = if now == last && now >= 6 * 1024 { steady + 1 } else { 0 };
+        steady = if now == last && now >= 6 * 1024 {
+            steady + 1
+        } else {
+            0
+        };
         last = now;
     }
     let held = idle - e.memory_free();
