@@ -95,17 +95,14 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
     let dynamo = match &env.dynamodb_endpoint {
         Some(endpoint) => {
             let tables = format!("{prefix}-ddb").replace('/', "-");
-            crate::dynamo::migrate(env, endpoint, &tables)?;
-            let mut spec = Spec::new(
+            let spec = Spec::new(
                 "append-s3-dynamodb",
                 Storage::S3 {
                     prefix: format!("{prefix}-ddb"),
                 },
                 env.data_dir("append-s3-dynamodb"),
             );
-            for (k, v) in crate::dynamo::settings(endpoint, &tables) {
-                spec = spec.with(k, v);
-            }
+            let spec = crate::dynamo::on_dynamodb(env, endpoint, &tables, spec)?;
             let gateway = Gateway::start(env, &spec).await?;
             let direct = crate::dynamo::Direct::new(endpoint, &tables).await?;
             Some((gateway, direct))

@@ -7,6 +7,7 @@ use std::process::Command;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
+use crate::gateway::Spec;
 use crate::{err, Env, Res};
 
 /// The `TG_*` settings of a gateway on DynamoDB with tables under `prefix`.
@@ -33,6 +34,17 @@ pub fn migrate(env: &Env, endpoint: &str, prefix: &str) -> Res<()> {
         )));
     }
     Ok(())
+}
+
+/// `spec` with its catalog on DynamoDB, in fresh tables named after
+/// `tables` (created here).
+pub fn on_dynamodb(env: &Env, endpoint: &str, tables: &str, mut spec: Spec) -> Res<Spec> {
+    let tables = tables.replace('/', "-");
+    migrate(env, endpoint, &tables)?;
+    for (k, v) in settings(endpoint, &tables) {
+        spec = spec.with(k, v);
+    }
+    Ok(spec)
 }
 
 /// Conditional writes straight to the sessions table, as the baseline.

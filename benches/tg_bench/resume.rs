@@ -114,9 +114,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
     // catalog there: its own session per size, compacted through it.
     let gw_ddb = match &env.dynamodb_endpoint {
         Some(endpoint) => {
-            let tables = format!("{prefix}-ddb").replace('/', "-");
-            crate::dynamo::migrate(env, endpoint, &tables)?;
-            let mut spec = Spec::new(
+            let spec = Spec::new(
                 "resume-dynamodb",
                 Storage::S3 {
                     prefix: prefix.clone(),
@@ -125,9 +123,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
             )
             .with("TG_COMPACTION_THRESHOLD", 0)
             .with("TG_COMPACTION_GRACE_SECS", 3600);
-            for (k, v) in crate::dynamo::settings(endpoint, &tables) {
-                spec = spec.with(k, v);
-            }
+            let spec = crate::dynamo::on_dynamodb(env, endpoint, &format!("{prefix}-ddb"), spec)?;
             Some(Gateway::start(env, &spec).await?)
         }
         None => None,
