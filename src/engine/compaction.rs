@@ -18,14 +18,14 @@
 //! parts behind; the next compaction of the key schedules their deletion.
 //! Compactions of one key run one at a time and never hold the append lock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt, TryStreamExt as _};
 use serde::Serialize;
 
 use super::part::{self, Chain, DecodedPart};
-use super::snapshot::SnapshotHeader;
+use super::snapshot::{ChunkRef, SnapshotHeader};
 use super::{keys, Engine};
 use crate::backend::{PortError, SessionRecord};
 use crate::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId};
@@ -208,72 +208,75 @@ impl Engine {
         }
         let through = parts.last().map_or(base_seq, |part| part.seq);
 
-        // Step 1: read everything the snapshot will hold, straight into its
-        // body. The header (per-part counts) is known only at the end, so room
-        // for its longest form is kept in front and the unused part sliced
-        // off: one buffer, no copy of the transcript.
-        let header_room = 192 + 21 * through.0 as usize;
+        // Step 1: read everything the snapshot will hold. A small snapshot is
+        // built in memory as one object (version 2); a large one (or one
+        // after a large one) is written in chunks as it is read, and only
+        // its header is built in memory (version 3, see `snapshot.rs`).
+        let base_header = match &base {
+            Some(b) => Some(self.snapshot_header(&b.key).await?.ok_or_else(|| {
+                Error::Conflict(format!("{} vanished while being read; retry", b.key))
+            })?),
+            None => None,
+        };
         let hint =
             base.as_ref().map_or(0, |b| b.size) + parts.iter().map(|part| part.size).sum::<u64>();
-        let hint = hint as usize;
-        // The snapshot is built in memory: it takes its share of the budget
-        // loads draw from (all of it, for a transcript larger than that).
-        let _memory = self.hold_memory(header_room + hint).await?;
-        let mut buf = BytesMut::with_capacity(header_room + hint);
-        buf.resize(header_room, b' ');
-        let (mut counts, mut chain) = match &base {
-            Some(b) => {
-                let sink = |lines: Bytes| {
-                    buf.extend_from_slice(&lines);
-                    std::future::ready(true)
-                };
-                let read = self
-                    .read_snapshot(&b.key, Seq::ZERO, Seq(u64::MAX), sink)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::Conflict(format!("{} vanished while being read; retry", b.key))
-                    })?;
-                (read.counts, Chain::after(b.seq, read.digest))
-            }
-            None => (Vec::new(), Chain::from_genesis()),
+        let chunked = base_header.as_ref().is_some_and(|h| !h.chunks.is_empty())
+            || hint > self.chunk_bytes() as u64;
+        let header_room = 192 + 21 * through.0 as usize;
+        let mut sink = if chunked {
+            let chunks = base_header.as_ref().map_or(0, |h| h.chunks.len());
+            let room = header_room + 128 * (chunks + 1 + hint as usize / self.chunk_bytes());
+            Sink::Chunks(ChunkWriter::new(
+                self,
+                &dir,
+                through,
+                self.chunk_bytes(),
+                room,
+            ))
+        } else {
+            // The header (per-part counts) is known only at the end, so room
+            // for its longest form is kept in front and the unused part
+            // sliced off: one buffer, no copy of the transcript.
+            let mut buf = BytesMut::with_capacity(header_room + hint as usize);
+            buf.resize(header_room, b' ');
+            Sink::Memory(buf)
         };
-        let objects = self.inner.objects.clone();
-        let pieces: Vec<(Seq, String)> = parts.iter().map(|p| (p.seq, p.key.clone())).collect();
-        let mut bodies = stream::iter(pieces)
-            .map(move |(seq, k)| read_owned(objects.clone(), seq, k))
-            .buffered(self.inner.config.load_concurrency.max(1));
-        let mut unrecorded_keys = false;
-        while let Some(decoded) = bodies.next().await {
-            let (key_name, decoded) = decoded?;
-            chain
-                .part(&decoded)
-                .map_err(|e| super::integrity_error(&key_name, e))?;
-            if decoded.header.seal {
-                // A deleted incarnation: its objects go with it.
+        // The snapshot being built takes its share of the budget loads draw
+        // from (all of it, for a transcript larger than that).
+        let _memory = self.hold_memory(sink.memory()).await?;
+        let folded = self
+            .fold(key, recorded, base.as_ref(), base_header, &parts, &mut sink)
+            .await;
+        let (mut header, written) = match folded {
+            Ok(Some(header)) => (header, sink.written()),
+            // A deleted incarnation: its objects go with it.
+            Ok(None) => {
+                self.discard(sink.written()).await;
                 return Ok((None, None));
             }
-            unrecorded_keys |= decoded.header.seq > recorded && decoded.header.idem.is_some();
-            counts.push(decoded.header.count);
-            buf.extend_from_slice(&decoded.entries);
-        }
-        if unrecorded_keys {
-            // Parts the catalog never recorded carry idempotency keys that
-            // only they hold: record them before the parts are folded away.
-            self.repair(key).await?;
-        }
-        let header = SnapshotHeader {
-            v: 2,
-            through,
-            counts,
-            digest: chain.digest().map(|d| part::to_hex(&d)),
-        }
-        .encode();
-        let start = header_room
-            .checked_sub(header.len())
-            .ok_or_else(|| Error::internal("snapshot header longer than its reserved room"))?;
-        buf[start..header_room].copy_from_slice(&header);
-        let body = buf.freeze().slice(start..);
-        let size = body.len() as u64;
+            Err(e) => {
+                self.discard(sink.written()).await;
+                return Err(e);
+            }
+        };
+        let (body, size) = match sink {
+            Sink::Memory(mut buf) => {
+                let line = header.encode();
+                let start = header_room.checked_sub(line.len()).ok_or_else(|| {
+                    Error::internal("snapshot header longer than its reserved room")
+                })?;
+                buf[start..header_room].copy_from_slice(&line);
+                let body = buf.freeze().slice(start..);
+                let size = body.len() as u64;
+                (body, size)
+            }
+            Sink::Chunks(writer) => {
+                header.v = 3;
+                header.chunks = writer.chunks;
+                let size = header.chunks.iter().map(|c| c.size).sum::<u64>();
+                (Bytes::from(header.encode()), size)
+            }
+        };
 
         // Step 2: the snapshot, created once.
         let crc = crc32c::crc32c(&body);
@@ -283,7 +286,12 @@ impl Engine {
             .put_if_absent(&keys::snapshot_key(&dir, through), body, crc)
             .await
         {
-            Ok(()) | Err(PortError::AlreadyExists(_)) => {}
+            Ok(()) => {}
+            // A racing compaction made it first: ours is as good, but its
+            // chunks are not the ones listed.
+            Err(PortError::AlreadyExists(_)) => self.discard(written).await,
+            // The header may have landed all the same: its chunks stay (the
+            // next compaction's clean-up drops them if it did not).
             Err(e) => return Err(e.into()),
         }
         let report = CompactionReport {
@@ -305,6 +313,113 @@ impl Engine {
         }
         // Step 4 (deleting what the snapshot covers) follows, unlocked.
         Ok((Some(report), Some(through)))
+    }
+
+    /// Chunk size of a large snapshot.
+    fn chunk_bytes(&self) -> usize {
+        self.inner.config.snapshot_chunk_bytes.max(1)
+    }
+
+    /// Reads the base snapshot and the parts after it into `sink`, checking
+    /// the hash chain, and returns the new snapshot's header (version 2;
+    /// the caller makes it 3 for chunks); `None` when a part is a seal.
+    async fn fold(
+        &self,
+        key: &SessionKey,
+        recorded: Seq,
+        base: Option<&super::load::Piece>,
+        base_header: Option<SnapshotHeader>,
+        parts: &[super::load::Piece],
+        sink: &mut Sink<'_>,
+    ) -> Result<Option<SnapshotHeader>, Error> {
+        let through = parts.last().map_or(Seq::ZERO, |p| p.seq);
+        let (mut counts, mut chain) = match (base, base_header) {
+            // Chunks of a large base are listed again, never re-read.
+            (Some(b), Some(h)) if !h.chunks.is_empty() => {
+                let digest = h.digest.as_deref().and_then(part::from_hex);
+                if let Sink::Chunks(writer) = sink {
+                    writer.chunks = h.chunks;
+                }
+                (h.counts, Chain::after(b.seq, digest))
+            }
+            (Some(b), _) => {
+                let read = self.read_base(b, sink).await?;
+                (read.counts, Chain::after(b.seq, read.digest))
+            }
+            (None, _) => (Vec::new(), Chain::from_genesis()),
+        };
+        let objects = self.inner.objects.clone();
+        let pieces: Vec<(Seq, String)> = parts.iter().map(|p| (p.seq, p.key.clone())).collect();
+        let mut bodies = stream::iter(pieces)
+            .map(move |(seq, k)| read_owned(objects.clone(), seq, k))
+            .buffered(self.inner.config.load_concurrency.max(1));
+        let mut unrecorded_keys = false;
+        while let Some(decoded) = bodies.next().await {
+            let (key_name, decoded) = decoded?;
+            chain
+                .part(&decoded)
+                .map_err(|e| super::integrity_error(&key_name, e))?;
+            if decoded.header.seal {
+                return Ok(None);
+            }
+            unrecorded_keys |= decoded.header.seq > recorded && decoded.header.idem.is_some();
+            counts.push(decoded.header.count);
+            sink.push(&decoded.entries).await?;
+        }
+        sink.finish().await?;
+        if unrecorded_keys {
+            // Parts the catalog never recorded carry idempotency keys that
+            // only they hold: record them before the parts are folded away.
+            self.repair(key).await?;
+        }
+        Ok(Some(SnapshotHeader {
+            v: 2,
+            through,
+            counts,
+            digest: chain.digest().map(|d| part::to_hex(&d)),
+            chunks: Vec::new(),
+        }))
+    }
+
+    /// Streams a one-object base snapshot's entry lines into `sink`.
+    async fn read_base(
+        &self,
+        base: &super::load::Piece,
+        sink: &mut Sink<'_>,
+    ) -> Result<super::load::SnapshotRead, Error> {
+        // The reader hands out lines as it goes; the sink may wait for a
+        // chunk to be written, so they meet over a short channel.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let read = async move {
+            let forward = |lines: Bytes| {
+                let tx = tx.clone();
+                async move { tx.send(lines).await.is_ok() }
+            };
+            self.read_snapshot(&base.key, Seq::ZERO, Seq(u64::MAX), forward)
+                .await
+        };
+        let write = async {
+            while let Some(lines) = rx.recv().await {
+                sink.push(&lines).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let (read, written) = tokio::join!(read, write);
+        written?;
+        read?.ok_or_else(|| {
+            Error::Conflict(format!("{} vanished while being read; retry", base.key))
+        })
+    }
+
+    /// Deletes chunks no snapshot lists (best effort: the next compaction's
+    /// clean-up finds what is left).
+    async fn discard(&self, chunks: Vec<String>) {
+        if chunks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.delete_objects(chunks).await {
+            tracing::warn!(error = %crate::error::chain(&e), "deleting unlisted snapshot chunks failed; a later compaction retries");
+        }
     }
 
     /// Compacts every transcript of a task, whatever the threshold.
@@ -394,12 +509,13 @@ impl Engine {
             _ => 1,
         };
         let dir = keys::incarnation_dir(key, incarnation);
-        match self.newest_snapshot(&dir).await? {
-            Some(s) if s.seq >= through => {}
+        let newest = match self.newest_snapshot(&dir).await? {
+            Some(s) if s.seq >= through => s,
             // The key was deleted (or never compacted this far): touch nothing.
             _ => return Ok(0),
-        }
+        };
         let mut doomed = Vec::new();
+        let mut chunks = Vec::new();
         let mut listing = self.inner.objects.list_all(&dir, None, false);
         while let Some(item) = listing.try_next().await? {
             match keys::parse(&dir, &item.key) {
@@ -407,16 +523,133 @@ impl Engine {
                 Some(keys::ObjectKind::Part(_)) => {}
                 Some(keys::ObjectKind::Snapshot(seq)) if seq < through => doomed.push(item.key),
                 Some(keys::ObjectKind::Snapshot(_)) => break,
-                None => {}
+                // Those of a newer snapshot may belong to a run in progress.
+                Some(keys::ObjectKind::Chunk(seq)) if seq <= newest.seq => chunks.push(item.key),
+                Some(keys::ObjectKind::Chunk(_)) | None => {}
             }
         }
         drop(listing);
+        if !chunks.is_empty() {
+            // Chunks the newest snapshot lists stay; the others are leftovers
+            // of a run that lost its race or died before its header. An
+            // unreadable header keeps every chunk.
+            if let Some(header) = self.snapshot_header(&newest.key).await? {
+                let keep: HashSet<String> = header.chunks.into_iter().map(|c| c.name).collect();
+                doomed.extend(chunks.into_iter().filter(|k| !keep.contains(&k[dir.len()..])));
+            }
+        }
         if let Some(n) = limit {
             doomed.truncate(n);
         }
         let count = doomed.len();
         self.delete_objects(doomed).await?;
         Ok(count)
+    }
+}
+
+/// Where a compaction puts the entry lines it folds.
+enum Sink<'a> {
+    /// One buffer, the header's room in front (a version-2 snapshot).
+    Memory(BytesMut),
+    /// Chunk objects written as they fill (a version-3 snapshot).
+    Chunks(ChunkWriter<'a>),
+}
+
+impl Sink<'_> {
+    async fn push(&mut self, lines: &[u8]) -> Result<(), Error> {
+        match self {
+            Sink::Memory(buf) => {
+                buf.extend_from_slice(lines);
+                Ok(())
+            }
+            Sink::Chunks(writer) => writer.push(lines).await,
+        }
+    }
+
+    async fn finish(&mut self) -> Result<(), Error> {
+        match self {
+            Sink::Memory(_) => Ok(()),
+            Sink::Chunks(writer) => writer.flush().await,
+        }
+    }
+
+    /// Bytes it holds at most.
+    fn memory(&self) -> usize {
+        match self {
+            Sink::Memory(buf) => buf.capacity(),
+            Sink::Chunks(writer) => writer.chunk_bytes + writer.room,
+        }
+    }
+
+    /// Keys of the chunks written so far.
+    fn written(&mut self) -> Vec<String> {
+        match self {
+            Sink::Memory(_) => Vec::new(),
+            Sink::Chunks(writer) => std::mem::take(&mut writer.written),
+        }
+    }
+}
+
+/// Writes a large snapshot's entry lines as chunk objects of about
+/// `chunk_bytes` each, whole lines only.
+struct ChunkWriter<'a> {
+    engine: &'a Engine,
+    dir: String,
+    through: Seq,
+    /// Unique to this run, so racing runs never collide.
+    attempt: String,
+    chunk_bytes: usize,
+    /// Room kept for the header (counts and chunk list).
+    room: usize,
+    buf: BytesMut,
+    /// The chunks the snapshot lists: the base's, then this run's.
+    chunks: Vec<ChunkRef>,
+    /// Keys this run created (or may have: a failed put can land).
+    written: Vec<String>,
+}
+
+impl<'a> ChunkWriter<'a> {
+    fn new(engine: &'a Engine, dir: &str, through: Seq, chunk_bytes: usize, room: usize) -> Self {
+        Self {
+            engine,
+            dir: dir.to_string(),
+            through,
+            attempt: ulid::Ulid::new().to_string().to_lowercase(),
+            chunk_bytes,
+            room,
+            buf: BytesMut::new(),
+            chunks: Vec::new(),
+            written: Vec::new(),
+        }
+    }
+
+    async fn push(&mut self, lines: &[u8]) -> Result<(), Error> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(self.chunk_bytes);
+        }
+        self.buf.extend_from_slice(lines);
+        if self.buf.len() >= self.chunk_bytes {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let body = std::mem::take(&mut self.buf).freeze();
+        let name = keys::chunk_name(self.through, &self.attempt, self.written.len());
+        let key = format!("{}{name}", self.dir);
+        let (crc32c, size) = (crc32c::crc32c(&body), body.len() as u64);
+        self.written.push(key.clone());
+        self.engine
+            .inner
+            .objects
+            .put_if_absent(&key, body, crc32c)
+            .await?;
+        self.chunks.push(ChunkRef { name, size, crc32c });
+        Ok(())
     }
 }
 

@@ -310,12 +310,23 @@ impl Engine {
     /// The digest a snapshot's header names; `None` when it does not exist.
     async fn snapshot_digest(&self, dir: &str, seq: Seq) -> Result<Option<Digest>, Error> {
         let key = keys::snapshot_key(dir, seq);
-        let Some(line) = self.first_line(&key).await? else {
-            return Ok(None);
-        };
-        Ok(super::snapshot::SnapshotHeader::decode(&line)
+        Ok(self
+            .snapshot_header(&key)
+            .await?
             .and_then(|h| h.digest)
             .and_then(|d| part::from_hex(&d)))
+    }
+
+    /// A snapshot's header, read no further; `None` when the snapshot does
+    /// not exist or its header is malformed.
+    pub(super) async fn snapshot_header(
+        &self,
+        key: &str,
+    ) -> Result<Option<super::snapshot::SnapshotHeader>, Error> {
+        let Some(line) = self.first_line(key).await? else {
+            return Ok(None);
+        };
+        Ok(super::snapshot::SnapshotHeader::decode(&line))
     }
 
     /// The first line of an object (without its newline), read no further.

@@ -355,6 +355,7 @@ impl Engine {
             through,
             counts,
             digest: digest.map(|d| part::to_hex(&d)),
+            chunks: Vec::new(),
         };
         let mut body = BytesMut::from(&header.encode()[..]);
         body.extend_from_slice(&entries);

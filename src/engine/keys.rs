@@ -8,12 +8,16 @@
 //! with one). Incarnation 0 is the layout from before incarnations: its parts
 //! lie directly in the transcript's directory, without headers; it is read as
 //! it is and migrated to incarnation 1 by the next write.
-//! A part is `part-{seq:020}.jsonl`, a snapshot `snapshot-{seq:020}.jsonl`.
-//! Zero-padding makes lexical order equal numeric order, and every part sorts
-//! before every snapshot, so one listing from a part onwards meets parts first.
+//! A part is `part-{seq:020}.jsonl`, a snapshot `snapshot-{seq:020}.jsonl`,
+//! and a chunk of a large snapshot `chunk-{seq:020}-{attempt}-{i:06}.jsonl`
+//! (`seq` the snapshot that wrote it, `attempt` unique per compaction run).
+//! Zero-padding makes lexical order equal numeric order; chunks sort before
+//! every part and every part before every snapshot, so one listing from a
+//! part onwards meets parts first.
 
 use crate::domain::{Seq, SessionKey, SessionRef};
 
+const CHUNK_PREFIX: &str = "chunk-";
 const PART_PREFIX: &str = "part-";
 const SNAPSHOT_PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".jsonl";
@@ -85,6 +89,12 @@ pub fn snapshot_key(dir: &str, seq: Seq) -> String {
     format!("{dir}{SNAPSHOT_PREFIX}{:020}{SUFFIX}", seq.0)
 }
 
+/// The name (within its directory) of chunk `i` of the snapshot through
+/// `seq` written by compaction run `attempt`.
+pub fn chunk_name(seq: Seq, attempt: &str, i: usize) -> String {
+    format!("{CHUNK_PREFIX}{:020}-{attempt}-{i:06}{SUFFIX}", seq.0)
+}
+
 /// A key to list from so the listing starts at the first snapshot in `dir`.
 pub fn snapshots_start(dir: &str) -> String {
     // '-' sorts before every digit, so this precedes snapshot-000...
@@ -98,11 +108,20 @@ pub enum ObjectKind {
     Part(Seq),
     /// A snapshot holding every entry through this part.
     Snapshot(Seq),
+    /// A chunk written for the snapshot through this part.
+    Chunk(Seq),
 }
 
 /// Parses the name of an object directly in `dir`; `None` for anything else.
 pub fn parse(dir: &str, key: &str) -> Option<ObjectKind> {
     let name = key.strip_prefix(dir)?;
+    if let Some(rest) = name.strip_prefix(CHUNK_PREFIX) {
+        let digits = rest.get(..20).filter(|_| rest.ends_with(SUFFIX))?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) || rest.as_bytes().get(20) != Some(&b'-') {
+            return None;
+        }
+        return digits.parse().ok().map(|n| ObjectKind::Chunk(Seq(n)));
+    }
     let (kind, rest): (fn(Seq) -> ObjectKind, &str) =
         if let Some(rest) = name.strip_prefix(PART_PREFIX) {
             (ObjectKind::Part, rest)
@@ -166,6 +185,9 @@ mod tests {
         let dir = "d/";
         assert!(part_key(dir, Seq(9)) < part_key(dir, Seq(10)));
         assert!(part_key(dir, Seq(u64::MAX)) < snapshot_key(dir, Seq(0)));
+        let chunk = format!("{dir}{}", chunk_name(Seq(u64::MAX), "01abc", 7));
+        assert!(chunk < part_key(dir, Seq(0)));
+        assert_eq!(parse(dir, &chunk), Some(ObjectKind::Chunk(Seq(u64::MAX))));
         assert!(snapshots_start(dir) < snapshot_key(dir, Seq(0)));
         assert!(part_key(dir, Seq(u64::MAX)).as_str() < snapshots_start(dir).as_str());
     }

@@ -256,8 +256,29 @@ impl Engine {
         let failing = key.clone();
         let stream = stream.inspect_err(move |e| engine.note_integrity(&failing, e));
         let stream: LoadStream = if prefetch {
-            let chunks: Vec<Bytes> = stream.try_collect().await?;
-            stream::iter(chunks.into_iter().map(Ok)).boxed()
+            // Read ahead while the transcript stays within the prefetch size
+            // (a chunked snapshot's size is known only as it is read): a
+            // short transcript is verified whole before the response starts,
+            // a longer one streams on from where the read-ahead stopped.
+            let limit = self.inner.config.prefetch_bytes;
+            let mut stream = stream.boxed();
+            let (mut chunks, mut held) = (Vec::new(), 0u64);
+            while held <= limit {
+                match stream.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk?;
+                        held += chunk.len() as u64;
+                        chunks.push(Ok(chunk));
+                    }
+                    None => {
+                        return Ok(Some(Loaded {
+                            head,
+                            stream: stream::iter(chunks).boxed(),
+                        }))
+                    }
+                }
+            }
+            stream::iter(chunks).chain(stream).boxed()
         } else {
             stream.boxed()
         };
@@ -515,10 +536,12 @@ impl Engine {
             }
             SnapshotError::Malformed(why) => Error::internal(format!("{key}: {why}")),
         };
+        let mut handed_out = false;
         while let Some(chunk) = body.stream.next().await {
             let chunk = chunk?;
             crc = crc32c::crc32c_append(crc, &chunk);
             if let Some(lines) = reader.push(&chunk).map_err(malformed)? {
+                handed_out = true;
                 if !sink(lines).await {
                     // The reader went away: nothing more to hand out.
                     return Ok(Some(SnapshotRead::default()));
@@ -529,6 +552,55 @@ impl Engine {
             return Err(checksum_error(format!(
                 "{key}: stored CRC32C {stored:08x}, computed {crc:08x}"
             )));
+        }
+        // Version 3: the entry lines are in chunks, read in order (the next
+        // one requested while the current one streams).
+        let chunks = reader
+            .header()
+            .map(|h| h.chunks.clone())
+            .unwrap_or_default();
+        let dir = key.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let objects = self.inner.objects.clone();
+        let mut gets = stream::iter(chunks)
+            .map(move |c| {
+                let (objects, chunk_key) = (objects.clone(), format!("{dir}/{}", c.name));
+                async move { (objects.get(&chunk_key).await, c, chunk_key) }
+            })
+            .buffered(2);
+        while let Some((got, listed, chunk_key)) = gets.next().await {
+            let Some(mut body) = got? else {
+                if !handed_out {
+                    // Deleted with its snapshot: the load plans again.
+                    return Ok(None);
+                }
+                return Err(Error::Conflict(format!(
+                    "{chunk_key} vanished while being read (a load slower than the \
+                     compaction grace period); retry"
+                )));
+            };
+            if body.crc32c != Some(listed.crc32c) {
+                return Err(checksum_error(format!(
+                    "{chunk_key}: stored CRC32C {:?}, the snapshot lists {:08x}",
+                    body.crc32c, listed.crc32c
+                )));
+            }
+            let mut crc = 0u32;
+            while let Some(chunk) = body.stream.next().await {
+                let chunk = chunk?;
+                crc = crc32c::crc32c_append(crc, &chunk);
+                if let Some(lines) = reader.push(&chunk).map_err(malformed)? {
+                    handed_out = true;
+                    if !sink(lines).await {
+                        return Ok(Some(SnapshotRead::default()));
+                    }
+                }
+            }
+            if crc != listed.crc32c {
+                return Err(checksum_error(format!(
+                    "{chunk_key}: stored CRC32C {:08x}, computed {crc:08x}",
+                    listed.crc32c
+                )));
+            }
         }
         let digest = reader.finish().map_err(malformed)?;
         let digests = wanted
@@ -608,7 +680,8 @@ impl Engine {
                     size: item.size,
                 }),
                 Some(keys::ObjectKind::Snapshot(_)) => break,
-                None => {}
+                // Chunks sort before every part: never listed from one.
+                Some(keys::ObjectKind::Chunk(_)) | None => {}
             }
         }
         Ok(parts)

@@ -73,6 +73,9 @@ pub struct EngineConfig {
     /// Bytes of transcript this instance holds in memory at once, shared by
     /// loads (parts in flight) and compactions (the snapshot being built).
     pub memory_budget: usize,
+    /// A snapshot larger than this is written as chunks of about this size
+    /// as it is read, instead of built in memory as one object.
+    pub snapshot_chunk_bytes: usize,
     /// What the engine reads the time from.
     pub clock: Arc<dyn Clock>,
 }
@@ -89,6 +92,7 @@ impl Default for EngineConfig {
             idempotency_retention: IDEMPOTENCY_RETENTION,
             compaction_concurrency: 2,
             memory_budget: 512 * 1024 * 1024,
+            snapshot_chunk_bytes: 8 * 1024 * 1024,
             clock: Arc::new(SystemClock),
         }
     }

@@ -11,7 +11,23 @@
 //! recompute the hash chain part by part: `digest` is the chain's digest at
 //! part `through` (see `part.rs`), which the part after the snapshot names as
 //! its `prev`. Version 1 (the layout from before incarnations) has no
-//! digest. Persisted: add fields, never change these.
+//! digest.
+//!
+//! Version 3 is a snapshot too large to build in memory: the object holds
+//! the header line alone, which also lists the chunk objects holding the
+//! entry lines, in order, each with its size and CRC32C:
+//!
+//! ```text
+//! {"tg_snapshot":{"v":3,"through":N,"counts":[...],"digest":"<hex>",
+//!   "chunks":[{"name":"chunk-...","size":S,"crc32c":C},...]}}
+//! ```
+//!
+//! The chunks are written first and the header object last with
+//! create-if-absent, so a snapshot exists whole or not at all (on every
+//! backend, unlike a multipart upload's conditional completion). A later
+//! snapshot lists the earlier one's chunks and adds its own, so compaction
+//! never re-reads what an earlier one wrote. Persisted: add fields, never
+//! change these.
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -29,9 +45,23 @@ pub struct SnapshotHeader {
     pub through: Seq,
     /// Entries per part, for parts `1..=through`.
     pub counts: Vec<u64>,
-    /// The chain's digest at part `through`, hex (version 2).
+    /// The chain's digest at part `through`, hex (versions 2 and 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The objects holding the entry lines, in order (version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// One chunk of a version-3 snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// Its object name in the snapshot's directory.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its CRC32C.
+    pub crc32c: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,9 +84,11 @@ impl SnapshotHeader {
     pub fn decode(line: &[u8]) -> Option<Self> {
         let header: HeaderLine = serde_json::from_slice(line).ok()?;
         let h = header.tg_snapshot;
+        let digest = h.digest.as_deref().and_then(part::from_hex).is_some();
         let versioned = match h.v {
-            1 => h.digest.is_none(),
-            2 => h.digest.as_deref().and_then(part::from_hex).is_some(),
+            1 => h.digest.is_none() && h.chunks.is_empty(),
+            2 => digest && h.chunks.is_empty(),
+            3 => digest && !h.chunks.is_empty(),
             _ => false,
         };
         (versioned && h.counts.len() as u64 == h.through.0).then_some(h)
@@ -281,6 +313,7 @@ mod tests {
             through: Seq(counts.len() as u64),
             counts: counts.to_vec(),
             digest: None,
+            chunks: Vec::new(),
         };
         let mut body = header.encode();
         for (part, &n) in counts.iter().enumerate() {
@@ -311,6 +344,7 @@ mod tests {
             through: Seq(3),
             counts: vec![1, 2, 3],
             digest: None,
+            chunks: Vec::new(),
         };
         let line = h.encode();
         assert_eq!(
@@ -372,6 +406,7 @@ mod tests {
                 .map(|p| p.iter().filter(|&&b| b == b'\n').count() as u64)
                 .collect(),
             digest: Some(part::to_hex(&digest)),
+            chunks: Vec::new(),
         };
         let mut out = header.encode();
         out.extend_from_slice(&body);

@@ -737,3 +737,205 @@ async fn a_compacted_load_fetches_the_catalogs_snapshot_while_listing_only_the_p
         "(listing pages, GETs) of the fallback"
     );
 }
+
+/// Snapshots in chunks of about 200 bytes, so a few parts make several.
+fn chunked(grace: Duration) -> EngineConfig {
+    EngineConfig {
+        compaction_threshold: 0,
+        compaction_grace: grace,
+        snapshot_chunk_bytes: 200,
+        ..EngineConfig::default()
+    }
+}
+
+/// A snapshot's header line, straight from storage, and the object's size.
+async fn stored_header(
+    objects: &Arc<dyn ObjectPort>,
+    key: &SessionKey,
+    through: u64,
+) -> (Value, u64) {
+    let snapshot = keys::snapshot_key(&keys::incarnation_dir(key, 1), Seq(through));
+    let mut body = objects.get(&snapshot).await.unwrap().expect("the snapshot");
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.stream.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    let line = bytes.split(|&b| b == b'\n').next().unwrap();
+    let header: Value = serde_json::from_slice(line).unwrap();
+    (header["tg_snapshot"].clone(), bytes.len() as u64)
+}
+
+fn chunk_names(header: &Value) -> Vec<String> {
+    header["chunks"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_large_snapshot_is_written_in_chunks_and_the_next_lists_them_instead_of_rereading() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, objects, catalog) in
+        crate::common::test_stores("chunked_snapshots", dir.path()).await
+    {
+        let engine = Engine::new(objects.clone(), catalog.clone(), chunked(Duration::ZERO));
+        let key = key();
+        for i in 1..=20 {
+            append(&engine, &key, i).await;
+        }
+        let report = engine
+            .compact(&key, CompactOptions::FORCED)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.through, Seq(20), "{backend}");
+        let (first, stored) = stored_header(&objects, &key, 20).await;
+        let first_chunks = chunk_names(&first);
+        assert_eq!(first["v"], 3, "{backend}: {first}");
+        assert!(first_chunks.len() >= 3, "{backend}: {first}");
+        // The snapshot object is its header line alone; the report counts
+        // the entries it holds, which are in the chunks.
+        assert_eq!(stored, first.to_string().len() as u64 + 17, "{backend}");
+        let listed: u64 = first["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["size"].as_u64().unwrap())
+            .sum();
+        assert_eq!(report.snapshot_bytes, listed, "{backend}");
+        assert_eq!(load(&engine, &key, 0).await, expected(1, 20), "{backend}");
+        assert_eq!(load(&engine, &key, 7).await, expected(8, 20), "{backend}");
+
+        // The next compaction lists the first one's chunks as they are.
+        for i in 21..=25 {
+            append(&engine, &key, i).await;
+        }
+        engine
+            .compact(&key, CompactOptions::FORCED)
+            .await
+            .unwrap()
+            .unwrap();
+        let (second, _) = stored_header(&objects, &key, 25).await;
+        let second_chunks = chunk_names(&second);
+        assert_eq!(second["v"], 3, "{backend}");
+        assert_eq!(
+            second_chunks[..first_chunks.len()],
+            first_chunks[..],
+            "{backend}"
+        );
+        assert!(second_chunks.len() > first_chunks.len(), "{backend}");
+        // Grace 0: the parts and the first snapshot are gone, every chunk
+        // the second lists is kept.
+        let names = object_names(&objects, &key).await;
+        let chunks = names
+            .iter()
+            .filter(|n| matches!(n, keys::ObjectKind::Chunk(_)))
+            .count();
+        assert_eq!(chunks, second_chunks.len(), "{backend}: {names:?}");
+        assert_eq!(
+            names.last(),
+            Some(&keys::ObjectKind::Snapshot(Seq(25))),
+            "{backend}"
+        );
+        assert_eq!(names.len(), chunks + 1, "{backend}: {names:?}");
+        assert_eq!(load(&engine, &key, 0).await, expected(1, 25), "{backend}");
+        assert_eq!(load(&engine, &key, 22).await, expected(23, 25), "{backend}");
+        // A fresh engine (another instance) reads it the same.
+        let other = Engine::new(objects.clone(), catalog.clone(), chunked(Duration::ZERO));
+        assert_eq!(load(&other, &key, 0).await, expected(1, 25), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn chunks_no_snapshot_lists_are_cleaned_up_and_those_of_a_newer_run_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, objects, catalog) in crate::common::test_stores("chunk_cleanup", dir.path()).await
+    {
+        let engine = Engine::new(objects.clone(), catalog.clone(), chunked(Duration::ZERO));
+        let key = key();
+        for i in 1..=20 {
+            append(&engine, &key, i).await;
+        }
+        engine
+            .compact(&key, CompactOptions::FORCED)
+            .await
+            .unwrap()
+            .unwrap();
+        // A run for snapshot 20 that lost or died, and one for 99 under way.
+        let dir = keys::incarnation_dir(&key, 1);
+        let lost = format!("{dir}{}", keys::chunk_name(Seq(20), "lost", 0));
+        let running = format!("{dir}{}", keys::chunk_name(Seq(99), "running", 0));
+        for k in [&lost, &running] {
+            let body = bytes::Bytes::from_static(b"{\"x\":1}\n");
+            objects
+                .put_if_absent(k, body.clone(), crc32c::crc32c(&body))
+                .await
+                .unwrap();
+        }
+        for i in 21..=22 {
+            append(&engine, &key, i).await;
+        }
+        engine
+            .compact(&key, CompactOptions::FORCED)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            objects.get(&lost).await.unwrap().is_none(),
+            "{backend}: the unlisted chunk stayed"
+        );
+        assert!(
+            objects.get(&running).await.unwrap().is_some(),
+            "{backend}: a newer run's chunk went"
+        );
+        assert_eq!(load(&engine, &key, 0).await, expected(1, 22), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_whose_checksum_differs_from_the_snapshots_listing_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let engine = Engine::new(
+        objects.clone(),
+        catalog.clone(),
+        chunked(Duration::from_secs(300)),
+    );
+    let key = key();
+    for i in 1..=20 {
+        append(&engine, &key, i).await;
+    }
+    engine
+        .compact(&key, CompactOptions::FORCED)
+        .await
+        .unwrap()
+        .unwrap();
+    let (header, _) = stored_header(&objects, &key, 20).await;
+    let chunk = format!(
+        "{}{}",
+        keys::incarnation_dir(&key, 1),
+        chunk_names(&header)[1]
+    );
+    // Replaced by other bytes with their own (correct) checksum: only the
+    // snapshot's listing can tell.
+    objects.delete(&chunk).await.unwrap();
+    let forged = bytes::Bytes::from_static(b"{\"batch\":999,\"e\":0}\n");
+    objects
+        .put_if_absent(&chunk, forged.clone(), crc32c::crc32c(&forged))
+        .await
+        .unwrap();
+    let err = crate::common::engine_load(&engine, &key).await.unwrap_err();
+    assert!(
+        matches!(err, transcript_gateway::Error::ChecksumMismatch(_)),
+        "{err:?}"
+    );
+    assert!(
+        transcript_gateway::error::chain(&err).contains("the snapshot lists"),
+        "{}",
+        transcript_gateway::error::chain(&err)
+    );
+}

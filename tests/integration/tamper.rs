@@ -211,6 +211,7 @@ async fn a_forged_snapshot_is_refused_with_or_without_parts_after_it() {
                 through: Seq(4),
                 counts: vec![1, 1, 1, 1],
                 digest: chain.digest().map(|d| part::to_hex(&d)),
+                chunks: Vec::new(),
             };
             let mut body = header.encode();
             for p in &forged_parts {
