@@ -251,10 +251,12 @@ impl Engine {
             Ok(Some(header)) => (header, sink.written()),
             // A deleted incarnation: its objects go with it.
             Ok(None) => {
+                sink.settle().await;
                 self.discard(sink.written()).await;
                 return Ok((None, None));
             }
             Err(e) => {
+                sink.settle().await;
                 self.discard(sink.written()).await;
                 return Err(e);
             }
@@ -348,11 +350,16 @@ impl Engine {
             }
             (None, _) => (Vec::new(), Chain::from_genesis()),
         };
+        // Parts read ahead: as many as the load concurrency, but no more
+        // bytes than about one chunk.
+        let largest = parts.iter().map(|p| p.size).max().unwrap_or(1).max(1);
+        let ahead = (self.chunk_bytes() as u64 / largest) as usize;
+        let ahead = ahead.clamp(1, self.inner.config.load_concurrency.max(1));
         let objects = self.inner.objects.clone();
         let pieces: Vec<(Seq, String)> = parts.iter().map(|p| (p.seq, p.key.clone())).collect();
         let mut bodies = stream::iter(pieces)
             .map(move |(seq, k)| read_owned(objects.clone(), seq, k))
-            .buffered(self.inner.config.load_concurrency.max(1));
+            .buffered(ahead);
         let mut unrecorded_keys = false;
         while let Some(decoded) = bodies.next().await {
             let (key_name, decoded) = decoded?;
@@ -535,7 +542,11 @@ impl Engine {
             // unreadable header keeps every chunk.
             if let Some(header) = self.snapshot_header(&newest.key).await? {
                 let keep: HashSet<String> = header.chunks.into_iter().map(|c| c.name).collect();
-                doomed.extend(chunks.into_iter().filter(|k| !keep.contains(&k[dir.len()..])));
+                doomed.extend(
+                    chunks
+                        .into_iter()
+                        .filter(|k| !keep.contains(&k[dir.len()..])),
+                );
             }
         }
         if let Some(n) = limit {
@@ -566,10 +577,22 @@ impl Sink<'_> {
         }
     }
 
+    /// Writes what is left and waits until every chunk is written.
     async fn finish(&mut self) -> Result<(), Error> {
         match self {
             Sink::Memory(_) => Ok(()),
-            Sink::Chunks(writer) => writer.flush().await,
+            Sink::Chunks(writer) => {
+                writer.flush().await?;
+                writer.settle().await
+            }
+        }
+    }
+
+    /// Waits for a chunk still being written (after a failure, before its
+    /// clean-up), whatever its outcome.
+    async fn settle(&mut self) {
+        if let Sink::Chunks(writer) = self {
+            let _ = writer.settle().await;
         }
     }
 
@@ -577,7 +600,7 @@ impl Sink<'_> {
     fn memory(&self) -> usize {
         match self {
             Sink::Memory(buf) => buf.capacity(),
-            Sink::Chunks(writer) => writer.chunk_bytes + writer.room,
+            Sink::Chunks(writer) => 2 * writer.chunk_bytes + writer.room,
         }
     }
 
@@ -606,6 +629,8 @@ struct ChunkWriter<'a> {
     chunks: Vec<ChunkRef>,
     /// Keys this run created (or may have: a failed put can land).
     written: Vec<String>,
+    /// The chunk being written.
+    uploading: Option<tokio::task::JoinHandle<Result<(), PortError>>>,
 }
 
 impl<'a> ChunkWriter<'a> {
@@ -620,6 +645,7 @@ impl<'a> ChunkWriter<'a> {
             buf: BytesMut::new(),
             chunks: Vec::new(),
             written: Vec::new(),
+            uploading: None,
         }
     }
 
@@ -634,22 +660,36 @@ impl<'a> ChunkWriter<'a> {
         Ok(())
     }
 
+    /// Starts writing what is buffered as the next chunk, once the one
+    /// before it is written: reading goes on while a chunk uploads, and at
+    /// most two chunks are in memory.
     async fn flush(&mut self) -> Result<(), Error> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.settle().await?;
         let body = std::mem::take(&mut self.buf).freeze();
         let name = keys::chunk_name(self.through, &self.attempt, self.written.len());
         let key = format!("{}{name}", self.dir);
         let (crc32c, size) = (crc32c::crc32c(&body), body.len() as u64);
         self.written.push(key.clone());
-        self.engine
-            .inner
-            .objects
-            .put_if_absent(&key, body, crc32c)
-            .await?;
+        let objects = self.engine.inner.objects.clone();
+        self.uploading = Some(tokio::spawn(async move {
+            objects.put_if_absent(&key, body, crc32c).await
+        }));
         self.chunks.push(ChunkRef { name, size, crc32c });
         Ok(())
+    }
+
+    /// Waits for the chunk being written, if any.
+    async fn settle(&mut self) -> Result<(), Error> {
+        match self.uploading.take() {
+            Some(upload) => upload
+                .await
+                .map_err(|e| Error::internal(format!("a chunk upload failed: {e}")))?
+                .map_err(Error::from),
+            None => Ok(()),
+        }
     }
 }
 

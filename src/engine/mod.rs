@@ -92,7 +92,7 @@ impl Default for EngineConfig {
             idempotency_retention: IDEMPOTENCY_RETENTION,
             compaction_concurrency: 2,
             memory_budget: 512 * 1024 * 1024,
-            snapshot_chunk_bytes: 8 * 1024 * 1024,
+            snapshot_chunk_bytes: 4 * 1024 * 1024,
             clock: Arc::new(SystemClock),
         }
     }
