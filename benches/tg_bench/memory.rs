@@ -64,7 +64,6 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
 async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec<Row>, Value)> {
     let task = "bench-memory";
     let session = format!("sess-{}", env.run_id);
-    let dir = gateway_dir(task, PROJECT, &session);
     let part = |seq: u64| {
         Batch::new(
             "memory",
@@ -76,29 +75,12 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
     let part_bytes = part(1).part_len() as u64;
     let total_bytes = part_bytes * parts;
 
-    eprintln!("tg-bench: memory {name}: seeding {} MiB", total_bytes >> 20);
+    eprintln!("tg-bench: memory {name}: seeding {} MiB twice", total_bytes >> 20);
     let t_seed = Instant::now();
-    let gw = Gateway::start(env, spec).await?;
-    let url = entries_url(&gw.base, task, &session);
-    match &spec.storage {
-        Storage::S3 { prefix } => {
-            env.direct
-                .put_many(
-                    gateway_parts(&dir, parts - 1, part)
-                        .into_iter()
-                        .map(|(key, body)| (format!("{prefix}/{key}"), body)),
-                    8,
-                )
-                .await?;
-            post_append(&gw.http, &url, part(parts).http_body()).await?;
-        }
-        Storage::Embedded => {
-            for seq in 1..=parts {
-                post_append(&gw.http, &url, part(seq).http_body()).await?;
-            }
-        }
-    }
-    gw.stop()?;
+    // The same transcript in a second task, compacted alone for its time.
+    let timed_task = "bench-memory-timed";
+    seed(env, spec, task, &session, parts, part).await?;
+    seed(env, spec, timed_task, &session, parts, part).await?;
     let seed_secs = t_seed.elapsed().as_secs_f64();
 
     let mut rows = Vec::new();
@@ -153,19 +135,37 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
     let read_once = before["secs"].as_f64().unwrap_or(f64::NAN);
     if let Some(kib) = compact_hwm.filter(|_| status == 200) {
         let mib = kib as f64 / 1024.0;
-        let ratio = compact_secs / read_once;
-        let met = mib <= TARGET_MIB && ratio <= TARGET_COMPACT_TIME && during_ok;
         rows.push(
-            Row::new(&scenario, &format!("{label}, the compaction itself"), None)
-                .ratio(format!(
-                    "peak RSS {mib:.1} MiB with a load running; {compact_secs:.1} s, {ratio:.2}x one load"
-                ))
+            Row::new(&scenario, &format!("{label}, compaction with a load running"), None)
+                .ratio(format!("peak RSS {mib:.1} MiB; {compact_secs:.1} s"))
                 .target(
-                    format!("<= {TARGET_MIB:.0} MiB; <= {TARGET_COMPACT_TIME}x one load"),
-                    Some(met),
+                    format!("<= {TARGET_MIB:.0} MiB"),
+                    Some(mib <= TARGET_MIB && during_ok),
                 ),
         );
     }
+    // The other copy compacted alone, for its time.
+    let gw = Gateway::start(env, spec).await?;
+    let t0 = Instant::now();
+    let (alone_status, alone_answer) = gw.compact(timed_task).await?;
+    let alone_secs = t0.elapsed().as_secs_f64();
+    let alone_hwm = gw.status_kib("VmHWM").ok();
+    gw.stop()?;
+    if alone_status == 200 {
+        let ratio = alone_secs / read_once;
+        let mib = alone_hwm.map_or(f64::NAN, |k| k as f64 / 1024.0);
+        rows.push(
+            Row::new(&scenario, &format!("{label}, the compaction alone"), None)
+                .ratio(format!(
+                    "{alone_secs:.2} s, {ratio:.2}x one load; peak RSS {mib:.1} MiB"
+                ))
+                .target(
+                    format!("<= {TARGET_COMPACT_TIME}x one load"),
+                    Some(ratio <= TARGET_COMPACT_TIME),
+                ),
+        );
+    }
+    let alone = json!({"status": alone_status, "answer": alone_answer, "secs": alone_secs, "peak_rss_kib": alone_hwm});
     let during = json!({"ok": during_ok, "received_bytes": during_bytes, "secs": during_secs});
     let detail = json!({
         "parts": parts,
@@ -175,9 +175,45 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
         "seed_secs": seed_secs,
         "load_before_compaction": before,
         "compact": {"status": status, "answer": answer, "secs": compact_secs, "peak_rss_kib": compact_hwm, "load_meanwhile": during, "read_once_secs": read_once},
+        "compact_alone": alone,
         "load_after_compaction": after,
     });
     Ok((rows, detail))
+}
+
+/// Writes parts `1..=parts` of `task`/`session`: on S3 straight into the
+/// bucket in the gateway's layout (the last through the gateway), on the
+/// embedded backend over HTTP.
+async fn seed(
+    env: &Env,
+    spec: &Spec,
+    task: &str,
+    session: &str,
+    parts: u64,
+    part: impl Fn(u64) -> Batch,
+) -> Res<()> {
+    let gw = Gateway::start(env, spec).await?;
+    let url = entries_url(&gw.base, task, session);
+    match &spec.storage {
+        Storage::S3 { prefix } => {
+            let dir = gateway_dir(task, PROJECT, session);
+            env.direct
+                .put_many(
+                    gateway_parts(&dir, parts - 1, &part)
+                        .into_iter()
+                        .map(|(key, body)| (format!("{prefix}/{key}"), body)),
+                    8,
+                )
+                .await?;
+            post_append(&gw.http, &url, part(parts).http_body()).await?;
+        }
+        Storage::Embedded => {
+            for seq in 1..=parts {
+                post_append(&gw.http, &url, part(seq).http_body()).await?;
+            }
+        }
+    }
+    gw.stop()
 }
 
 type RowFn = Box<dyn Fn(&str, &str) -> Row + Send>;
