@@ -139,17 +139,19 @@ impl RedbCatalog {
         self.group.read(f).await
     }
 
-    async fn get_row<T: DeserializeOwned + Send + 'static>(
+    /// One row, read in place rather than on a blocking thread: a point
+    /// read of this small, hot database takes microseconds, less than the
+    /// hand-off to a blocking thread and back that every append would pay
+    /// (listings, which may read many pages, still go to one).
+    async fn get_row<T: DeserializeOwned>(
         &self,
         table: TableDefinition<'static, &'static str, &'static [u8]>,
         row: String,
     ) -> Result<Option<T>, PortError> {
-        self.read(move |txn| {
-            let t = txn.open_table(table).map_err(storage_err)?;
-            let value = t.get(row.as_str()).map_err(storage_err)?;
-            value.map(|v| decode(v.value())).transpose()
-        })
-        .await
+        let txn = self.group.db().begin_read().map_err(storage_err)?;
+        let t = txn.open_table(table).map_err(storage_err)?;
+        let value = t.get(row.as_str()).map_err(storage_err)?;
+        value.map(|v| decode(v.value())).transpose()
     }
 
     /// Reads, changes and writes a task's item in one batch.

@@ -84,7 +84,6 @@ impl GroupCommit {
     }
 
     /// The database, for reads outside the writer.
-    #[cfg(test)]
     pub fn db(&self) -> &Database {
         &self.db
     }
