@@ -75,7 +75,10 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
     let part_bytes = part(1).part_len() as u64;
     let total_bytes = part_bytes * parts;
 
-    eprintln!("tg-bench: memory {name}: seeding {} MiB twice", total_bytes >> 20);
+    eprintln!(
+        "tg-bench: memory {name}: seeding {} MiB twice",
+        total_bytes >> 20
+    );
     let t_seed = Instant::now();
     // The same transcript in a second task, compacted alone for its time.
     let timed_task = "bench-memory-timed";
@@ -136,12 +139,16 @@ async fn one_backend(env: &Env, spec: &Spec, name: &str, parts: u64) -> Res<(Vec
     if let Some(kib) = compact_hwm.filter(|_| status == 200) {
         let mib = kib as f64 / 1024.0;
         rows.push(
-            Row::new(&scenario, &format!("{label}, compaction with a load running"), None)
-                .ratio(format!("peak RSS {mib:.1} MiB; {compact_secs:.1} s"))
-                .target(
-                    format!("<= {TARGET_MIB:.0} MiB"),
-                    Some(mib <= TARGET_MIB && during_ok),
-                ),
+            Row::new(
+                &scenario,
+                &format!("{label}, compaction with a load running"),
+                None,
+            )
+            .ratio(format!("peak RSS {mib:.1} MiB; {compact_secs:.1} s"))
+            .target(
+                format!("<= {TARGET_MIB:.0} MiB"),
+                Some(mib <= TARGET_MIB && during_ok),
+            ),
         );
     }
     // The other copy compacted alone, for its time.

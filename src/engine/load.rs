@@ -529,7 +529,6 @@ impl Engine {
             return Err(checksum_error(format!("{key}: no CRC32C stored")));
         };
         let mut reader = SnapshotReader::new(skip_through, stop_after).with_digests_at(wanted);
-        let mut crc = 0u32;
         let malformed = |e: SnapshotError| match e {
             SnapshotError::Digest(through) => {
                 super::integrity_error(key, ChainError::Content(through))
@@ -537,17 +536,18 @@ impl Engine {
             SnapshotError::Malformed(why) => Error::internal(format!("{key}: {why}")),
         };
         let mut handed_out = false;
-        while let Some(chunk) = body.stream.next().await {
-            let chunk = chunk?;
-            crc = crc32c::crc32c_append(crc, &chunk);
-            if let Some(lines) = reader.push(&chunk).map_err(malformed)? {
-                handed_out = true;
-                if !sink(lines).await {
-                    // The reader went away: nothing more to hand out.
-                    return Ok(Some(SnapshotRead::default()));
-                }
-            }
-        }
+        let Some(crc) = feed(
+            &mut body,
+            &mut reader,
+            &mut sink,
+            &mut handed_out,
+            &malformed,
+        )
+        .await?
+        else {
+            // The reader went away: nothing more to hand out.
+            return Ok(Some(SnapshotRead::default()));
+        };
         if crc != stored {
             return Err(checksum_error(format!(
                 "{key}: stored CRC32C {stored:08x}, computed {crc:08x}"
@@ -584,17 +584,17 @@ impl Engine {
                     body.crc32c, listed.crc32c
                 )));
             }
-            let mut crc = 0u32;
-            while let Some(chunk) = body.stream.next().await {
-                let chunk = chunk?;
-                crc = crc32c::crc32c_append(crc, &chunk);
-                if let Some(lines) = reader.push(&chunk).map_err(malformed)? {
-                    handed_out = true;
-                    if !sink(lines).await {
-                        return Ok(Some(SnapshotRead::default()));
-                    }
-                }
-            }
+            let Some(crc) = feed(
+                &mut body,
+                &mut reader,
+                &mut sink,
+                &mut handed_out,
+                &malformed,
+            )
+            .await?
+            else {
+                return Ok(Some(SnapshotRead::default()));
+            };
             if crc != listed.crc32c {
                 return Err(checksum_error(format!(
                     "{chunk_key}: stored CRC32C {:08x}, computed {crc:08x}",
@@ -703,6 +703,34 @@ impl Engine {
         }
         Ok(newest)
     }
+}
+
+/// Feeds an object's bytes to a snapshot reader, handing the wanted whole
+/// lines to `sink` (noting in `handed_out` that some were); returns the
+/// bytes' CRC32C, or `None` when the sink's reader went away.
+async fn feed<F, Fut>(
+    body: &mut ObjectBody,
+    reader: &mut SnapshotReader,
+    sink: &mut F,
+    handed_out: &mut bool,
+    malformed: &impl Fn(SnapshotError) -> Error,
+) -> Result<Option<u32>, Error>
+where
+    F: FnMut(Bytes) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut crc = 0u32;
+    while let Some(chunk) = body.stream.next().await {
+        let chunk = chunk?;
+        crc = crc32c::crc32c_append(crc, &chunk);
+        if let Some(lines) = reader.push(&chunk).map_err(malformed)? {
+            *handed_out = true;
+            if !sink(lines).await {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(crc))
 }
 
 /// The byte budget in semaphore units of 1 KiB.

@@ -624,7 +624,7 @@ async fn a_load_serves_what_existed_when_it_started_even_after_replanning() {
 async fn a_load_cut_short_by_a_delete_ends_in_an_error_not_a_short_transcript() {
     let dir = tempfile::tempdir().unwrap();
     let (objects, catalog) = embedded_ports(dir.path());
-    let engine = Engine::new(objects, catalog, lazy(Duration::ZERO));
+    let engine = Engine::new(objects.clone(), catalog, lazy(Duration::ZERO));
     let key = key();
     for i in 1..=30 {
         append(&engine, &key, i).await;
@@ -632,6 +632,23 @@ async fn a_load_cut_short_by_a_delete_ends_in_an_error_not_a_short_transcript() 
     let mut stream = engine.load(&key, Seq::ZERO).await.unwrap().unwrap().stream;
     assert!(stream.next().await.unwrap().is_ok());
     engine.delete(&key, None).await.unwrap();
+    // The deleted parts go in the background: wait until they are gone, so
+    // the load cannot finish reading them first.
+    let dir = keys::incarnation_dir(&key, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !objects
+        .list(&dir, None, false)
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete removed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut failed = false;
     while let Some(chunk) = stream.next().await {
         if chunk.is_err() {
@@ -748,6 +765,30 @@ fn chunked(grace: Duration) -> EngineConfig {
     }
 }
 
+/// An engine with `chunked(grace)` and a fresh key of 20 parts compacted
+/// into snapshot 20; returns both and the compaction's report.
+async fn compacted_in_chunks(
+    objects: &Arc<dyn ObjectPort>,
+    catalog: &Arc<dyn CatalogPort>,
+    grace: Duration,
+) -> (
+    Engine,
+    SessionKey,
+    transcript_gateway::engine::CompactionReport,
+) {
+    let engine = Engine::new(objects.clone(), catalog.clone(), chunked(grace));
+    let key = key();
+    for i in 1..=20 {
+        append(&engine, &key, i).await;
+    }
+    let report = engine
+        .compact(&key, CompactOptions::FORCED)
+        .await
+        .unwrap()
+        .unwrap();
+    (engine, key, report)
+}
+
 /// A snapshot's header line, straight from storage, and the object's size.
 async fn stored_header(
     objects: &Arc<dyn ObjectPort>,
@@ -782,16 +823,7 @@ async fn a_large_snapshot_is_written_in_chunks_and_the_next_lists_them_instead_o
     for (backend, objects, catalog) in
         crate::common::test_stores("chunked_snapshots", dir.path()).await
     {
-        let engine = Engine::new(objects.clone(), catalog.clone(), chunked(Duration::ZERO));
-        let key = key();
-        for i in 1..=20 {
-            append(&engine, &key, i).await;
-        }
-        let report = engine
-            .compact(&key, CompactOptions::FORCED)
-            .await
-            .unwrap()
-            .unwrap();
+        let (engine, key, report) = compacted_in_chunks(&objects, &catalog, Duration::ZERO).await;
         assert_eq!(report.through, Seq(20), "{backend}");
         let (first, stored) = stored_header(&objects, &key, 20).await;
         let first_chunks = chunk_names(&first);
@@ -855,16 +887,7 @@ async fn chunks_no_snapshot_lists_are_cleaned_up_and_those_of_a_newer_run_are_ke
     let dir = tempfile::tempdir().unwrap();
     for (backend, objects, catalog) in crate::common::test_stores("chunk_cleanup", dir.path()).await
     {
-        let engine = Engine::new(objects.clone(), catalog.clone(), chunked(Duration::ZERO));
-        let key = key();
-        for i in 1..=20 {
-            append(&engine, &key, i).await;
-        }
-        engine
-            .compact(&key, CompactOptions::FORCED)
-            .await
-            .unwrap()
-            .unwrap();
+        let (engine, key, _) = compacted_in_chunks(&objects, &catalog, Duration::ZERO).await;
         // A run for snapshot 20 that lost or died, and one for 99 under way.
         let dir = keys::incarnation_dir(&key, 1);
         let lost = format!("{dir}{}", keys::chunk_name(Seq(20), "lost", 0));
@@ -900,20 +923,7 @@ async fn chunks_no_snapshot_lists_are_cleaned_up_and_those_of_a_newer_run_are_ke
 async fn a_chunk_whose_checksum_differs_from_the_snapshots_listing_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (objects, catalog) = embedded_ports(dir.path());
-    let engine = Engine::new(
-        objects.clone(),
-        catalog.clone(),
-        chunked(Duration::from_secs(300)),
-    );
-    let key = key();
-    for i in 1..=20 {
-        append(&engine, &key, i).await;
-    }
-    engine
-        .compact(&key, CompactOptions::FORCED)
-        .await
-        .unwrap()
-        .unwrap();
+    let (engine, key, _) = compacted_in_chunks(&objects, &catalog, Duration::from_secs(300)).await;
     let (header, _) = stored_header(&objects, &key, 20).await;
     let chunk = format!(
         "{}{}",
