@@ -280,6 +280,11 @@ impl Engine {
             }
         };
 
+        fail::fail_point!("compaction::before_snapshot", |_| {
+            // A crash after the chunks, before the header, for tests.
+            std::process::abort()
+        });
+
         // Step 2: the snapshot, created once.
         let crc = crc32c::crc32c(&body);
         match self

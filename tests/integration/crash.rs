@@ -171,6 +171,89 @@ mod armed {
         }
     }
 
+    /// The chunk objects of the key's first incarnation, by name.
+    async fn chunk_names(objects: &dyn ObjectPort, key: &SessionKey) -> Vec<String> {
+        let dir = keys::incarnation_dir(key, 1);
+        let page = objects.list(&dir, None, false).await.unwrap();
+        page.items
+            .iter()
+            .filter(|i| matches!(keys::parse(&dir, &i.key), Some(keys::ObjectKind::Chunk(_))))
+            .map(|i| i.key[dir.len()..].to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_compaction_killed_between_its_chunks_and_its_header_loses_nothing_and_leaves_nothing(
+    ) {
+        let test = "a_compaction_killed_between_its_chunks_and_its_header";
+        for (backend, aws) in backends(test) {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let mut env = aws.as_ref().map(|a| a.env()).unwrap_or_default();
+            env.push(("TG_COMPACTION_GRACE_SECS", "0"));
+            let s = Session::fresh();
+            let key = session_key(&s);
+            let http = reqwest::Client::new();
+            // Five parts of about 1 MiB: a snapshot large enough for chunks.
+            let batches: Vec<Value> = (0..5)
+                .map(|i| json!([{"i": i, "pad": "x".repeat(1 << 20)}]))
+                .collect();
+            env.push(("FAILPOINTS", "compaction::before_snapshot=return"));
+            let a = ChildGateway::start(&data, &env).await;
+            let url = s.entries(&a.base_url);
+            for (i, b) in batches.iter().enumerate() {
+                let (status, body) = post(&http, &url, &format!("k{i}"), b).await.unwrap();
+                assert_eq!(status, 200, "{backend}: {body}");
+            }
+            let compact = format!("{}/admin/v1/tasks/{}/compact", a.base_url, s.task);
+            let cut = http.post(&compact).send().await;
+            assert!(
+                cut.is_err(),
+                "{backend}: the compaction was never answered: {cut:?}"
+            );
+            let status = a.wait_exit(Duration::from_secs(20)).expect("A died");
+            assert!(!status.success(), "{backend}: A aborted");
+            env.pop();
+
+            // Its chunks are written, no header lists them.
+            let orphans = {
+                let objects = object_port(&data, &aws).await;
+                chunk_names(objects.as_ref(), &key).await
+            };
+            assert!(!orphans.is_empty(), "{backend}: the chunks were written");
+
+            // B serves everything from the parts, then compacts, and the
+            // clean-up after it removes the dead run's chunks.
+            let b = ChildGateway::start(&data, &env).await;
+            let url = s.entries(&b.base_url);
+            let expected: Vec<Value> = batches
+                .iter()
+                .flat_map(|b| b.as_array().unwrap().clone())
+                .collect();
+            assert!(
+                load(&http, &url).await == expected,
+                "{backend}: every entry before"
+            );
+            let compact = format!("{}/admin/v1/tasks/{}/compact", b.base_url, s.task);
+            let resp = http.post(&compact).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{backend}");
+            assert!(
+                load(&http, &url).await == expected,
+                "{backend}: every entry after"
+            );
+            b.kill();
+            let left = {
+                let objects = object_port(&data, &aws).await;
+                chunk_names(objects.as_ref(), &key).await
+            };
+            assert!(!left.is_empty(), "{backend}: the new snapshot's chunks");
+            assert!(
+                left.iter().all(|c| !orphans.contains(c)),
+                "{backend}: the dead run's chunks are gone: {orphans:?} / {left:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn writers_retrying_through_five_crashes_store_every_batch_exactly_once() {
         let test = "writers_retrying_through_five_crashes_store_every_batch_exactly_once";
