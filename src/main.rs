@@ -75,10 +75,11 @@ enum TokenCommand {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Commit memory as it is used and return freed pages within 10 ms (v3
-/// waits a second), so a load's buffers do not stay resident (the memory benchmark holds the gateway to a
-/// budget). Indexes of `mi_option_e` in mimalloc v3's `mimalloc.h`. Set from
-/// the executable's first constructor, before the allocator initializes
-/// (`MIMALLOC_*` variables still override them).
+/// waits a second), so a load's buffers do not stay resident (the memory
+/// benchmark holds the gateway to a budget). Indexes of `mi_option_e` in
+/// mimalloc v3's `mimalloc.h`. Set from the executable's first constructor,
+/// before the allocator initializes (`MIMALLOC_*` variables still override
+/// them).
 #[cfg(target_os = "linux")]
 extern "C" fn tune_allocator() {
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;

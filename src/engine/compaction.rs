@@ -213,9 +213,11 @@ impl Engine {
         // after a large one) is written in chunks as it is read, and only
         // its header is built in memory (version 3, see `snapshot.rs`).
         let base_header = match &base {
-            Some(b) => Some(self.snapshot_header(&b.key).await?.ok_or_else(|| {
-                Error::Conflict(format!("{} vanished while being read; retry", b.key))
-            })?),
+            Some(b) => Some(
+                self.snapshot_header(&b.key)
+                    .await?
+                    .ok_or_else(|| super::load::vanished(&b.key))?,
+            ),
             None => None,
         };
         let hint =
@@ -251,13 +253,11 @@ impl Engine {
             Ok(Some(header)) => (header, sink.written()),
             // A deleted incarnation: its objects go with it.
             Ok(None) => {
-                sink.settle().await;
-                self.discard(sink.written()).await;
+                self.abandon(&mut sink).await;
                 return Ok((None, None));
             }
             Err(e) => {
-                sink.settle().await;
-                self.discard(sink.written()).await;
+                self.abandon(&mut sink).await;
                 return Err(e);
             }
         };
@@ -418,9 +418,14 @@ impl Engine {
         };
         let (read, written) = tokio::join!(read, write);
         written?;
-        read?.ok_or_else(|| {
-            Error::Conflict(format!("{} vanished while being read; retry", base.key))
-        })
+        read?.ok_or_else(|| super::load::vanished(&base.key))
+    }
+
+    /// Gives up a snapshot being built: waits for chunks still uploading,
+    /// then deletes every chunk it wrote.
+    async fn abandon(&self, sink: &mut Sink<'_>) {
+        sink.settle().await;
+        self.discard(sink.written()).await;
     }
 
     /// Deletes chunks no snapshot lists (best effort: the next compaction's

@@ -261,22 +261,16 @@ impl Engine {
             // short transcript is verified whole before the response starts,
             // a longer one streams on from where the read-ahead stopped.
             let limit = self.inner.config.prefetch_bytes;
-            let mut stream = stream.boxed();
+            // Fused: polling it again after its end is harmless.
+            let mut stream = stream.boxed().fuse();
             let (mut chunks, mut held) = (Vec::new(), 0u64);
             while held <= limit {
-                match stream.next().await {
-                    Some(chunk) => {
-                        let chunk = chunk?;
-                        held += chunk.len() as u64;
-                        chunks.push(Ok(chunk));
-                    }
-                    None => {
-                        return Ok(Some(Loaded {
-                            head,
-                            stream: stream::iter(chunks).boxed(),
-                        }))
-                    }
-                }
+                let Some(chunk) = stream.next().await else {
+                    break;
+                };
+                let chunk = chunk?;
+                held += chunk.len() as u64;
+                chunks.push(Ok(chunk));
             }
             stream::iter(chunks).chain(stream).boxed()
         } else {
@@ -528,34 +522,27 @@ impl Engine {
         let Some(stored) = body.crc32c else {
             return Err(checksum_error(format!("{key}: no CRC32C stored")));
         };
-        let mut reader = SnapshotReader::new(skip_through, stop_after).with_digests_at(wanted);
+        let reader = SnapshotReader::new(skip_through, stop_after).with_digests_at(wanted);
         let malformed = |e: SnapshotError| match e {
             SnapshotError::Digest(through) => {
                 super::integrity_error(key, ChainError::Content(through))
             }
             SnapshotError::Malformed(why) => Error::internal(format!("{key}: {why}")),
         };
-        let mut handed_out = false;
-        let Some(crc) = feed(
-            &mut body,
-            &mut reader,
-            &mut sink,
-            &mut handed_out,
-            &malformed,
-        )
-        .await?
-        else {
+        let mut feeder = Feeder {
+            reader,
+            sink: &mut sink,
+            handed_out: false,
+            malformed: &malformed,
+        };
+        if !feeder.feed(key, &mut body, stored).await? {
             // The reader went away: nothing more to hand out.
             return Ok(Some(SnapshotRead::default()));
-        };
-        if crc != stored {
-            return Err(checksum_error(format!(
-                "{key}: stored CRC32C {stored:08x}, computed {crc:08x}"
-            )));
         }
         // Version 3: the entry lines are in chunks, read in order (the next
         // one requested while the current one streams).
-        let chunks = reader
+        let chunks = feeder
+            .reader
             .header()
             .map(|h| h.chunks.clone())
             .unwrap_or_default();
@@ -569,7 +556,7 @@ impl Engine {
             .buffered(2);
         while let Some((got, listed, chunk_key)) = gets.next().await {
             let Some(mut body) = got? else {
-                if !handed_out {
+                if !feeder.handed_out {
                     // Deleted with its snapshot: the load plans again.
                     return Ok(None);
                 }
@@ -584,24 +571,11 @@ impl Engine {
                     body.crc32c, listed.crc32c
                 )));
             }
-            let Some(crc) = feed(
-                &mut body,
-                &mut reader,
-                &mut sink,
-                &mut handed_out,
-                &malformed,
-            )
-            .await?
-            else {
+            if !feeder.feed(&chunk_key, &mut body, listed.crc32c).await? {
                 return Ok(Some(SnapshotRead::default()));
-            };
-            if crc != listed.crc32c {
-                return Err(checksum_error(format!(
-                    "{chunk_key}: stored CRC32C {:08x}, computed {crc:08x}",
-                    listed.crc32c
-                )));
             }
         }
+        let reader = feeder.reader;
         let digest = reader.finish().map_err(malformed)?;
         let digests = wanted
             .iter()
@@ -705,32 +679,46 @@ impl Engine {
     }
 }
 
-/// Feeds an object's bytes to a snapshot reader, handing the wanted whole
-/// lines to `sink` (noting in `handed_out` that some were); returns the
-/// bytes' CRC32C, or `None` when the sink's reader went away.
-async fn feed<F, Fut>(
-    body: &mut ObjectBody,
-    reader: &mut SnapshotReader,
-    sink: &mut F,
-    handed_out: &mut bool,
-    malformed: &impl Fn(SnapshotError) -> Error,
-) -> Result<Option<u32>, Error>
+/// Feeds a snapshot's objects (its header object, then any chunks) to one
+/// reader, handing the wanted whole lines to `sink`.
+struct Feeder<'a, F, M> {
+    reader: SnapshotReader,
+    sink: &'a mut F,
+    /// Whether any lines were handed out yet.
+    handed_out: bool,
+    malformed: &'a M,
+}
+
+impl<F, Fut, M> Feeder<'_, F, M>
 where
     F: FnMut(Bytes) -> Fut,
     Fut: std::future::Future<Output = bool>,
+    M: Fn(SnapshotError) -> Error,
 {
-    let mut crc = 0u32;
-    while let Some(chunk) = body.stream.next().await {
-        let chunk = chunk?;
-        crc = crc32c::crc32c_append(crc, &chunk);
-        if let Some(lines) = reader.push(&chunk).map_err(malformed)? {
-            *handed_out = true;
-            if !sink(lines).await {
-                return Ok(None);
+    /// Feeds one object's bytes and checks them against `expected`, its
+    /// CRC32C; false when the sink's reader went away.
+    async fn feed(
+        &mut self,
+        key: &str,
+        body: &mut ObjectBody,
+        expected: u32,
+    ) -> Result<bool, Error> {
+        let mut crc = 0u32;
+        while let Some(chunk) = body.stream.next().await {
+            let chunk = chunk?;
+            crc = crc32c::crc32c_append(crc, &chunk);
+            if let Some(lines) = self.reader.push(&chunk).map_err(self.malformed)? {
+                self.handed_out = true;
+                if !(self.sink)(lines).await {
+                    return Ok(false);
+                }
             }
         }
+        if crc != expected {
+            return Err(crc_mismatch(key, expected, crc));
+        }
+        Ok(true)
     }
-    Ok(Some(crc))
 }
 
 /// The byte budget in semaphore units of 1 KiB.
@@ -789,9 +777,7 @@ pub(super) async fn read_verified(
     let actual = crc32c::crc32c(&buf);
     match body.crc32c {
         Some(stored) if stored == actual => Ok(Some(buf.freeze())),
-        Some(stored) => Err(checksum_error(format!(
-            "{key}: stored CRC32C {stored:08x}, computed {actual:08x}"
-        ))),
+        Some(stored) => Err(crc_mismatch(key, stored, actual)),
         None => Err(checksum_error(format!("{key}: no CRC32C stored"))),
     }
 }
@@ -800,7 +786,19 @@ pub(super) async fn read_verified(
 pub(super) async fn read_object(objects: &dyn ObjectPort, key: &str) -> Result<Bytes, Error> {
     read_verified(objects, key)
         .await?
-        .ok_or_else(|| Error::Conflict(format!("{key} vanished while being read; retry")))
+        .ok_or_else(|| vanished(key))
+}
+
+/// An object that was there when planned and gone when read.
+pub(super) fn vanished(key: &str) -> Error {
+    Error::Conflict(format!("{key} vanished while being read; retry"))
+}
+
+/// Bytes whose CRC32C is not the one stored (or listed) for them.
+fn crc_mismatch(key: &str, stored: u32, computed: u32) -> Error {
+    checksum_error(format!(
+        "{key}: stored CRC32C {stored:08x}, computed {computed:08x}"
+    ))
 }
 
 pub(super) fn checksum_error(message: String) -> Error {

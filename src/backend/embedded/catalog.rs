@@ -60,7 +60,7 @@ pub struct RedbCatalog {
 const WHAT: &str = "embedded catalog";
 
 fn storage_err(err: impl Into<redb::Error>) -> PortError {
-    PortError::unavailable(WHAT).caused_by(err.into())
+    super::group::storage_err(WHAT, err)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PortError> {

@@ -46,8 +46,8 @@ pub struct GroupCommit {
 }
 
 /// A storage error of the database named `what`.
-pub fn storage_err(what: &'static str) -> impl Fn(redb::Error) -> PortError {
-    move |err| PortError::unavailable(what).caused_by(err)
+pub fn storage_err(what: &'static str, err: impl Into<redb::Error>) -> PortError {
+    PortError::unavailable(what).caused_by(err.into())
 }
 
 impl GroupCommit {
@@ -62,11 +62,10 @@ impl GroupCommit {
         setup: impl FnOnce(&WriteTransaction) -> Result<(), PortError>,
         chore: Option<Chore>,
     ) -> Result<Self, PortError> {
-        let err = storage_err(what);
         let db = open_database(path, what, cache_bytes)?;
-        let txn = db.begin_write().map_err(|e| err(e.into()))?;
+        let txn = db.begin_write().map_err(|e| storage_err(what, e))?;
         setup(&txn)?;
-        txn.commit().map_err(|e| err(e.into()))?;
+        txn.commit().map_err(|e| storage_err(what, e))?;
         let db = Arc::new(db);
         let (jobs, rx) = mpsc::channel::<Job>();
         let writer_db = db.clone();
@@ -127,7 +126,7 @@ impl GroupCommit {
     ) -> Result<T, PortError> {
         let (db, what) = (self.db.clone(), self.what);
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(|e| storage_err(what)(e.into()))?;
+            let txn = db.begin_read().map_err(|e| storage_err(what, e))?;
             f(&txn)
         })
         .await
@@ -161,7 +160,7 @@ fn open_database(
                     path.display()
                 )))
             }
-            Err(e) => return Err(storage_err(what)(e.into())),
+            Err(e) => return Err(storage_err(what, e)),
         }
     }
 }

@@ -162,7 +162,7 @@ impl FsObjects {
 }
 
 fn row_err(err: impl Into<redb::Error>) -> PortError {
-    PortError::unavailable(WHAT).caused_by(err.into())
+    super::group::storage_err(WHAT, err)
 }
 
 fn exists(path: &Path) -> Result<bool, PortError> {
