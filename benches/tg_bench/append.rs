@@ -243,6 +243,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                             },
                             created_ms: record.mtime,
                             expires_ms: record.mtime + 7 * 24 * 3600 * 1000,
+                            part_dir: None,
                         };
                         let (result, d) = timed(async {
                             let found = catalog
@@ -256,7 +257,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                                     key: &idem_probe_key,
                                     record: &record,
                                     expected_version: idem_version,
-                                    idempotency: Some((&key, &idem_record)),
+                                    idempotency: vec![(&key, &idem_record)],
                                 })
                                 .await?)
                         })
@@ -276,7 +277,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                             key: &probe_key,
                             record: &record,
                             expected_version: probe_version,
-                            idempotency: None,
+                            idempotency: Vec::new(),
                         };
                         let (result, d) = timed(catalog.put_session(write)).await;
                         probe_version = result?;

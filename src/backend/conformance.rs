@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::value::RawValue;
 
 use super::{
     BindOutcome, Binding, CatalogPort, IdempotencyRecord, ObjectPort, PortError, SessionRecord,
@@ -261,7 +262,7 @@ pub async fn session_records_are_compare_and_set(catalog: &dyn CatalogPort, task
                     key: &k,
                     record: &rec,
                     expected_version: expected,
-                    idempotency: None,
+                    idempotency: Vec::new(),
                 })
                 .await
         }
@@ -304,17 +305,31 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
         receipt: receipt.clone(),
         created_ms: 1,
         expires_ms: u64::MAX,
+        part_dir: Some("t/p/s1/~i1/".into()),
     };
-    let rec = record(1, 123);
+    // A record stored ahead of its part, with the record before it.
+    let mut rec = record(1, 123);
+    rec.summary = Some(RawValue::from_string(r#"{"title": "ahead"}"#.into()).expect("raw"));
+    rec.prior = Some(Box::new(SessionRecord {
+        summary: Some(
+            RawValue::from_string(r#"{"title":"before","n":[1,2]}"#.into()).expect("raw"),
+        ),
+        ..record(0, 100)
+    }));
     catalog
         .put_session(SessionWrite {
             key: &k,
             record: &rec,
             expected_version: 0,
-            idempotency: Some(("key-1", &idem)),
+            idempotency: vec![("key-1", &idem)],
         })
         .await
         .expect("put with idempotency");
+    let stored = catalog.get_session(&k).await.expect("get").expect("stored");
+    assert_eq!(
+        stored.value, rec,
+        "a record stored ahead of its part must read back with its prior, summaries verbatim"
+    );
     let found = catalog
         .get_idempotency(k.task_id(), "key-1")
         .await
@@ -326,7 +341,7 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
             key: &k,
             record: &rec,
             expected_version: 0,
-            idempotency: Some(("key-2", &idem)),
+            idempotency: vec![("key-2", &idem)],
         })
         .await;
     assert!(
@@ -360,7 +375,7 @@ pub async fn listings_separate_sessions_and_subkeys(catalog: &dyn CatalogPort, t
                 key: k,
                 record: &record(1, i as u64 + 1),
                 expected_version: 0,
-                idempotency: None,
+                idempotency: Vec::new(),
             })
             .await
             .expect("put");
@@ -442,6 +457,7 @@ pub async fn a_lone_idempotency_record_keeps_the_first(catalog: &dyn CatalogPort
         },
         created_ms,
         expires_ms: created_ms + 60_000,
+        part_dir: None,
     };
     let get = || async {
         let got = catalog.get_idempotency(&t, "k").await.expect("get");
@@ -489,13 +505,14 @@ pub async fn expired_idempotency_records_are_returned_as_stored(
         },
         created_ms: 1_000,
         expires_ms: 2_000,
+        part_dir: None,
     };
     catalog
         .put_session(SessionWrite {
             key: &k,
             record: &record(1, 5),
             expected_version: 0,
-            idempotency: Some(("old-key", &old)),
+            idempotency: vec![("old-key", &old)],
         })
         .await
         .expect("put");

@@ -281,6 +281,16 @@ pub struct SessionRecord {
     /// after their seal has passed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
+    /// Set while the part at `head` may not exist yet: an append stores its
+    /// record at the same time as its part, so this record counts that part
+    /// (head, mtime, digest, summary) and `prior` is the record as it was
+    /// before it. Listings and summaries read the record as it is; anything
+    /// that must not run ahead of storage (a load's anchor, the next
+    /// sequence number, compaction) reads [`SessionRecord::confirmed`] until
+    /// the part is seen with this digest (the append landed) or another part
+    /// holds its number (it never will).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<Box<SessionRecord>>,
 }
 
 /// An incarnation closed by a delete, waiting for its objects to go.
@@ -293,6 +303,22 @@ pub struct Retired {
 }
 
 impl SessionRecord {
+    /// The record without an append that may not have landed: `prior` when
+    /// set, else the record itself.
+    pub fn confirmed(&self) -> &SessionRecord {
+        self.prior.as_deref().unwrap_or(self)
+    }
+
+    /// Applies `change` to the record and to its `prior`, for changes that
+    /// hold whether or not the pending append lands (a summary stored by
+    /// itself, a compaction, a purge).
+    pub fn change_both(&mut self, change: impl Fn(&mut SessionRecord)) {
+        change(self);
+        if let Some(prior) = self.prior.as_deref_mut() {
+            change(prior);
+        }
+    }
+
     /// Whether a summary update folded on `expected` may replace the stored
     /// one: 0 expects no summary at all (none ever, or none since a delete,
     /// whatever the version counter says), any other value that exact
@@ -319,6 +345,7 @@ impl PartialEq for SessionRecord {
             && self.incarnation == other.incarnation
             && self.digest == other.digest
             && self.retired == other.retired
+            && self.prior == other.prior
     }
 }
 
@@ -347,6 +374,12 @@ pub struct IdempotencyRecord {
     /// as stored, and may drop it after.
     #[serde(default)]
     pub expires_ms: u64,
+    /// Set when the record was stored at the same time as the part it
+    /// answers for, before that part was known to exist: the part's
+    /// directory. The record counts only once part `receipt.seq` there
+    /// exists and carries this idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_dir: Option<String>,
 }
 
 /// How long records without `expires_ms` were kept.
@@ -376,8 +409,10 @@ pub struct SessionWrite<'a> {
     pub record: &'a SessionRecord,
     /// The version read before; 0 when the record must not exist yet.
     pub expected_version: u64,
-    /// An idempotency record to store in the same atomic write.
-    pub idempotency: Option<(&'a str, &'a IdempotencyRecord)>,
+    /// Idempotency records to store (replacing any under the same key) in
+    /// the same atomic write: the append's own, and at most one that an
+    /// earlier append stored before its part was seen, now confirmed.
+    pub idempotency: Vec<(&'a str, &'a IdempotencyRecord)>,
 }
 
 /// The catalog: small records with compare-and-set updates.

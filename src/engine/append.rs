@@ -18,7 +18,7 @@ use super::codec::EncodedBatch;
 use super::head::Found;
 use super::part::{self, NewPart};
 use super::{cas_exhausted, keys, Engine, Head, Round, CAS_ROUNDS};
-use crate::backend::{PortError, SessionWrite, Versioned};
+use crate::backend::{IdempotencyRecord, PortError, SessionRecord, SessionWrite};
 use crate::domain::{AppendReceipt, Entry, Seq, SessionKey, SummaryOutcome, SummaryUpdate};
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -130,7 +130,11 @@ impl Engine {
         if let Some((idem_key, print)) = &idempotency {
             // Past its retention a key is forgotten: this is a new append.
             if let Some(found) = found?.filter(|r| !r.expired(self.now_ms())) {
-                return replay(idem_key, print, &found.fingerprint, found.receipt);
+                if self.stands(idem_key, &found).await? {
+                    return replay(idem_key, print, &found.fingerprint, found.receipt);
+                }
+                // Stored with a part that never landed (or has not yet):
+                // this request is written now, and the part decides.
             }
         }
         fenced?;
@@ -166,7 +170,7 @@ impl Engine {
         // again (see `dedup.rs`); only a batch with uuids needs the index.
         let dedup = batch.uuids().any(|u| u.is_some());
         let mut attempts = 0;
-        let written = loop {
+        let (written, acked) = loop {
             if dedup {
                 self.index_uuids(key, head).await?;
             }
@@ -178,13 +182,14 @@ impl Engine {
             let skipped = batch.len() as u64 - count;
             if count == 0 {
                 // Every entry is stored already: nothing to write.
-                break Written {
+                let written = Written {
                     seq: head.state.head,
                     count,
                     skipped,
                     mtime: head.state.mtime,
                     part: false,
                 };
+                break (written, None);
             }
             let (entries, kept_uuids) = batch.keep(&kept);
             let seq = head.state.head.next();
@@ -202,31 +207,47 @@ impl Engine {
             }
             .encode();
             let dir = keys::incarnation_dir(key, head.state.incarnation);
-            let crc = crc32c::crc32c(&body);
-            let len = body.len() as u64;
-            match self
-                .inner
-                .objects
-                .put_if_absent(&keys::part_key(&dir, seq), body, crc)
-                .await
-            {
-                Ok(()) => {
-                    let state = &mut head.state;
-                    state.head = seq;
-                    state.parts = seq.0;
-                    state.bytes += len;
-                    state.mtime = mtime;
-                    state.digest = Some(part::to_hex(&digest));
+            let crash = Crash::planned();
+            let mut after = head.state.clone();
+            after.head = seq;
+            after.parts = seq.0;
+            after.bytes += body.len() as u64;
+            after.mtime = mtime;
+            after.digest = Some(part::to_hex(&digest));
+            let written = Written {
+                seq,
+                count,
+                skipped,
+                mtime,
+                part: true,
+            };
+            // The first attempt stores the record with the part, at once,
+            // when this instance's view of the record is settled; a lost race
+            // (rare: one writer per task) goes the careful way.
+            let ahead = attempts == 0 && head.settled();
+            let put = match ahead {
+                true => {
+                    let plan = Ahead::plan(self, head, req, idempotency, &after, written, &dir);
+                    self.put_ahead(head, plan, &keys::part_key(&dir, seq), body, crash)
+                        .await
+                }
+                false => {
+                    let put = self.put_part(&keys::part_key(&dir, seq), body).await;
+                    if put.is_ok() && crash == Crash::AfterPart {
+                        std::process::abort();
+                    }
+                    put.map(|()| None)
+                }
+            };
+            match put {
+                Ok(acked) => {
+                    if acked.is_none() {
+                        head.state = after;
+                    }
                     if let Some(index) = head.uuids.as_mut() {
                         index.add_part(seq, kept_uuids);
                     }
-                    break Written {
-                        seq,
-                        count,
-                        skipped,
-                        mtime,
-                        part: true,
-                    };
+                    break (written, acked);
                 }
                 Err(PortError::AlreadyExists(_)) => {
                     METRICS.append_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -251,10 +272,6 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         };
-        fail::fail_point!("append::after_part", |_| {
-            // A crash between the part and its catalog record, for tests.
-            std::process::abort()
-        });
         METRICS
             .dedup_skipped
             .fetch_add(written.skipped, Ordering::Relaxed);
@@ -262,6 +279,10 @@ impl Engine {
             METRICS.appends.fetch_add(1, Ordering::Relaxed);
             let since_snapshot = written.seq.0.saturating_sub(head.state.compacted_through.0);
             self.maybe_compact(key, since_snapshot);
+            if let Some(receipt) = acked {
+                self.note_lagging(key, false);
+                return Ok(receipt);
+            }
         } else if req.summary.is_none() && idempotency.is_none() {
             // Nothing written and nothing to remember.
             return Ok(AppendReceipt {
@@ -342,48 +363,23 @@ impl Engine {
         idempotency: Option<(&str, &str)>,
         written: Written,
     ) -> Result<AppendReceipt, Error> {
-        let catalog = &self.inner.catalog;
         for _ in 0..CAS_ROUNDS {
             // Parts of others that this record will cover keep their keys.
             let ours = written.part.then_some(written.seq);
             self.record_unrecorded_keys(&req.key, head, ours).await?;
-            let mut next = head.state.clone();
-            next.mtime = next.mtime.max(written.mtime);
-            let summary = req.summary_outcome(|update| {
-                let applied = next.summary_matches(update.expected_version);
-                if applied {
-                    next.summary = Some(update.data.clone());
-                    next.summary_version += 1;
-                    next.summary_mtime = written.mtime;
-                }
-                (applied, next.summary_version)
-            });
-            let receipt = AppendReceipt {
-                seq: written.seq,
-                count: written.count,
-                skipped: written.skipped,
-                mtime: written.mtime,
-                summary,
-            };
-            let idem = idempotency.map(|(k, print)| {
-                (
-                    k,
-                    self.idempotency_record(print.to_string(), receipt.clone()),
-                )
-            });
+            let (next, receipt, idem) = self.next_record(&head.state, req, idempotency, written);
+            let mut idempotency_records = head.confirming();
+            idempotency_records.extend(idem.as_ref().map(|(k, r)| (*k, r)));
             let write = SessionWrite {
                 key: &req.key,
                 record: &next,
                 expected_version: head.record.as_ref().map_or(0, |r| r.version),
-                idempotency: idem.as_ref().map(|(k, r)| (*k, r)),
+                idempotency: idempotency_records,
             };
-            let stored = catalog.put_session(write).await;
+            let stored = self.inner.catalog.put_session(write).await;
             match Round::of(stored, |version| version)? {
                 Round::Done(version) => {
-                    head.record = Some(Versioned {
-                        value: next.clone(),
-                        version,
-                    });
+                    head.stored(next.clone(), version);
                     head.state = next;
                     return Ok(receipt);
                 }
@@ -393,6 +389,222 @@ impl Engine {
             }
         }
         Err(cas_exhausted())
+    }
+
+    /// Whether an idempotency record answers for its key: always, unless it
+    /// was stored with its part before that part was seen; then only once
+    /// that part exists carrying the key.
+    async fn stands(&self, idem_key: &str, record: &IdempotencyRecord) -> Result<bool, Error> {
+        let Some(dir) = &record.part_dir else {
+            return Ok(true);
+        };
+        let header = self.part_header(dir, record.receipt.seq).await?;
+        Ok(header.is_some_and(|h| h.idem.as_deref() == Some(idem_key)))
+    }
+
+    /// The record once `written` is stored (`state` counting its part
+    /// already), the receipt it gives, and the idempotency record that goes
+    /// with it: the summary update is applied if its version still matches.
+    fn next_record<'k>(
+        &self,
+        state: &SessionRecord,
+        req: &AppendRequest,
+        idempotency: Option<(&'k str, &str)>,
+        written: Written,
+    ) -> (
+        SessionRecord,
+        AppendReceipt,
+        Option<(&'k str, IdempotencyRecord)>,
+    ) {
+        let mut next = state.clone();
+        next.prior = None;
+        next.mtime = next.mtime.max(written.mtime);
+        let summary = req.summary_outcome(|update| {
+            let applied = next.summary_matches(update.expected_version);
+            if applied {
+                next.summary = Some(update.data.clone());
+                next.summary_version += 1;
+                next.summary_mtime = written.mtime;
+            }
+            (applied, next.summary_version)
+        });
+        let receipt = AppendReceipt {
+            seq: written.seq,
+            count: written.count,
+            skipped: written.skipped,
+            mtime: written.mtime,
+            summary,
+        };
+        let idem = idempotency.map(|(k, print)| {
+            (
+                k,
+                self.idempotency_record(print.to_string(), receipt.clone()),
+            )
+        });
+        (next, receipt, idem)
+    }
+
+    /// Creates a part; durable once `Ok`.
+    async fn put_part(&self, key: &str, body: bytes::Bytes) -> Result<(), PortError> {
+        let crc = crc32c::crc32c(&body);
+        self.inner.objects.put_if_absent(key, body, crc).await
+    }
+
+    /// Creates the part and stores its record at the same time (see
+    /// [`Ahead`]). `Ok(Some)`: both are stored, the head moved and the
+    /// append is acknowledged with the receipt. `Ok(None)`: the part is
+    /// stored but the record is not; the caller records it the careful way.
+    /// `Err`: the part is not stored, and a record stored ahead of it is
+    /// taken back (or left for the next writer to see through).
+    async fn put_ahead(
+        &self,
+        head: &mut Head,
+        plan: Ahead<'_>,
+        part_key: &str,
+        body: bytes::Bytes,
+        crash: Crash,
+    ) -> Result<Option<AppendReceipt>, PortError> {
+        let expected_version = head.record.as_ref().map_or(0, |r| r.version);
+        let mut idempotency = head.confirming();
+        idempotency.extend(plan.idempotency.as_ref().map(|(k, r)| (*k, r)));
+        let write = SessionWrite {
+            key: plan.key,
+            record: &plan.next,
+            expected_version,
+            idempotency,
+        };
+        match crash {
+            Crash::AfterPart => {
+                self.put_part(part_key, body).await?;
+                std::process::abort();
+            }
+            Crash::AfterRecord => {
+                let _ = self.inner.catalog.put_session(write).await;
+                std::process::abort();
+            }
+            Crash::Never => {}
+        }
+        let (put, stored) = tokio::join!(
+            self.put_part(part_key, body),
+            self.inner.catalog.put_session(write)
+        );
+        let mut next = plan.next;
+        let prior = next.prior.take();
+        match (put, stored) {
+            (Ok(()), Ok(version)) => {
+                head.stored(next.clone(), version);
+                head.state = next;
+                // The part has landed: the next record write confirms its
+                // idempotency record.
+                head.unconfirmed = plan.idempotency.map(|(k, mut record)| {
+                    record.part_dir = None;
+                    (k.to_string(), record)
+                });
+                Ok(Some(plan.receipt))
+            }
+            (Ok(()), Err(err)) => {
+                // Lost to another writer, or the catalog failed (perhaps
+                // after storing it): read the record again before writing it.
+                if !matches!(err, PortError::PreconditionFailed(_)) {
+                    head.loaded = false;
+                }
+                Ok(None)
+            }
+            (Err(err), Ok(version)) => {
+                // The record counts a part that is not there: take it back,
+                // unless another writer has moved it on already (it saw the
+                // part missing). A retry of this request finds its
+                // idempotency record unconfirmed by any part.
+                let back = prior.map(|p| *p).unwrap_or_default();
+                let undo = SessionWrite {
+                    key: plan.key,
+                    record: &back,
+                    expected_version: version,
+                    idempotency: head.confirming(),
+                };
+                match self.inner.catalog.put_session(undo).await {
+                    Ok(version) => head.stored(back, version),
+                    Err(PortError::PreconditionFailed(_)) => head.loaded = false,
+                    Err(undo_err) => {
+                        tracing::warn!(key = %plan.key, error = %crate::error::chain(&undo_err), "could not take back a record stored ahead of a part that was not written");
+                        head.loaded = false;
+                    }
+                }
+                Err(err)
+            }
+            (Err(err), Err(_)) => {
+                head.loaded = false;
+                Err(err)
+            }
+        }
+    }
+}
+
+/// What a crash test has the process die after (the `append::after_part`
+/// and `append::after_record` failpoints); never otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Crash {
+    Never,
+    AfterPart,
+    AfterRecord,
+}
+
+impl Crash {
+    /// Evaluates both failpoints once for this attempt.
+    fn planned() -> Self {
+        let after_part = || {
+            fail::fail_point!("append::after_part", |_| true);
+            false
+        };
+        let after_record = || {
+            fail::fail_point!("append::after_record", |_| true);
+            false
+        };
+        match (after_part(), after_record()) {
+            (true, _) => Crash::AfterPart,
+            (_, true) => Crash::AfterRecord,
+            _ => Crash::Never,
+        }
+    }
+}
+
+/// An append whose record is stored at the same time as its part, so the
+/// acknowledgement waits for the slower of the two writes instead of both
+/// in turn. The record counts the part and keeps the one before it as
+/// `prior` ([`SessionRecord::prior`]); the idempotency record names the
+/// part's directory ([`IdempotencyRecord::part_dir`]). Whoever reads them
+/// before the part is seen treats them as what they are: an append that
+/// may not have happened. The part stays the source of truth.
+struct Ahead<'a> {
+    key: &'a SessionKey,
+    next: SessionRecord,
+    receipt: AppendReceipt,
+    idempotency: Option<(&'a str, IdempotencyRecord)>,
+}
+
+impl<'a> Ahead<'a> {
+    /// The records to store with part `written`; `after` is the head's
+    /// record counting that part.
+    fn plan(
+        engine: &Engine,
+        head: &Head,
+        req: &'a AppendRequest,
+        idempotency: Option<(&'a str, &str)>,
+        after: &SessionRecord,
+        written: Written,
+        dir: &str,
+    ) -> Self {
+        let (mut next, receipt, mut idem) = engine.next_record(after, req, idempotency, written);
+        next.prior = Some(Box::new(head.state.clone()));
+        if let Some((_, record)) = idem.as_mut() {
+            record.part_dir = Some(dir.to_string());
+        }
+        Ahead {
+            key: &req.key,
+            next,
+            receipt,
+            idempotency: idem,
+        }
     }
 }
 

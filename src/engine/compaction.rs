@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::part::{self, Chain, DecodedPart};
 use super::snapshot::{ChunkRef, SnapshotHeader};
 use super::{keys, Engine};
-use crate::backend::{PortError, SessionRecord};
+use crate::backend::PortError;
 use crate::domain::{ProjectKey, Seq, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -75,6 +75,16 @@ pub struct CompactionReport {
     pub snapshot_bytes: u64,
     /// When the covered parts will be deleted, in seconds from now.
     pub delete_after_secs: u64,
+}
+
+/// What the catalog record says of the parts a compaction folds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Recorded {
+    /// The head it counts for certain.
+    through: Seq,
+    /// It counts an append ahead of its part (see
+    /// [`crate::backend::SessionRecord::prior`]).
+    ahead: bool,
 }
 
 impl Engine {
@@ -182,7 +192,10 @@ impl Engine {
         let recorded = record
             .as_ref()
             .filter(|r| r.value.incarnation == incarnation)
-            .map_or(Seq::ZERO, |r| r.value.head);
+            .map_or(Recorded::default(), |r| Recorded {
+                through: r.value.confirmed().head,
+                ahead: r.value.prior.is_some(),
+            });
         let dir = keys::incarnation_dir(key, incarnation);
         let base = self.newest_snapshot(&dir).await?;
         let base_seq = base.as_ref().map_or(Seq::ZERO, |b| b.seq);
@@ -333,7 +346,7 @@ impl Engine {
     async fn fold(
         &self,
         key: &SessionKey,
-        recorded: Seq,
+        recorded: Recorded,
         base: Option<&super::load::Piece>,
         base_header: Option<SnapshotHeader>,
         parts: &[super::load::Piece],
@@ -365,7 +378,7 @@ impl Engine {
         let mut bodies = stream::iter(pieces)
             .map(move |(seq, k)| read_owned(objects.clone(), seq, k))
             .buffered(ahead);
-        let mut unrecorded_keys = false;
+        let mut repair = false;
         while let Some(decoded) = bodies.next().await {
             let (key_name, decoded) = decoded?;
             chain
@@ -374,14 +387,17 @@ impl Engine {
             if decoded.header.seal {
                 return Ok(None);
             }
-            unrecorded_keys |= decoded.header.seq > recorded && decoded.header.idem.is_some();
+            if decoded.header.seq > recorded.through {
+                repair |= decoded.header.idem.is_some() || recorded.ahead;
+            }
             counts.push(decoded.header.count);
             sink.push(&decoded.entries).await?;
         }
         sink.finish().await?;
-        if unrecorded_keys {
+        if repair {
             // Parts the catalog never recorded carry idempotency keys that
-            // only they hold: record them before the parts are folded away.
+            // only they hold, and an append the record counts ahead of its
+            // part is settled by that part: both before the parts go.
             self.repair(key).await?;
         }
         Ok(Some(SnapshotHeader {
@@ -469,12 +485,11 @@ impl Engine {
         // A key the catalog does not know yet (its record is being repaired)
         // gets the hint with its next append.
         self.update_record(key, |current| {
-            Ok(current
-                .filter(|r| r.compacted_through < through)
-                .map(|r| SessionRecord {
-                    compacted_through: through,
-                    ..r.clone()
-                }))
+            Ok(current.filter(|r| r.compacted_through < through).map(|r| {
+                let mut next = r.clone();
+                next.change_both(|r| r.compacted_through = through);
+                next
+            }))
         })
         .await?;
         Ok(())

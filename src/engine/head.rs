@@ -70,7 +70,11 @@ impl Engine {
     pub(super) async fn reload_head(&self, key: &SessionKey, head: &mut Head) -> Result<(), Error> {
         for _ in 0..MAX_INCARNATION_STEPS {
             let record = self.inner.catalog.get_session(key).await?;
-            let mut state = record.as_ref().map(|r| r.value.clone()).unwrap_or_default();
+            // An append counted ahead of its part counts once it is seen.
+            let mut state = record
+                .as_ref()
+                .map(|r| r.value.confirmed().clone())
+                .unwrap_or_default();
             if state.incarnation == 0 {
                 match self.unnumbered(key, record.as_ref()).await? {
                     Some(n) => state = fresh_incarnation(&state, n),
@@ -96,10 +100,11 @@ impl Engine {
             }
             self.purge_due(key, &state);
             head.record = record;
+            head.rewrite = false;
             head.state = state;
             head.loaded = true;
             head.loaded_at = Some(std::time::Instant::now());
-            return Ok(());
+            return self.settle(key, head).await;
         }
         Err(Error::Conflict(
             "the transcript kept being deleted while it was written; retry".into(),
@@ -226,7 +231,64 @@ impl Engine {
             self.reload_head(key, head).await?;
             return Ok(None);
         }
+        self.settle(key, head).await?;
         Ok(outcome.found)
+    }
+
+    /// Settles an append the record counts ahead of its part (its `prior`
+    /// set) once storage shows its number taken: the part there with the
+    /// record's digest means it landed, and the head takes its summary;
+    /// anything else means it never will, and this instance reads the record
+    /// as `prior`. Until its number is taken it stays pending (the append
+    /// may be in flight on another instance), and the next append here
+    /// writes its part before its record, so the part decides.
+    pub(super) async fn settle(&self, key: &SessionKey, head: &mut Head) -> Result<(), Error> {
+        let Some(pending) = head.record.as_ref().map(|r| &r.value) else {
+            return Ok(());
+        };
+        if pending.prior.is_none()
+            || pending.incarnation != head.state.incarnation
+            || head.state.head < pending.head
+        {
+            return Ok(());
+        }
+        let (seq, digest) = (pending.head, pending.digest.clone());
+        let dir = keys::incarnation_dir(key, head.state.incarnation);
+        let landed = self
+            .part_header(&dir, seq)
+            .await?
+            .filter(|h| Some(&h.digest) == digest.as_ref());
+        // The idempotency record stored with it is confirmed by the next
+        // record write (ours or a repair's).
+        if let Some(idem) = landed.as_ref().and_then(|h| h.idem.clone()) {
+            if let Some(mut record) = self
+                .inner
+                .catalog
+                .get_idempotency(key.task_id(), &idem)
+                .await?
+                .filter(|r| r.part_dir.is_some() && r.receipt.seq == seq)
+            {
+                record.part_dir = None;
+                head.unconfirmed = Some((idem, record));
+            }
+        }
+        let Some(record) = head.record.as_mut() else {
+            return Ok(());
+        };
+        let state = &mut head.state;
+        match (landed, record.value.prior.take()) {
+            (Some(_), _) => {
+                let pending = &record.value;
+                state.summary = pending.summary.clone();
+                state.summary_version = pending.summary_version;
+                state.summary_mtime = pending.summary_mtime;
+                state.mtime = state.mtime.max(pending.mtime);
+            }
+            (None, Some(prior)) => record.value = *prior,
+            (None, None) => {}
+        }
+        head.rewrite = true;
+        Ok(())
     }
 
     /// The part carrying `idem_key` among those this instance knows of but
@@ -239,11 +301,7 @@ impl Engine {
         idem_key: &str,
     ) -> Result<Option<Found>, Error> {
         let state = &head.state;
-        let recorded = head
-            .record
-            .as_ref()
-            .filter(|r| r.value.incarnation == state.incarnation)
-            .map_or(Seq::ZERO, |r| r.value.head.max(state.compacted_through));
+        let recorded = head.recorded();
         let dir = keys::incarnation_dir(key, state.incarnation);
         let mut seq = recorded.next();
         while seq <= state.head {
@@ -364,27 +422,34 @@ impl Engine {
         for _ in 0..CAS_ROUNDS {
             self.reload_head(key, &mut head).await?;
             let stored = head.record.as_ref().map(|r| &r.value);
-            if stored == Some(&head.state) || (stored.is_none() && head.state.head == Seq::ZERO) {
+            if stored.is_some_and(|r| r.prior.is_some()) {
+                // An append counted ahead of a part not there yet: in flight
+                // on some instance, or never to land. The next append writes
+                // its part before its record, and the part decides.
+                return Ok(stored.cloned());
+            }
+            let behind =
+                stored != Some(&head.state) && !(stored.is_none() && head.state.head == Seq::ZERO);
+            if !behind && !head.rewrite && head.unconfirmed.is_none() {
                 return Ok(stored.cloned());
             }
             self.record_unrecorded_keys(key, &head, None).await?;
             let mut next = head.state.clone();
-            next.mtime = self.now_ms().max(next.mtime);
+            if behind {
+                next.mtime = self.now_ms().max(next.mtime);
+            }
             let write = SessionWrite {
                 key,
                 record: &next,
                 expected_version: head.record.as_ref().map_or(0, |r| r.version),
-                idempotency: None,
+                idempotency: head.confirming(),
             };
             let stored = self.inner.catalog.put_session(write).await;
             if stored.is_err() {
                 head.loaded = false;
             }
             if let Round::Done(version) = Round::of(stored, |version| version)? {
-                head.record = Some(Versioned {
-                    value: next.clone(),
-                    version,
-                });
+                head.stored(next.clone(), version);
                 head.state = next.clone();
                 return Ok(Some(next));
             }
@@ -402,11 +467,7 @@ impl Engine {
         skip: Option<Seq>,
     ) -> Result<(), Error> {
         let state = &head.state;
-        let recorded = head
-            .record
-            .as_ref()
-            .filter(|r| r.value.incarnation == state.incarnation)
-            .map_or(Seq::ZERO, |r| r.value.head.max(state.compacted_through));
+        let recorded = head.recorded();
         let dir = keys::incarnation_dir(key, state.incarnation);
         let mut seq = recorded.next();
         while seq <= state.head {

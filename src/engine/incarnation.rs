@@ -56,7 +56,9 @@ impl Engine {
         };
         if let Some(r) = self.inner.catalog.get_session(key).await? {
             if r.value.incarnation == n {
-                state = r.value;
+                // The seal goes after what storage holds: an append counted
+                // ahead of its part is found by the listing if it landed.
+                state = r.value.confirmed().clone();
             }
         }
         let mut empty = false;
@@ -242,7 +244,7 @@ impl Engine {
                 .filter(|r| r.retired.iter().any(|x| x.incarnation == n))
                 .map(|r| {
                     let mut next = r.clone();
-                    next.retired.retain(|x| x.incarnation != n);
+                    next.change_both(|r| r.retired.retain(|x| x.incarnation != n));
                     next
                 }))
         })

@@ -25,7 +25,7 @@ use tracing::Instrument as _;
 use super::part::{self, Chain, ChainError, Digest};
 use super::snapshot::{SnapshotError, SnapshotReader};
 use super::{keys, Engine};
-use crate::backend::{ObjectBody, ObjectPort, PortError};
+use crate::backend::{ObjectBody, ObjectPort, PortError, SessionRecord};
 use crate::domain::{Seq, SessionKey};
 use crate::error::Error;
 use crate::metrics::METRICS;
@@ -104,9 +104,22 @@ struct Target {
     /// The snapshot the catalog says covers parts up to here (0: none), so
     /// a load can fetch it while it lists the parts after it.
     compacted_through: Seq,
+    /// The head and digest of an append the record counts ahead of its
+    /// part: the anchor instead once storage holds a part at that number.
+    ahead: Option<(Seq, Digest)>,
 }
 
 impl Target {
+    /// The target checked against the newest anchor storage can show:
+    /// the catalog's pending head once a part at its number is listed
+    /// (it must be the one the catalog recorded), else its confirmed one.
+    fn anchored_within(mut self, head: Seq) -> Self {
+        if let Some(ahead) = self.ahead.take().filter(|(at, _)| *at <= head) {
+            self.anchor = Some(ahead);
+        }
+        self
+    }
+
     /// Parts of the layout before incarnations have no headers and no chain.
     fn legacy(&self) -> bool {
         self.incarnation == 0
@@ -213,6 +226,7 @@ impl Engine {
             },
             head => head,
         };
+        let target = target.anchored_within(head);
         if let Some((at, _)) = target.anchor.filter(|(at, _)| *at > head) {
             // The catalog recorded parts storage no longer holds.
             let err = super::integrity_error(&target.dir, ChainError::Anchor(at));
@@ -301,15 +315,23 @@ impl Engine {
             _ if self.has_objects(&keys::incarnation_dir(key, 1)).await? => 1,
             _ => 0,
         };
-        let anchor = record
+        let anchor_of = |r: &SessionRecord| {
+            Some((r.head, part::from_hex(r.digest.as_deref()?)?))
+                .filter(|(head, _)| *head > Seq::ZERO)
+        };
+        let current = record
             .as_ref()
             .map(|r| &r.value)
-            .filter(|r| r.incarnation == incarnation && incarnation > 0)
-            .and_then(|r| Some((r.head, part::from_hex(r.digest.as_deref()?)?)))
-            .filter(|(head, _)| *head > Seq::ZERO);
+            .filter(|r| r.incarnation == incarnation && incarnation > 0);
+        // An append the record counts ahead of its part anchors the chain
+        // only once its part is there (see `anchored_within`).
+        let anchor = current.and_then(|r| anchor_of(r.confirmed()));
+        let ahead = current
+            .filter(|r| r.prior.is_some())
+            .and_then(anchor_of);
         let compacted_through = record
             .as_ref()
-            .map(|r| &r.value)
+            .map(|r| r.value.confirmed())
             .filter(|r| r.incarnation == incarnation && incarnation > 0)
             .map_or(Seq::ZERO, |r| r.compacted_through);
         Ok(Some(Target {
@@ -317,6 +339,7 @@ impl Engine {
             incarnation,
             anchor,
             compacted_through,
+            ahead,
         }))
     }
 

@@ -150,6 +150,61 @@ struct Head {
     state: SessionRecord,
     /// The uuids stored in the key, once a batch with uuids needed them.
     uuids: Option<dedup::UuidIndex>,
+    /// The idempotency record this instance stored with its last part
+    /// before that part was seen (see [`IdempotencyRecord::part_dir`]); the
+    /// part has landed since, so the next record write stores it confirmed.
+    unconfirmed: Option<(String, IdempotencyRecord)>,
+    /// The catalog's copy of `record` still counts an append ahead of its
+    /// part, which this instance has since settled (see `head.rs`): a repair
+    /// stores it settled.
+    rewrite: bool,
+}
+
+impl Head {
+    /// Whether the record as last read or written is exactly the head: no
+    /// append counted ahead of its part that this instance has not seen
+    /// land, and no part beyond it that the record does not count. Only then
+    /// may an append store its record at the same time as its part.
+    fn settled(&self) -> bool {
+        match &self.record {
+            None => self.state.head == crate::domain::Seq::ZERO,
+            Some(r) => {
+                r.value.prior.is_none()
+                    && r.value.head == self.state.head
+                    && r.value.incarnation == self.state.incarnation
+            }
+        }
+    }
+
+    /// The head the record counts for certain: an append counted ahead of
+    /// its part that has not been seen to land is left out.
+    fn recorded(&self) -> crate::domain::Seq {
+        self.record
+            .as_ref()
+            .map(|r| r.value.confirmed())
+            .filter(|r| r.incarnation == self.state.incarnation)
+            .map_or(crate::domain::Seq::ZERO, |r| {
+                r.head.max(self.state.compacted_through)
+            })
+    }
+
+    /// Notes a record this instance has just stored at `version`: it is
+    /// the head's record now, and the idempotency record awaiting
+    /// confirmation went with it.
+    fn stored(&mut self, value: SessionRecord, version: u64) {
+        self.record = Some(Versioned { value, version });
+        self.rewrite = false;
+        self.unconfirmed = None;
+    }
+
+    /// The idempotency records a record write confirms along with its own:
+    /// the one stored ahead of this instance's last part, if any.
+    fn confirming(&self) -> Vec<(&str, &IdempotencyRecord)> {
+        self.unconfirmed
+            .iter()
+            .map(|(k, r)| (k.as_str(), r))
+            .collect()
+    }
 }
 
 const PRUNE_AT: usize = 4096;
@@ -240,6 +295,7 @@ impl Engine {
             receipt,
             created_ms: now,
             expires_ms: now + self.inner.config.idempotency_retention.as_millis() as u64,
+            part_dir: None,
         }
     }
 
@@ -353,7 +409,7 @@ impl Engine {
                 key,
                 record: &next,
                 expected_version: current.as_ref().map_or(0, |c| c.version),
-                idempotency: None,
+                idempotency: Vec::new(),
             };
             let stored = self.inner.catalog.put_session(write).await;
             if let Round::Done(()) = Round::of(stored, |_| ())? {

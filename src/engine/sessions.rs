@@ -4,7 +4,7 @@ use futures::TryStreamExt as _;
 use serde_json::value::RawValue;
 
 use super::{keys, Engine};
-use crate::backend::{Page, SessionRecord};
+use crate::backend::Page;
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 use crate::error::Error;
 
@@ -108,12 +108,19 @@ pub(super) async fn put_summary(
                      read it again, fold onto it and retry"
                 )));
             }
-            record.summary = Some(data.clone());
-            record.summary_version += 1;
             // The SDK's contract: the sidecar's storage write time, on the
             // clock of the session's mtime (never before it, so a summary
-            // written after the last append does not read as stale).
-            record.summary_mtime = engine.now_ms().max(record.mtime);
+            // written after the last append does not read as stale). It
+            // stands whether or not an append counted ahead of its part lands.
+            let (version, mtime) = (
+                record.summary_version + 1,
+                engine.now_ms().max(record.mtime),
+            );
+            record.change_both(|r| {
+                r.summary = Some(data.clone());
+                r.summary_version = version;
+                r.summary_mtime = mtime;
+            });
             Ok(Some(record))
         })
         .await?;
@@ -183,11 +190,15 @@ async fn retire_empty(engine: &Engine, key: &SessionKey) -> Result<(), Error> {
     }
     engine
         .update_record(key, |current| {
-            Ok(current.map(|r| SessionRecord {
-                summary: None,
-                summary_version: r.summary_version + 1,
-                summary_mtime: 0,
-                ..r.clone()
+            Ok(current.map(|r| {
+                let version = r.summary_version + 1;
+                let mut next = r.clone();
+                next.change_both(|r| {
+                    r.summary = None;
+                    r.summary_version = version;
+                    r.summary_mtime = 0;
+                });
+                next
             }))
         })
         .await?;

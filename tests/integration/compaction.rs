@@ -500,7 +500,7 @@ async fn a_lagging_catalog_never_lets_a_compacted_sequence_number_be_reused() {
             key: &key,
             record: &lagging,
             expected_version: current.version,
-            idempotency: None,
+            idempotency: Vec::new(),
         })
         .await
         .unwrap();

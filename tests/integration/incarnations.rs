@@ -302,7 +302,7 @@ async fn the_layout_before_incarnations_loads_as_it_is_and_is_migrated_by_the_ne
                     key: &key,
                     record: &old,
                     expected_version: 0,
-                    idempotency: None,
+                    idempotency: Vec::new(),
                 })
                 .await
                 .unwrap();

@@ -54,7 +54,7 @@ impl CatalogPort for DynamoCatalog {
             .build()
             .map_err(|e| PortError::other("build Put").caused_by(e))?;
 
-        let Some((idem_key, idem)) = write.idempotency else {
+        if write.idempotency.is_empty() {
             self.client
                 .put_item()
                 .table_name(table)
@@ -68,18 +68,20 @@ impl CatalogPort for DynamoCatalog {
             return Ok(version);
         };
 
-        let idem_put = Put::builder()
-            .table_name(&self.tables.idempotency)
-            .set_item(Some(idempotency_item(write.key.task_id(), idem_key, idem)?))
-            .build()
-            .map_err(|e| PortError::other("build Put").caused_by(e))?;
-        let result = self
+        let mut transaction = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().put(idem_put).build())
-            .send()
-            .await;
+            .transact_items(TransactWriteItem::builder().put(put).build());
+        for (idem_key, idem) in &write.idempotency {
+            let idem_put = Put::builder()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(idempotency_item(write.key.task_id(), idem_key, idem)?))
+                .build()
+                .map_err(|e| PortError::other("build Put").caused_by(e))?;
+            transaction =
+                transaction.transact_items(TransactWriteItem::builder().put(idem_put).build());
+        }
+        let result = transaction.send().await;
         match result {
             Ok(_) => Ok(version),
             Err(err) => {
@@ -231,6 +233,10 @@ impl CatalogPort for DynamoCatalog {
             expires_ms: match item.contains_key(EXPIRES_MS) {
                 true => get_n(&item, EXPIRES_MS)?,
                 false => get_n_or_zero(&item, attr::EXPIRES_AT)? * 1000,
+            },
+            part_dir: match item.get(PART_DIR) {
+                Some(_) => Some(get_s(&item, PART_DIR)?.to_string()),
+                None => None,
             },
         }))
     }

@@ -21,6 +21,11 @@ pub(super) const SUMMARY: &str = "summary";
 pub(super) const FINGERPRINT: &str = "fingerprint";
 pub(super) const RECEIPT: &str = "receipt";
 pub(super) const CREATED_MS: &str = "created_ms";
+/// An idempotency record's [`IdempotencyRecord::part_dir`], when set.
+pub(super) const PART_DIR: &str = "part_dir";
+/// A session record's [`SessionRecord::prior`], as JSON text (its summary
+/// verbatim inside it).
+const PRIOR: &str = "prior";
 pub(super) const EXPIRES_MS: &str = "expires_ms";
 pub(super) const CLAUDE_SESSION_ID: &str = "claude_session_id";
 pub(super) const CWD: &str = "cwd";
@@ -154,6 +159,13 @@ pub(super) fn session_item(
                 Some(raw) => self::s(raw.get()),
                 None => continue,
             },
+            (PRIOR, _) => match &record.prior {
+                Some(prior) => self::s(
+                    serde_json::to_string(prior)
+                        .map_err(|e| PortError::other("encode session record").caused_by(e))?,
+                ),
+                None => continue,
+            },
             (_, serde_json::Value::Number(v)) => AttributeValue::N(v.to_string()),
             (_, other) => self::s(other.to_string()),
         };
@@ -170,7 +182,7 @@ pub(super) fn idempotency_item(
 ) -> Result<Item, PortError> {
     let receipt = serde_json::to_string(&record.receipt)
         .map_err(|e| PortError::other("encode receipt").caused_by(e))?;
-    Ok(Item::from([
+    let mut item = Item::from([
         (attr::TASK_ID.into(), s(task.as_str())),
         (attr::IDEMPOTENCY_KEY.into(), s(key)),
         (FINGERPRINT.into(), s(&record.fingerprint)),
@@ -182,12 +194,17 @@ pub(super) fn idempotency_item(
             attr::EXPIRES_AT.into(),
             n(record.expires_at_ms().div_ceil(1000)),
         ),
-    ]))
+    ]);
+    if let Some(dir) = &record.part_dir {
+        item.insert(PART_DIR.into(), s(dir));
+    }
+    Ok(item)
 }
 
 pub(super) fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, PortError> {
     let mut fields = serde_json::Map::new();
     let mut summary = None;
+    let mut prior = None;
     for (name, value) in item {
         if SESSION_META.contains(&name.as_str()) {
             continue;
@@ -196,6 +213,10 @@ pub(super) fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, 
         let value = match (name.as_str(), value) {
             (SUMMARY, AttributeValue::S(text)) => {
                 summary = Some(RawValue::from_string(text.clone()).map_err(|_| bad())?);
+                continue;
+            }
+            (PRIOR, AttributeValue::S(text)) => {
+                prior = Some(serde_json::from_str(text).map_err(|_| bad())?);
                 continue;
             }
             (_, AttributeValue::N(text)) => serde_json::from_str(text).map_err(|_| bad())?,
@@ -208,6 +229,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, 
     let mut record: SessionRecord = serde_json::from_value(serde_json::Value::Object(fields))
         .map_err(|e| PortError::other("corrupt session record in catalog").caused_by(e))?;
     record.summary = summary;
+    record.prior = prior;
     Ok(Versioned {
         version: get_n(item, VERSION)?,
         value: record,

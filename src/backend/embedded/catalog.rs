@@ -228,10 +228,11 @@ impl CatalogPort for RedbCatalog {
         let record = write.record.clone();
         let idempotency = write
             .idempotency
+            .iter()
             .map(|(k, rec)| {
                 Ok::<_, PortError>((idempotency_row(write.key.task_id(), k), encode(rec)?))
             })
-            .transpose()?;
+            .collect::<Result<Vec<_>, _>>()?;
         self.write(move |txn| {
             let mut sessions = txn.open_table(SESSIONS).map_err(storage_err)?;
             let current = match sessions.get(row.as_str()).map_err(storage_err)? {
@@ -248,10 +249,12 @@ impl CatalogPort for RedbCatalog {
             sessions
                 .insert(row.as_str(), bytes.as_slice())
                 .map_err(storage_err)?;
-            if let Some((idem_row, idem_bytes)) = idempotency {
+            if !idempotency.is_empty() {
                 let mut t = txn.open_table(IDEMPOTENCY).map_err(storage_err)?;
-                t.insert(idem_row.as_str(), idem_bytes.as_slice())
-                    .map_err(storage_err)?;
+                for (idem_row, idem_bytes) in &idempotency {
+                    t.insert(idem_row.as_str(), idem_bytes.as_slice())
+                        .map_err(storage_err)?;
+                }
             }
             Ok(version)
         })
@@ -570,13 +573,14 @@ mod tests {
                 },
                 created_ms,
                 expires_ms,
+                part_dir: None,
             };
             version = catalog
                 .put_session(SessionWrite {
                     key: &key,
                     record: &SessionRecord::default(),
                     expected_version: version,
-                    idempotency: Some((idem, &rec)),
+                    idempotency: vec![(idem, &rec)],
                 })
                 .await
                 .unwrap();
