@@ -326,9 +326,7 @@ impl Engine {
         // An append the record counts ahead of its part anchors the chain
         // only once its part is there (see `anchored_within`).
         let anchor = current.and_then(|r| anchor_of(r.confirmed()));
-        let ahead = current
-            .filter(|r| r.prior.is_some())
-            .and_then(anchor_of);
+        let ahead = current.filter(|r| r.prior.is_some()).and_then(anchor_of);
         let compacted_through = record
             .as_ref()
             .map(|r| r.value.confirmed())

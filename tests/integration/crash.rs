@@ -4,8 +4,11 @@
 //! gets the first answer (same `seq` and `mtime`), and nothing is stored
 //! twice. The crash is the `append::after_part` failpoint, which aborts the
 //! process right between the two writes (built with `--features
-//! failpoints`; `scripts/test` always is). Each test runs on the embedded
-//! backend and, when the emulators run, on S3 + DynamoDB.
+//! failpoints`; `scripts/test` always is). The other way round,
+//! `append::after_record` aborts once the record (written at the same time
+//! as the part) is stored and before the part is: the retry writes it once.
+//! Each test runs on the embedded backend and, when the emulators run, on
+//! S3 + DynamoDB.
 
 #[cfg(feature = "failpoints")]
 mod armed {
@@ -167,6 +170,117 @@ mod armed {
                 (200, Some(4)),
                 "{backend}"
             );
+            b.kill();
+        }
+    }
+
+    async fn post_with_summary(
+        http: &reqwest::Client,
+        url: &str,
+        key: &str,
+        entries: &Value,
+        title: &str,
+        expected_version: u64,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let resp = http
+            .post(url)
+            .header("idempotency-key", key)
+            .json(&json!({
+                "entries": entries,
+                "summary": {"data": {"title": title}, "expected_version": expected_version},
+            }))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    #[tokio::test]
+    async fn an_append_that_dies_after_its_record_and_before_its_part_is_written_once_by_its_retry()
+    {
+        let test = "an_append_that_dies_after_its_record_and_before_its_part";
+        for (backend, aws) in backends(test) {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let mut env = aws.as_ref().map(|a| a.env()).unwrap_or_default();
+            let s = Session::fresh();
+            let http = reqwest::Client::new();
+            let batches: Vec<Value> = (0..3).map(|i| json!([{"i": i, "b": backend}])).collect();
+
+            // A writes two appends and dies after the third one's catalog
+            // record, before its part: the record counts a part that is
+            // never written, and the idempotency record names it.
+            env.push(("FAILPOINTS", "append::after_record=2*off->return"));
+            let a = ChildGateway::start(&data, &env).await;
+            let url = s.entries(&a.base_url);
+            for (i, b) in batches.iter().take(2).enumerate() {
+                let title = format!("t{i}");
+                let (status, body) =
+                    post_with_summary(&http, &url, &format!("k{i}"), b, &title, i as u64)
+                        .await
+                        .unwrap();
+                assert_eq!(status, 200, "{backend}: {body}");
+            }
+            let lost = post_with_summary(&http, &url, "k2", &batches[2], "t2", 2).await;
+            assert!(
+                lost.is_err(),
+                "{backend}: the crashed append was never answered: {lost:?}"
+            );
+            let status = a.wait_exit(Duration::from_secs(20)).expect("A died");
+            assert!(!status.success(), "{backend}: A aborted");
+            env.pop();
+            let key = session_key(&s);
+            {
+                let objects = object_port(&data, &aws).await;
+                let part = keys::part_key(&keys::incarnation_dir(&key, 1), Seq(3));
+                assert!(
+                    objects.get(&part).await.unwrap().is_none(),
+                    "{backend}: the third part was never written"
+                );
+            }
+
+            // B loads what was acknowledged, intact: the record's count of
+            // the dead append is no anchor.
+            let b = ChildGateway::start(&data, &env).await;
+            let url = s.entries(&b.base_url);
+            let acknowledged: Vec<Value> = batches[..2]
+                .iter()
+                .flat_map(|b| b.as_array().unwrap().clone())
+                .collect();
+            assert_eq!(load(&http, &url).await, acknowledged, "{backend}");
+
+            // The retry is written (not answered from the dead append's
+            // idempotency record), once, on the summary acknowledged last.
+            let (status, retry) = post_with_summary(&http, &url, "k2", &batches[2], "t2", 2)
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{backend}: {retry}");
+            assert_eq!(retry["data"]["seq"], 3, "{backend}: {retry}");
+            assert_eq!(
+                retry["data"]["summary"],
+                json!({"applied": true, "version": 3}),
+                "{backend}: {retry}"
+            );
+            let (status, again) = post_with_summary(&http, &url, "k2", &batches[2], "t2", 2)
+                .await
+                .unwrap();
+            assert_eq!((status, &again), (200, &retry), "{backend}: replayed");
+            let all: Vec<Value> = batches
+                .iter()
+                .flat_map(|b| b.as_array().unwrap().clone())
+                .collect();
+            assert_eq!(load(&http, &url).await, all, "{backend}: each batch once");
+            let list: Value = http
+                .get(format!("{}?summaries=true", s.sessions(&b.base_url)))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let listed = &list["data"]["sessions"][0];
+            assert_eq!(listed["mtime"], retry["data"]["mtime"], "{backend}: {list}");
+            assert_eq!(listed["data"], json!({"title": "t2"}), "{backend}: {list}");
             b.kill();
         }
     }

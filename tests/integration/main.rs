@@ -5,6 +5,7 @@
 // A test's unwrap is its assertion: a failure fails the test.
 #![allow(clippy::unwrap_used)]
 
+mod acknowledgement;
 mod api;
 mod auth;
 mod common;
