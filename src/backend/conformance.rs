@@ -289,8 +289,9 @@ pub async fn session_records_are_compare_and_set(catalog: &dyn CatalogPort, task
     catalog.delete_session(&k).await.expect("delete absent");
 }
 
-/// An idempotency record written with a session record is stored with it,
-/// and not stored when the compare-and-set fails.
+/// Idempotency records written with a session record are stored with it
+/// (one or several, replacing what their keys held), and not stored when the
+/// compare-and-set fails; a record with a `prior` reads back whole.
 pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPort, task: &str) {
     let k = key(task, "s1", None);
     let receipt = AppendReceipt {
@@ -356,6 +357,29 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
             .is_none(),
         "a failed write must not store its idempotency record"
     );
+    // Two at once (an append's own and one it confirms), one replacing the
+    // record stored under its key.
+    let confirmed = IdempotencyRecord {
+        part_dir: None,
+        ..idem.clone()
+    };
+    let third = IdempotencyRecord {
+        fingerprint: "f3".into(),
+        ..confirmed.clone()
+    };
+    catalog
+        .put_session(SessionWrite {
+            key: &k,
+            record: &record(2, 124),
+            expected_version: 1,
+            idempotency: vec![("key-1", &confirmed), ("key-3", &third)],
+        })
+        .await
+        .expect("put with two idempotency records");
+    for (idem_key, expected) in [("key-1", &confirmed), ("key-3", &third)] {
+        let got = catalog.get_idempotency(k.task_id(), idem_key).await;
+        assert_eq!(got.expect("get").as_ref(), Some(expected), "{idem_key}");
+    }
 }
 
 /// Session listings hold main transcripts only, ascending, paged; subkey
