@@ -5,7 +5,8 @@
 //!   and listings strip the prefix again.
 //! - `put_if_absent` is `PutObject` with `If-None-Match: *` and an
 //!   `x-amz-checksum-crc32c` we compute, which S3 verifies on arrival. The SDK
-//!   is told to add no checksum of its own (`WhenRequired`).
+//!   is told to add no checksum of its own (`WhenRequired`) and not to hash
+//!   the payload for the signature (the CRC32C protects it end to end).
 //! - `get` asks for checksum mode and hands back the stored CRC32C unverified
 //!   (the engine verifies). An object overwritten without a CRC32C (a plain
 //!   `PutObject`, or one with another algorithm) comes back with `None`.
@@ -306,6 +307,9 @@ impl ObjectPort for S3Objects {
             .content_length(body.len() as i64)
             .body(SdkByteStream::from(body.clone()))
             .customize()
+            // The CRC32C protects the body end to end (S3 verifies it): a
+            // SHA-256 of every part for the signature would add nothing.
+            .disable_payload_signing()
             .interceptor(attempts.clone())
             .send()
             .await;
