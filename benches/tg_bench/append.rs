@@ -275,6 +275,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                                     record: &record,
                                     expected_version: idem_version,
                                     idempotency: vec![(&key, &idem_record)],
+                                    independent: false,
                                 })
                                 .await?)
                         })
@@ -295,6 +296,7 @@ pub async fn run(env: &Env) -> Res<(Vec<Row>, Value)> {
                             record: &record,
                             expected_version: probe_version,
                             idempotency: Vec::new(),
+                            independent: false,
                         };
                         let (result, d) = timed(catalog.put_session(write)).await;
                         probe_version = result?;

@@ -263,6 +263,7 @@ pub async fn session_records_are_compare_and_set(catalog: &dyn CatalogPort, task
                     record: &rec,
                     expected_version: expected,
                     idempotency: Vec::new(),
+                    independent: false,
                 })
                 .await
         }
@@ -323,6 +324,7 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
             record: &rec,
             expected_version: 0,
             idempotency: vec![("key-1", &idem)],
+            independent: false,
         })
         .await
         .expect("put with idempotency");
@@ -343,6 +345,7 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
             record: &rec,
             expected_version: 0,
             idempotency: vec![("key-2", &idem)],
+            independent: false,
         })
         .await;
     assert!(
@@ -373,6 +376,7 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
             record: &record(2, 124),
             expected_version: 1,
             idempotency: vec![("key-1", &confirmed), ("key-3", &third)],
+            independent: false,
         })
         .await
         .expect("put with two idempotency records");
@@ -380,6 +384,40 @@ pub async fn idempotency_records_commit_with_the_session(catalog: &dyn CatalogPo
         let got = catalog.get_idempotency(k.task_id(), idem_key).await;
         assert_eq!(got.expect("get").as_ref(), Some(expected), "{idem_key}");
     }
+    // Records that stand on their own may be stored apart from the session
+    // record; the compare-and-set still decides the session record.
+    let ahead = IdempotencyRecord {
+        fingerprint: "f4".into(),
+        ..idem.clone()
+    };
+    let version = catalog
+        .put_session(SessionWrite {
+            key: &k,
+            record: &record(3, 125),
+            expected_version: 2,
+            idempotency: vec![("key-4", &ahead)],
+            independent: true,
+        })
+        .await
+        .expect("put with an independent idempotency record");
+    assert_eq!(version, 3);
+    let got = catalog.get_idempotency(k.task_id(), "key-4").await;
+    assert_eq!(got.expect("get").as_ref(), Some(&ahead));
+    let lost = catalog
+        .put_session(SessionWrite {
+            key: &k,
+            record: &record(9, 999),
+            expected_version: 2,
+            idempotency: vec![("key-5", &ahead)],
+            independent: true,
+        })
+        .await;
+    assert!(
+        matches!(lost, Err(PortError::PreconditionFailed(_))),
+        "got {lost:?}"
+    );
+    let current = catalog.get_session(&k).await.expect("get").expect("stored");
+    assert_eq!((current.version, current.value.head), (3, Seq(3)));
 }
 
 /// Session listings hold main transcripts only, ascending, paged; subkey
@@ -400,6 +438,7 @@ pub async fn listings_separate_sessions_and_subkeys(catalog: &dyn CatalogPort, t
                 record: &record(1, i as u64 + 1),
                 expected_version: 0,
                 idempotency: Vec::new(),
+                independent: false,
             })
             .await
             .expect("put");
@@ -537,6 +576,7 @@ pub async fn expired_idempotency_records_are_returned_as_stored(
             record: &record(1, 5),
             expected_version: 0,
             idempotency: vec![("old-key", &old)],
+            independent: false,
         })
         .await
         .expect("put");

@@ -413,6 +413,12 @@ pub struct SessionWrite<'a> {
     /// the same atomic write: the append's own, and at most one that an
     /// earlier append stored before its part was seen, now confirmed.
     pub idempotency: Vec<(&'a str, &'a IdempotencyRecord)>,
+    /// The idempotency records stand on their own: each was stored ahead of
+    /// its part (and counts only once the part is seen) or confirms a part
+    /// known to exist. A catalog may then store them apart from the record,
+    /// at the same time, instead of in one transaction; any failure is
+    /// still an error.
+    pub independent: bool,
 }
 
 /// The catalog: small records with compare-and-set updates.

@@ -368,13 +368,12 @@ impl Engine {
             let ours = written.part.then_some(written.seq);
             self.record_unrecorded_keys(&req.key, head, ours).await?;
             let (next, receipt, idem) = self.next_record(&head.state, req, idempotency, written);
-            let mut idempotency_records = head.confirming();
-            idempotency_records.extend(idem.as_ref().map(|(k, r)| (*k, r)));
             let write = SessionWrite {
                 key: &req.key,
                 record: &next,
                 expected_version: head.record.as_ref().map_or(0, |r| r.version),
-                idempotency: idempotency_records,
+                idempotency: head.idempotency_with(idem.as_ref().map(|(k, r)| (*k, r))),
+                independent: false,
             };
             let stored = self.inner.catalog.put_session(write).await;
             match Round::of(stored, |version| version)? {
@@ -465,13 +464,14 @@ impl Engine {
         crash: Crash,
     ) -> Result<Option<AppendReceipt>, PortError> {
         let expected_version = head.record.as_ref().map_or(0, |r| r.version);
-        let mut idempotency = head.confirming();
-        idempotency.extend(plan.idempotency.as_ref().map(|(k, r)| (*k, r)));
         let write = SessionWrite {
             key: plan.key,
             record: &plan.next,
             expected_version,
-            idempotency,
+            idempotency: head.idempotency_with(plan.idempotency.as_ref().map(|(k, r)| (*k, r))),
+            // Ours is stored ahead of its part, the other confirms a part
+            // that has landed: neither needs the record's transaction.
+            independent: true,
         };
         match crash {
             Crash::AfterPart => {
@@ -521,6 +521,7 @@ impl Engine {
                     record: &back,
                     expected_version: version,
                     idempotency: head.confirming(),
+                    independent: true,
                 };
                 match self.inner.catalog.put_session(undo).await {
                     Ok(version) => head.stored(back, version),

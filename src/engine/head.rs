@@ -443,6 +443,7 @@ impl Engine {
                 record: &next,
                 expected_version: head.record.as_ref().map_or(0, |r| r.version),
                 idempotency: head.confirming(),
+                independent: false,
             };
             let stored = self.inner.catalog.put_session(write).await;
             if stored.is_err() {

@@ -197,13 +197,24 @@ impl Head {
         self.unconfirmed = None;
     }
 
-    /// The idempotency records a record write confirms along with its own:
-    /// the one stored ahead of this instance's last part, if any.
-    fn confirming(&self) -> Vec<(&str, &IdempotencyRecord)> {
-        self.unconfirmed
+    /// The idempotency records a record write stores: `own` (the append's,
+    /// if any) and the one stored ahead of this instance's last part, now
+    /// confirmed, unless `own` replaces it (a key reused past its retention).
+    fn idempotency_with<'a>(
+        &'a self,
+        own: Option<(&'a str, &'a IdempotencyRecord)>,
+    ) -> Vec<(&'a str, &'a IdempotencyRecord)> {
+        let confirming = self
+            .unconfirmed
             .iter()
             .map(|(k, r)| (k.as_str(), r))
-            .collect()
+            .filter(|(k, _)| own.is_none_or(|(o, _)| o != *k));
+        confirming.chain(own).collect()
+    }
+
+    /// The idempotency records a record write of nothing else stores.
+    fn confirming(&self) -> Vec<(&str, &IdempotencyRecord)> {
+        self.idempotency_with(None)
     }
 }
 
@@ -410,6 +421,7 @@ impl Engine {
                 record: &next,
                 expected_version: current.as_ref().map_or(0, |c| c.version),
                 idempotency: Vec::new(),
+                independent: false,
             };
             let stored = self.inner.catalog.put_session(write).await;
             if let Round::Done(()) = Round::of(stored, |_| ())? {

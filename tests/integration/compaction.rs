@@ -501,6 +501,7 @@ async fn a_lagging_catalog_never_lets_a_compacted_sequence_number_be_reused() {
             record: &lagging,
             expected_version: current.version,
             idempotency: Vec::new(),
+            independent: false,
         })
         .await
         .unwrap();

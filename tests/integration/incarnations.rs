@@ -303,6 +303,7 @@ async fn the_layout_before_incarnations_loads_as_it_is_and_is_migrated_by_the_ne
                     record: &old,
                     expected_version: 0,
                     idempotency: Vec::new(),
+                    independent: false,
                 })
                 .await
                 .unwrap();

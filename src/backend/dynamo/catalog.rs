@@ -54,17 +54,27 @@ impl CatalogPort for DynamoCatalog {
             .build()
             .map_err(|e| PortError::other("build Put").caused_by(e))?;
 
-        if write.idempotency.is_empty() {
-            self.client
+        if write.idempotency.is_empty() || write.independent {
+            // One PutItem for the record and one for each idempotency record
+            // that stands on its own, all at once: no transaction to wait for.
+            let record = self
+                .client
                 .put_item()
                 .table_name(table)
                 .set_item(Some(put.item))
                 .set_condition_expression(put.condition_expression)
                 .set_expression_attribute_names(put.expression_attribute_names)
                 .set_expression_attribute_values(put.expression_attribute_values)
-                .send()
-                .await
-                .map_err(|e| self.map_err("PutItem", table, e))?;
+                .send();
+            let idempotency = futures::future::try_join_all(
+                write
+                    .idempotency
+                    .iter()
+                    .map(|(k, r)| self.replace_idempotency(write.key.task_id(), k, r)),
+            );
+            let (stored, idempotency) = tokio::join!(record, idempotency);
+            stored.map_err(|e| self.map_err("PutItem", table, e))?;
+            idempotency?;
             return Ok(version);
         };
 

@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::aws::AwsSettings;
-use crate::backend::{CatalogPort, PortError, TimedOut};
+use crate::backend::{CatalogPort, IdempotencyRecord, PortError, TimedOut};
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, TaskId};
 use codec::{s, Item};
 
@@ -235,6 +235,24 @@ impl DynamoCatalog {
             .await
             .map_err(|e| self.map_err(op, table, e))?;
         Ok(out.item)
+    }
+
+    /// Stores an idempotency record under `key`, replacing any.
+    async fn replace_idempotency(
+        &self,
+        task: &TaskId,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), PortError> {
+        let table = &self.tables.idempotency;
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(codec::idempotency_item(task, key, record)?))
+            .send()
+            .await
+            .map_err(|e| self.map_err("PutItem", table, e))?;
+        Ok(())
     }
 
     fn session_key_item(key: &SessionKey) -> Item {

@@ -581,6 +581,7 @@ mod tests {
                     record: &SessionRecord::default(),
                     expected_version: version,
                     idempotency: vec![(idem, &rec)],
+                    independent: false,
                 })
                 .await
                 .unwrap();
