@@ -20,7 +20,9 @@ use transcript_gateway::domain::{AppendReceipt, Seq, SessionKey, SummaryUpdate};
 use transcript_gateway::engine::{keys, AppendRequest, CompactOptions, Engine, EngineConfig};
 use transcript_gateway::Error;
 
-use crate::common::{engine_load, fresh_key, load, raw_entries, test_stores, Session, TestGateway};
+use crate::common::{
+    engine_load, fresh_key, get_json, load, raw_entries, test_stores, Session, TestGateway,
+};
 
 /// One append of a single entry `{"e": tag}`, with an idempotency key and a
 /// summary `{"title": tag}` folded on `expected_version`.
@@ -104,28 +106,14 @@ async fn an_acknowledged_append_is_listed_with_its_mtime_and_summary_on_another_
 
             // At once, on the other instance: listed with this mtime and
             // this summary, and loaded.
-            let list: Value = reader
-                .http
-                .get(format!("{}?summaries=true", s.sessions(&reader.base_url)))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list_url = format!("{}?summaries=true", s.sessions(&reader.base_url));
+            let list = get_json(&reader.http, &list_url).await;
             let listed = &list["data"]["sessions"][0];
             assert_eq!(listed["session_id"], s.session.as_str(), "{what}: {list}");
             assert_eq!(listed["mtime"], mtime, "{what}: the listed mtime: {list}");
             assert_eq!(listed["data"], json!({ "title": title }), "{what}: {list}");
-            let summary: Value = reader
-                .http
-                .get(format!("{}/summary", s.session(&reader.base_url)))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let summary_url = format!("{}/summary", s.session(&reader.base_url));
+            let summary = get_json(&reader.http, &summary_url).await;
             assert_eq!(summary["data"]["version"], version, "{what}: {summary}");
             let (status, loaded) = load(&reader.http, &s.entries(&reader.base_url)).await;
             assert_eq!(status, 200, "{what}");

@@ -248,6 +248,12 @@ pub async fn load(http: &reqwest::Client, url: &str) -> (u16, Vec<Value>) {
     (status, entries)
 }
 
+/// GETs `url` and parses the answer as JSON, whatever its status.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    let resp = http.get(url).send().await.expect("GET");
+    resp.json().await.expect("a JSON answer")
+}
+
 /// Parses chunks of JSONL (as an engine load yields them) into entries.
 pub fn jsonl_lines(chunks: &[bytes::Bytes]) -> Vec<Value> {
     chunks

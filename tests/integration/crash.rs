@@ -270,14 +270,8 @@ mod armed {
                 .flat_map(|b| b.as_array().unwrap().clone())
                 .collect();
             assert_eq!(load(&http, &url).await, all, "{backend}: each batch once");
-            let list: Value = http
-                .get(format!("{}?summaries=true", s.sessions(&b.base_url)))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list_url = format!("{}?summaries=true", s.sessions(&b.base_url));
+            let list = crate::common::get_json(&http, &list_url).await;
             let listed = &list["data"]["sessions"][0];
             assert_eq!(listed["mtime"], retry["data"]["mtime"], "{backend}: {list}");
             assert_eq!(listed["data"], json!({"title": "t2"}), "{backend}: {list}");
