@@ -79,8 +79,14 @@ pub struct Config {
     pub header_limit_bytes: usize,
     /// Most requests served at once; more are refused with 503 (`TG_MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
-    /// Longest wait for in-flight requests at shutdown (`TG_DRAIN_TIMEOUT_SECS`).
+    /// Longest wait, from SIGTERM, for in-flight requests, appends and
+    /// background work before exiting 1 (`TG_DRAIN_TIMEOUT_SECS`); below
+    /// the usual 30 s container grace period.
     pub drain_timeout_secs: u64,
+    /// After SIGTERM, how long the listener stays open answering 503
+    /// `draining` before it closes, for load balancers that need to see
+    /// readiness fall (`TG_DRAIN_PRESTOP_SECS`); part of the drain timeout.
+    pub drain_prestop_secs: u64,
     /// `json` or `text` (`TG_LOG_FORMAT`).
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `transcript_gateway=debug` (`TG_LOG`).
@@ -137,7 +143,8 @@ impl Default for Config {
             request_timeout_secs: 60,
             header_limit_bytes: 16 * 1024,
             max_in_flight: 1024,
-            drain_timeout_secs: 30,
+            drain_timeout_secs: 25,
+            drain_prestop_secs: 0,
             log_format: LogFormat::Json,
             log: "info".into(),
             storage: StorageKind::Embedded,
@@ -378,6 +385,13 @@ impl Config {
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError("max_in_flight must be positive".into()));
+        }
+        if self.drain_prestop_secs >= self.drain_timeout_secs {
+            return Err(ConfigError(format!(
+                "drain_prestop_secs ({}) must be shorter than drain_timeout_secs ({}): \
+                 the pre-stop wait is part of the drain",
+                self.drain_prestop_secs, self.drain_timeout_secs
+            )));
         }
         if self.aws_operation_timeout_ms == 0 || self.aws_attempt_timeout_ms == 0 {
             return Err(ConfigError(

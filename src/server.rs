@@ -1,8 +1,12 @@
 //! Running the gateway: build the state from the config, serve on a given
 //! listener until a given shutdown future resolves, then drain.
 //!
-//! On shutdown the gateway reports not-ready, stops accepting, lets every
-//! in-flight request finish (bounded by the drain timeout) and returns.
+//! On shutdown (see [`serve`]) the gateway refuses new requests with 503
+//! `draining` at once, reports not-ready, keeps the listener open for the
+//! pre-stop wait, then closes it and lets every request already running
+//! finish, then the appends whose clients left and the background work, all
+//! within the drain timeout counted from the signal; past it, [`serve`]
+//! returns [`ServeError::DrainTimeout`] naming what was left.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,6 +15,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
+use crate::api::drain::InFlight;
 use crate::api::{self, AppState, Readiness};
 use crate::auth::{Guard, Verifier};
 use crate::backend::embedded::{FsObjects, RedbCatalog};
@@ -42,6 +47,9 @@ pub enum ServeError {
     /// The listener failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    /// Shutdown left work unfinished when the drain timeout ran out.
+    #[error("{0}")]
+    DrainTimeout(String),
 }
 
 /// Opens the configured backends and builds the engine over them.
@@ -82,21 +90,31 @@ pub async fn serve(
     };
     let readiness = Readiness::new();
     let appends = tokio_util::task::TaskTracker::new();
+    let in_flight = InFlight::default();
     let background = engine.clone();
     let state = AppState {
         engine,
         readiness: readiness.clone(),
         appends: appends.clone(),
+        in_flight: in_flight.clone(),
     };
     let limits = config.http_limits(guard);
     let router = api::router(state, &limits);
-    let draining = Arc::new(tokio::sync::Notify::new());
-    let notify = draining.clone();
+    let drain = Duration::from_secs(config.drain_timeout_secs);
+    let prestop = Duration::from_secs(config.drain_prestop_secs);
+    let (signalled, started) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let signal = async move {
         shutdown.await;
+        // From now on every new request is refused (503 `draining`), and
+        // `/readyz` says so; the listener stays open for the pre-stop wait.
         readiness.set_draining();
-        tracing::info!("shutdown requested; draining in-flight requests");
-        notify.notify_one();
+        let _ = signalled.send(tokio::time::Instant::now());
+        tracing::info!(
+            prestop_secs = prestop.as_secs(),
+            drain_timeout_secs = drain.as_secs(),
+            "shutdown requested; refusing new requests, finishing the ones in flight"
+        );
+        tokio::time::sleep(prestop).await;
     };
     // Answers go out as written: no Nagle delay on a streamed load's last
     // chunk while the client holds back its ACK.
@@ -106,55 +124,123 @@ pub async fn serve(
         }
     });
     let server = axum::serve(listener, router).with_graceful_shutdown(signal);
-    let drain_limit = Duration::from_secs(config.drain_timeout_secs);
-    let deadline = async {
-        draining.notified().await;
-        tokio::time::sleep(drain_limit).await
-    };
-    tokio::select! {
-        result = server => result?,
-        _ = deadline => {
-            tracing::warn!("drain timeout reached; closing remaining connections");
+    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    let mut started = started;
+    // Serve until the signal; then until the connections are done or the
+    // drain timeout, counted from the signal, runs out.
+    let deadline = tokio::select! {
+        result = &mut server => {
+            result?;
+            // The listener failed or the shutdown future ended without a
+            // signal time: drain from now.
+            tokio::time::Instant::now() + drain
         }
-    }
+        at = &mut started => at.unwrap_or_else(|_| tokio::time::Instant::now()) + drain,
+    };
+    let requests_done = tokio::select! {
+        result = &mut server => {
+            result?;
+            true
+        }
+        _ = tokio::time::sleep_until(deadline) => false,
+    };
     // Appends whose clients went away still finish: their parts and records
     // land together, so a retry with the same idempotency key finds them.
     appends.close();
-    if tokio::time::timeout(drain_limit, appends.wait())
+    let appends_done = tokio::time::timeout_at(deadline, appends.wait())
         .await
-        .is_err()
-    {
-        tracing::warn!(left = appends.len(), "appends still running at exit");
+        .is_ok();
+    // Compactions stop between parts, deletions waiting for their grace
+    // period stop at once (their work is recorded for the next compaction).
+    let left = tokio::time::Instant::now();
+    let background_left = background
+        .shutdown(deadline.saturating_duration_since(left))
+        .await;
+    if requests_done && appends_done && background_left == 0 {
+        tracing::info!("drained; server stopped");
+        return Ok(());
     }
-    // Compactions, deletions and kept failures: waiting ones stop (their
-    // work is recorded for the next compaction), running ones finish.
-    let left = background.shutdown(drain_limit).await;
-    if left > 0 {
-        tracing::warn!(left, "background work still running at exit");
+    let mut unfinished = Vec::new();
+    if !requests_done {
+        unfinished.push(format!(
+            "{} request(s) still in flight: {}",
+            in_flight.len(),
+            in_flight.describe()
+        ));
     }
-    tracing::info!("server stopped");
-    Ok(())
+    if !appends_done {
+        unfinished.push(format!("{} append(s) still writing", appends.len()));
+    }
+    if background_left > 0 {
+        unfinished.push(format!(
+            "{background_left} background task(s) still running"
+        ));
+    }
+    let report = format!(
+        "the drain timeout ({} s) ran out with {}",
+        drain.as_secs(),
+        unfinished.join("; ")
+    );
+    tracing::error!(unfinished = %report, "drain timeout");
+    Err(ServeError::DrainTimeout(report))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on the first SIGTERM or Ctrl-C (SIGINT); a second one exits
+/// the process at once with status 130, without draining further.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let mut signals = Signals::new();
+    signals.next().await;
+    tokio::spawn(async move {
+        signals.next().await;
+        eprintln!("transcript-gateway: a second signal: exiting now, without draining");
+        std::process::exit(130);
+    });
+}
+
+/// SIGTERM and SIGINT, listened to for the life of the process (so a signal
+/// between two waits is not lost).
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.term) => {},
+                _ = recv(&mut self.int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -173,6 +173,7 @@ mod tests {
             engine: engine.clone(),
             readiness: Readiness::new(),
             appends: tokio_util::task::TaskTracker::new(),
+            in_flight: Default::default(),
         };
         let config = crate::config::Config {
             body_limit_bytes: 1 << 20,

@@ -64,7 +64,8 @@ impl IntoResponse for Error {
                     HeaderValue::from_static("Bearer realm=\"transcript-gateway\""),
                 );
             }
-            ErrorCode::Overloaded => {
+            // Another instance (or this one, in a second) will take it.
+            ErrorCode::Overloaded | ErrorCode::Draining => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -2,7 +2,8 @@
 //! engine call and shape the response. Nothing here talks to a backend.
 //!
 //! `mod.rs` merges the per-resource routers and adds the layers: request id,
-//! the request's span and log line ([`observe`]), error envelope, in-flight limit, header limit, authentication
+//! the request's span and log line ([`observe`]), error envelope, the drain
+//! ([`drain`]), in-flight limit, header limit, authentication
 //! ([`crate::auth::require`]), timeout and body limit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,7 @@ use crate::error::Error;
 
 pub mod admin;
 pub mod bindings;
+pub mod drain;
 pub mod entries;
 pub mod error;
 pub mod extract;
@@ -82,6 +84,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// In-flight appends, each its own task; shutdown waits for them.
     pub appends: tokio_util::task::TaskTracker,
+    /// The requests being served, for the drain's report.
+    pub in_flight: drain::InFlight,
 }
 
 /// Limits and checks the HTTP layer enforces before any handler runs.
@@ -112,6 +116,10 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let docs = utoipa_swagger_ui::SwaggerUi::new(paths::DOCS)
         .url(paths::OPENAPI, openapi::ApiDoc::openapi());
+    let gate = drain::DrainGate {
+        readiness: state.readiness.clone(),
+        in_flight: state.in_flight.clone(),
+    };
     Router::new()
         .merge(admin::router())
         .merge(bindings::router())
@@ -132,6 +140,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                     header::AUTHORIZATION,
                 ]))
                 .layer(axum::middleware::from_fn(error::envelope))
+                .layer(axum::middleware::from_fn_with_state(gate, drain::drain))
                 .layer(axum::middleware::from_fn_with_state(
                     Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
                     limits::in_flight,

@@ -117,8 +117,14 @@ impl Engine {
         let engine = self.clone();
         let key = key.clone();
         self.inner.background.spawn(async move {
-            if let Err(e) = engine.compact(&key, CompactOptions::default()).await {
-                tracing::warn!(key = %key, error = %crate::error::chain(&e), "background compaction failed; the next trigger retries");
+            match engine.compact(&key, CompactOptions::default()).await {
+                Ok(_) => {}
+                Err(Error::Draining) => {
+                    tracing::info!(key = %key, "compaction stopped for shutdown; the next trigger starts over")
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %crate::error::chain(&e), "background compaction failed; the next trigger retries")
+                }
             }
         });
     }
@@ -380,6 +386,12 @@ impl Engine {
             .buffered(ahead);
         let mut repair = false;
         while let Some(decoded) = bodies.next().await {
+            // Shutdown: stop between parts. Nothing is recorded yet, the
+            // chunks written so far are discarded, and the next compaction
+            // starts over.
+            if self.inner.stopping.is_cancelled() {
+                return Err(Error::Draining);
+            }
             let (key_name, decoded) = decoded?;
             chain
                 .part(&decoded)

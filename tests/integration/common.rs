@@ -444,6 +444,21 @@ impl ChildGateway {
         None
     }
 
+    /// Sends a signal (`TERM`, `INT`, `KILL`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill(mut self) {
         let _ = self.child.kill();
