@@ -60,6 +60,14 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Ask the gateway at TG_LISTEN for GET /healthz (0.0.0.0 and :: mean
+    /// this host); exit 0 on 200 within 2 s, else 1 with the reason. For
+    /// container health checks.
+    Healthcheck {
+        /// Address the gateway listens on [default: 127.0.0.1:8787] (also TG_LISTEN).
+        #[arg(long, value_parser = parse_listen)]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,16 +128,25 @@ fn main() -> ExitCode {
             data_dir: data_dir.clone(),
             ..Overrides::default()
         },
+        Command::Healthcheck { listen } => Overrides {
+            listen: *listen,
+            ..Overrides::default()
+        },
         Command::Migrate | Command::Openapi | Command::Token { .. } => Overrides::default(),
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("transcript-gateway: {e}");
-            return ExitCode::from(2);
+            // A health check answers 0 or 1, whatever went wrong.
+            return match cli.command {
+                Command::Healthcheck { .. } => ExitCode::FAILURE,
+                _ => ExitCode::from(2),
+            };
         }
     };
     match cli.command {
+        Command::Healthcheck { .. } => healthcheck(config.listen),
         Command::Openapi => {
             print!("{}", transcript_gateway::api::openapi::openapi_json());
             ExitCode::SUCCESS
@@ -180,6 +197,69 @@ fn main() -> ExitCode {
             let _ = flushed.await;
             served
         }),
+    }
+}
+
+/// `GET /healthz` on `listen` (an unspecified address means loopback) over
+/// plain HTTP/1.1: success on a 200 within 2 s, else one line on stderr.
+fn healthcheck(listen: std::net::SocketAddr) -> ExitCode {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = listen;
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
+        _ => {}
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("cannot send to {addr}: {e}"))?;
+        // The status line is all that matters; it comes first.
+        let mut head = Vec::new();
+        let mut buf = [0u8; 512];
+        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("cannot read from {addr}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&head);
+        let line = text.lines().next().unwrap_or_default();
+        match line.split(' ').nth(1) {
+            Some("200") => Ok(()),
+            Some(status) if line.starts_with("HTTP/") => {
+                Err(format!("http://{addr}/healthz answered {status}"))
+            }
+            _ => Err(format!("http://{addr}/healthz gave no HTTP answer")),
+        }
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| {
+            rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(2), probe)
+                    .await
+                    .unwrap_or_else(|_| Err(format!("http://{addr}/healthz: no answer within 2 s")))
+            })
+        });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("transcript-gateway healthcheck: {reason}");
+            ExitCode::FAILURE
+        }
     }
 }
 

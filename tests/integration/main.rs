@@ -14,6 +14,7 @@ mod compaction;
 mod conformance;
 mod crash;
 mod dedup;
+mod deploy;
 mod documented;
 mod durability;
 mod dynamo;
