@@ -99,6 +99,10 @@ class ForbiddenError(GatewayError):
     """The token is valid but not for this task or this operation (403). Never retried."""
 
 
+class StoreClosedError(GatewayError):
+    """An append after ``aclose()`` began: the store takes no new writes."""
+
+
 _CODE_CLASSES: dict[str, type[GatewayError]] = {
     "unauthorized": UnauthorizedError,
     "forbidden": ForbiddenError,

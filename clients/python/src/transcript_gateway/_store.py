@@ -29,6 +29,7 @@ from ._errors import (
     GatewayError,
     GatewayUnavailableError,
     StaleWriterError,
+    StoreClosedError,
     SummaryConflictError,
 )
 from ._version import __version__
@@ -185,6 +186,11 @@ class GatewaySessionStore(SessionStore):
         self._drift_warned: set[str] = set()
         self._locks: OrderedDict[_SessionId, asyncio.Lock] = OrderedDict()
         self._failed: _Lru[_KeyId, _FailedAppend] = _Lru(cache_size)
+        # Appends running now; aclose() waits for them.
+        self._appending = 0
+        self._appends_done = asyncio.Event()
+        self._appends_done.set()
+        self._closing = False
 
     @property
     def epoch(self) -> int | None:
@@ -204,14 +210,29 @@ class GatewaySessionStore(SessionStore):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        """Close the HTTP client."""
+        """Wait for pending appends, then close the HTTP client."""
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this store created it."""
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """Wait for the appends still running (at most ``timeout`` seconds,
+        by default the store's ``timeout``), then close the HTTP client if
+        this store created it. Appends called after this starts raise
+        :class:`StoreClosedError`. Returns False if appends were still
+        running when the wait ran out (they fail as the client closes)."""
+        self._closing = True
+        limit = self.timeout if timeout is None else timeout
+        try:
+            await asyncio.wait_for(self._appends_done.wait(), limit)
+            drained = True
+        except asyncio.TimeoutError:
+            logger.warning(
+                "closing with %d append(s) still running after %.1f s", self._appending, limit
+            )
+            drained = False
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
+        return drained
 
     # -- SessionStore --------------------------------------------------------
 
@@ -219,6 +240,18 @@ class GatewaySessionStore(SessionStore):
         """Append a batch of entries in order; main keys also fold the session summary."""
         if not entries:
             return
+        if self._closing:
+            raise StoreClosedError("the store is closing: no new appends")
+        self._appending += 1
+        self._appends_done.clear()
+        try:
+            await self._append(key, entries)
+        finally:
+            self._appending -= 1
+            if self._appending == 0:
+                self._appends_done.set()
+
+    async def _append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
         self._check_not_fenced()
         self._warn_on_drift(key["project_key"])
         deadline = self._deadline()
