@@ -25,6 +25,7 @@ mod iam;
 mod incarnations;
 mod openapi;
 mod resources;
+mod runbook;
 mod s3;
 mod startup;
 mod tamper;
