@@ -676,6 +676,50 @@ fn ignores(pattern: &str, path: &str) -> bool {
     pattern == "*" || pattern == "**" || pattern == path
 }
 
+/// The top-level paths a build of the crate reads: Cargo.toml, Cargo.lock,
+/// the directory of every target the manifest names (src, benches) and of
+/// every file compiled in with `include_str!` (migrations).
+fn compiled_inputs() -> BTreeSet<String> {
+    let top = |path: &Path| -> String {
+        let relative = path.strip_prefix(root()).unwrap_or(path);
+        relative
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut inputs: BTreeSet<String> = ["Cargo.toml", "Cargo.lock"].map(String::from).into();
+    let manifest: toml::Value = read("Cargo.toml").parse().expect("Cargo.toml");
+    let lib = manifest.get("lib").cloned().into_iter();
+    let bins = manifest["bin"].as_array().cloned().unwrap_or_default();
+    for target in lib.chain(bins) {
+        let path = target["path"].as_str().expect("a target path");
+        inputs.insert(top(&root().join(path)));
+    }
+    let mut pending = vec![root().join("src")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap_or_default();
+            for piece in source.split("include_str!(\"").skip(1) {
+                let included = piece.split('"').next().unwrap_or_default();
+                let resolved = path.parent().expect("a directory").join(included);
+                let resolved = resolved
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{} includes {included}: {e}", path.display()));
+                let canonical_root = root().canonicalize().expect("the repository");
+                let relative = resolved.strip_prefix(&canonical_root).unwrap_or(&resolved);
+                inputs.insert(top(&root().join(relative)));
+            }
+        }
+    }
+    inputs
+}
+
 #[test]
 fn dockerfile_builds_in_stages_and_runs_unprivileged() {
     let steps = instructions(&read("Dockerfile"));
@@ -789,6 +833,39 @@ fn dockerfile_builds_in_stages_and_runs_unprivileged() {
         }
     }
 
+    // Each stage that runs cargo on the crate copies what Cargo reads: the
+    // manifest, the lock file, every target's directory and every file
+    // compiled in with include_str!.
+    let needed = compiled_inputs();
+    let stage_bounds: Vec<usize> = froms.iter().map(|(i, _)| *i).chain([steps.len()]).collect();
+    for bounds in stage_bounds.windows(2) {
+        let stage = &steps[bounds[0]..bounds[1]];
+        let runs_cargo = stage.iter().any(|(op, arg)| {
+            op == "RUN" && (arg.contains("cargo build") || arg.contains("cargo chef prepare"))
+        });
+        if !runs_cargo {
+            continue;
+        }
+        let copied: BTreeSet<String> = stage
+            .iter()
+            .filter(|(op, arg)| op == "COPY" && !arg.contains("--from="))
+            .flat_map(|(_, arg)| {
+                let words: Vec<&str> = arg.split_whitespace().collect();
+                words[..words.len().saturating_sub(1)]
+                    .iter()
+                    .map(|w| w.trim_end_matches('/').to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for input in &needed {
+            assert!(
+                copied.contains(input),
+                "the Dockerfile stage `{}` runs cargo without copying {input}, which Cargo reads",
+                steps[bounds[0]].1
+            );
+        }
+    }
+
     // What the build stages copy from the context exists and is not ignored.
     let ignored = dockerignore();
     for (op, arg) in &steps {
@@ -897,6 +974,22 @@ async fn healthcheck_command_reports_the_gateway() {
     assert!(
         lines.len() == 1 && lines[0].contains(&closed),
         "a failed healthcheck must say why in one line naming {closed}, not {stderr:?}"
+    );
+
+    // The address it dials for an unspecified one is loopback, by name.
+    let port = free_port();
+    let (code, _, stderr) = run_binary(
+        &["healthcheck"],
+        &[("TG_LISTEN", &format!("0.0.0.0:{port}"))],
+    );
+    assert_eq!(
+        code,
+        Some(1),
+        "healthcheck against a closed port must exit 1: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")),
+        "with TG_LISTEN=0.0.0.0:{port} the check must dial 127.0.0.1:{port}: {stderr:?}"
     );
 
     let unwell = one_answer(Some(
