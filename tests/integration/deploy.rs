@@ -389,6 +389,18 @@ fn compose_gateway_settings_are_known_and_authenticated() {
         !gateway.contains_key("TG_INSECURE_NO_AUTH"),
         "the gateway must not set TG_INSECURE_NO_AUTH"
     );
+    let drain = gateway
+        .get("TG_DRAIN_TIMEOUT_SECS")
+        .map(|v| v.parse::<u64>().expect("TG_DRAIN_TIMEOUT_SECS is a number"))
+        .unwrap_or(transcript_gateway::config::Config::default().drain_timeout_secs);
+    let grace = text(&services["gateway"]["stop_grace_period"]).unwrap_or_else(|| "10s".into());
+    let grace = humantime::parse_duration(&grace)
+        .unwrap_or_else(|e| panic!("the gateway's stop_grace_period {grace:?}: {e}"));
+    assert!(
+        grace > Duration::from_secs(drain),
+        "the gateway's stop_grace_period ({grace:?}) must exceed its drain timeout ({drain} s), \
+         or Compose kills it mid-drain"
+    );
     let command = words(&services["gateway"]["command"]);
     assert!(
         !command.iter().any(|w| w == "--insecure-no-auth"),
