@@ -390,6 +390,8 @@ def kill_group(comp: str, info: dict, sig=signal.SIGTERM, grace: float = 20.0) -
         log(f"{comp}: pid {pgid} not running (or reused by another process); nothing to stop")
         return
     try:
+        # A paused group (pause-dynamodb) must run again to handle the signal.
+        os.killpg(pgid, signal.SIGCONT)
         os.killpg(pgid, sig)
     except ProcessLookupError:
         return
@@ -830,6 +832,27 @@ def cmd_start_s3(args) -> int:
     return 0
 
 
+def _signal_dynamodb(args, sig) -> int:
+    d = os.path.abspath(args.state_dir)
+    state = load_state(d)
+    info = state["components"].get("dynamodb") or state["components"].get("dynamodb-serial")
+    if not info or not owns_group(info):
+        raise EmuError(f"no running DynamoDB emulator recorded in {d}/state.json")
+    os.killpg(info["pid"], sig)
+    return 0
+
+
+def cmd_pause_dynamodb(args) -> int:
+    """SIGSTOP the moto server's process group: it keeps its tables but
+    answers nothing (requests hang, as with a network partition)."""
+    return _signal_dynamodb(args, signal.SIGSTOP)
+
+
+def cmd_resume_dynamodb(args) -> int:
+    """SIGCONT the moto server's process group after `pause-dynamodb`."""
+    return _signal_dynamodb(args, signal.SIGCONT)
+
+
 def cmd_restart_s3(args) -> int:
     cmd_stop_s3(args)
     return cmd_start_s3(args)
@@ -852,7 +875,7 @@ def cmd_status(args) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{start,stop,stop-s3,start-s3,restart-s3,status}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{start,stop,stop-s3,start-s3,restart-s3,pause-dynamodb,resume-dynamodb,status}")
 
     def add(name, fn, help_):
         p = sub.add_parser(name, help=help_)
@@ -871,6 +894,8 @@ def main(argv=None) -> int:
     add("start-s3", cmd_start_s3, "start SeaweedFS again on the same ports and data dir")
     p = add("restart-s3", cmd_restart_s3, "stop-s3 then start-s3")
     p.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM (simulate a crash)")
+    add("pause-dynamodb", cmd_pause_dynamodb, "stop the DynamoDB emulator answering (SIGSTOP); it keeps its tables")
+    add("resume-dynamodb", cmd_resume_dynamodb, "let it answer again (SIGCONT)")
     add("status", cmd_status, "show which emulators are running (exit 1 if any is not)")
 
     p = sub.add_parser("_serve-dynamodb-serial", help=argparse.SUPPRESS)

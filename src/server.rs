@@ -71,6 +71,9 @@ pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
     Ok(engine)
 }
 
+/// How often catalog records that lag their parts are repaired.
+const REPAIR_EVERY: Duration = Duration::from_secs(5);
+
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -88,6 +91,7 @@ pub async fn serve(
         verifier: verifier.map(Arc::new),
         metrics_require_auth: config.metrics_require_auth,
     };
+    engine.start_repairs(REPAIR_EVERY);
     let readiness = Readiness::new();
     let appends = tokio_util::task::TaskTracker::new();
     let in_flight = InFlight::default();

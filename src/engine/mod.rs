@@ -293,6 +293,39 @@ impl Engine {
         }
     }
 
+    /// Repairs, every `every`, the keys whose catalog record lags their
+    /// durable parts (a catalog write failed after the part landed), until
+    /// shutdown: listings catch up after a catalog outage without waiting
+    /// for the next append to each key. A key whose repair fails is tried
+    /// again on the next round.
+    pub fn start_repairs(&self, every: std::time::Duration) {
+        let engine = self.clone();
+        let stopping = self.inner.stopping.clone();
+        self.inner.background.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopping.cancelled() => return,
+                }
+                let keys: Vec<SessionKey> = {
+                    let lagging = engine.inner.lagging.lock().unwrap_or_else(|p| p.into_inner());
+                    lagging.iter().cloned().collect()
+                };
+                for key in keys {
+                    if stopping.is_cancelled() {
+                        return;
+                    }
+                    match engine.repair(&key).await {
+                        Ok(_) => tracing::info!(key = %key, "catalog record repaired"),
+                        Err(e) => {
+                            tracing::debug!(key = %key, error = %crate::error::chain(&e), "catalog repair failed; retrying later")
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     /// The engine clock's milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.inner.config.clock.now_ms()

@@ -708,16 +708,25 @@ pub struct PrivateEmulator {
     python: String,
     script: String,
     state_dir: PathBuf,
-    /// The S3 endpoint URL.
+    /// The endpoint URL (S3, or DynamoDB for [`PrivateEmulator::start_dynamodb`]).
     pub endpoint: String,
-    /// Its bucket.
+    /// The S3 bucket (empty for DynamoDB).
     pub bucket: String,
     _dir: tempfile::TempDir,
 }
 
 impl PrivateEmulator {
-    /// Starts one, or says why not and returns `None`.
+    /// Starts a SeaweedFS of its own, or says why not and returns `None`.
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_components(test, &["--s3"])
+    }
+
+    /// Starts a moto (DynamoDB) of its own, or says why not.
+    pub fn start_dynamodb(test: &str) -> Option<Self> {
+        Self::start_components(test, &["--dynamodb"])
+    }
+
+    fn start_components(test: &str, components: &[&str]) -> Option<Self> {
         let python = emulator_env("TG_TEST_EMULATORS_PYTHON", test)?;
         let script = emulator_env("TG_TEST_EMULATORS_SCRIPT", test)?;
         let dir = tempfile::tempdir().unwrap();
@@ -730,13 +739,17 @@ impl PrivateEmulator {
             bucket: String::new(),
             _dir: dir,
         };
-        emu.run("start", &["--s3"]);
+        emu.run("start", components);
         let env: Value = serde_json::from_slice(
             &std::fs::read(emu.state_dir.join("env.json")).expect("env.json"),
         )
         .expect("env.json is JSON");
-        emu.endpoint = env["TG_TEST_S3_ENDPOINT"].as_str().unwrap().to_string();
-        emu.bucket = env["TG_TEST_S3_BUCKET"].as_str().unwrap().to_string();
+        let var = |name: &str| env[name].as_str().unwrap_or_default().to_string();
+        emu.endpoint = match components {
+            ["--dynamodb"] => var("TG_TEST_DYNAMODB_ENDPOINT"),
+            _ => var("TG_TEST_S3_ENDPOINT"),
+        };
+        emu.bucket = var("TG_TEST_S3_BUCKET");
         Some(emu)
     }
 

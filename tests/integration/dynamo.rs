@@ -407,6 +407,8 @@ const PASS: u8 = 0;
 const FAIL: u8 = 1;
 /// Answer `Ok` but write nothing (a lost write).
 const DROP: u8 = 2;
+/// As [`FAIL`], then repaired by the engine's background repairs alone.
+const FAIL_THEN_WAIT: u8 = 3;
 
 /// A catalog whose session writes can be made to fail or vanish.
 struct FlakyCatalog {
@@ -522,7 +524,8 @@ async fn drift_is_repaired(objects: Arc<dyn ObjectPort>, catalog: Arc<dyn Catalo
     all.extend(b1.iter().cloned());
     bytes += batch_bytes(&b1);
 
-    flaky.mode.store(mode, Ordering::SeqCst);
+    let injected = if mode == FAIL_THEN_WAIT { FAIL } else { mode };
+    flaky.mode.store(injected, Ordering::SeqCst);
     for seq in 2..=3 {
         let batch = entries(3, "faulted");
         assert_eq!(
@@ -558,6 +561,26 @@ async fn drift_is_repaired(objects: Arc<dyn ObjectPort>, catalog: Arc<dyn Catalo
             .expect("get")
             .expect("record")
             .value
+    } else if mode == FAIL_THEN_WAIT {
+        // No more appends: the engine's background repairs catch it up.
+        engine.start_repairs(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let record = catalog
+                .get_session(&key)
+                .await
+                .expect("get")
+                .expect("record");
+            if record.value.head.0 == 3 {
+                break record.value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the background repairs never caught the record up: {:?}",
+                record.value
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     } else {
         // A repair pass (here from another instance) brings it in line.
         let other = Engine::new(objects.clone(), catalog.clone(), EngineConfig::default());
@@ -613,7 +636,7 @@ fn all_parts(mode: u8) -> u64 {
 #[tokio::test]
 async fn catalog_drift_is_repaired_on_the_embedded_catalog() {
     let started = Instant::now();
-    for mode in [FAIL, DROP] {
+    for mode in [FAIL, DROP, FAIL_THEN_WAIT] {
         let dir = tempfile::tempdir().expect("tempdir");
         let (objects, catalog) = embedded_ports(dir.path());
         drift_is_repaired(objects, catalog, mode).await;
@@ -632,7 +655,7 @@ async fn catalog_drift_is_repaired_on_dynamodb() {
     };
     let started = Instant::now();
     let (catalog, config) = migrated_catalog(&endpoint).await;
-    for mode in [FAIL, DROP] {
+    for mode in [FAIL, DROP, FAIL_THEN_WAIT] {
         let dir = tempfile::tempdir().expect("tempdir");
         let objects = object_store(dir.path(), &config.dynamodb_table_prefix).await;
         drift_is_repaired(objects, catalog.clone(), mode).await;
