@@ -20,6 +20,7 @@ mod durability;
 mod dynamo;
 mod embedded;
 mod failures;
+mod faults;
 mod hostile;
 mod iam;
 mod incarnations;
