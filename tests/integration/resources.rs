@@ -279,3 +279,55 @@ async fn shutdown_leaves_no_background_task_and_the_next_compaction_finishes_the
     let entries = engine_load(&next, &key).await.unwrap().unwrap();
     assert_eq!(entries.len(), 4);
 }
+
+#[tokio::test]
+async fn shutdown_stops_a_running_compaction_between_parts_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let writer = engine(objects.clone(), catalog.clone(), EngineConfig::default());
+    let key = fresh_key();
+    for i in 0..40 {
+        engine_append(&writer, &key, &[json!({"i": i})])
+            .await
+            .unwrap();
+    }
+    // Reads take 60 ms each: 30 ms in, the compaction is still waiting for
+    // its first parts when shutdown begins.
+    let slow = SlowReads::new(objects.clone());
+    let e = engine(slow, catalog.clone(), EngineConfig::default());
+    let running = {
+        let e = e.clone();
+        let key = key.clone();
+        tokio::spawn(async move { e.compact(&key, CompactOptions::FORCED).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let left = e.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(left, 0, "nothing left running");
+    let outcome = running.await.unwrap();
+    assert!(
+        matches!(outcome, Err(transcript_gateway::Error::Draining)),
+        "the compaction stopped for the shutdown: {outcome:?}"
+    );
+    // Nothing recorded, no snapshot or chunk left; the transcript is whole
+    // and the next compaction completes.
+    let record = catalog.get_session(&key).await.unwrap().unwrap().value;
+    assert_eq!(record.compacted_through, Seq::ZERO);
+    let dir_key = keys::incarnation_dir(&key, 1);
+    let page = objects.list(&dir_key, None, false).await.unwrap();
+    let leftovers: Vec<&str> = page
+        .items
+        .iter()
+        .filter(|i| {
+            !matches!(
+                keys::parse(&dir_key, &i.key),
+                Some(keys::ObjectKind::Part(_))
+            )
+        })
+        .map(|i| i.key.as_str())
+        .collect();
+    assert!(leftovers.is_empty(), "no snapshot or chunk: {leftovers:?}");
+    let fresh = engine(objects, catalog, EngineConfig::default());
+    assert_eq!(engine_load(&fresh, &key).await.unwrap().unwrap().len(), 40);
+    let report = fresh.compact(&key, CompactOptions::FORCED).await.unwrap();
+    assert_eq!(report.expect("compacted").through, Seq(40));
+}
