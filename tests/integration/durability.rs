@@ -53,25 +53,10 @@ async fn sigterm_drains_in_flight_appends_and_exits_cleanly() {
     let mut senders = Vec::new();
     let mut writers = Vec::new();
     for i in 0..4 {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-        let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
-        let req = http
-            .post(format!("{url}?subpath=w{i}"))
-            .header("content-type", "application/json")
-            .body(body);
-        writers.push(tokio::spawn(async move {
-            let resp = req.send().await.expect("request");
-            (
-                resp.status().as_u16(),
-                resp.text().await.unwrap_or_default(),
-            )
-        }));
-        tx.send(Ok(bytes::Bytes::from(format!(
-            "{{\"entries\":[{{\"w\":{i},"
-        ))))
-        .await
-        .unwrap();
+        let first = format!("{{\"entries\":[{{\"w\":{i},");
+        let (tx, answer) = half_sent(&http, &format!("{url}?subpath=w{i}"), first).await;
         senders.push(tx);
+        writers.push(answer);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let terminated = tokio::task::spawn_blocking(move || gw.terminate());
@@ -97,6 +82,33 @@ async fn sigterm_drains_in_flight_appends_and_exits_cleanly() {
         assert_eq!((status, entries), (200, vec![json!({"w": i, "end": true})]));
     }
     gw.kill();
+}
+
+/// The sending side of a request body still being uploaded.
+type BodySender = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;
+
+/// Starts a POST of a JSON body to `url` whose first bytes are `first`; the
+/// rest goes through the returned sender. The task answers the status and
+/// body once the gateway responds.
+async fn half_sent(
+    http: &reqwest::Client,
+    url: &str,
+    first: String,
+) -> (BodySender, tokio::task::JoinHandle<(u16, String)>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(tokio_stream_from(rx)));
+    let answer = tokio::spawn(async move {
+        let resp = req.send().await.expect("the upload is answered");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    });
+    tx.send(Ok(bytes::Bytes::from(first))).await.unwrap();
+    (tx, answer)
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -182,24 +194,10 @@ async fn sigterm_under_load_finishes_what_started_refuses_the_rest_and_exits_0()
     let mut senders = Vec::new();
     let mut slow = Vec::new();
     for i in 0..4 {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-        let req = http
-            .post(format!("{base}?subpath=slow-{i}"))
-            .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(tokio_stream_from(rx)));
-        slow.push(tokio::spawn(async move {
-            let resp = req.send().await.expect("slow upload answered");
-            (
-                resp.status().as_u16(),
-                resp.text().await.unwrap_or_default(),
-            )
-        }));
-        tx.send(Ok(bytes::Bytes::from(format!(
-            "{{\"entries\":[{{\"slow\":{i},"
-        ))))
-        .await
-        .unwrap();
+        let first = format!("{{\"entries\":[{{\"slow\":{i},");
+        let (tx, answer) = half_sent(&http, &format!("{base}?subpath=slow-{i}"), first).await;
         senders.push(tx);
+        slow.push(answer);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -303,22 +301,9 @@ async fn sigterm_under_load_finishes_what_started_refuses_the_rest_and_exits_0()
 
 /// Starts an upload that sends half its body and then stalls (until the
 /// returned sender is dropped).
-async fn stalled_upload(
-    url: &str,
-) -> tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-    let req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(tokio_stream_from(rx)));
-    tokio::spawn(async move {
-        let _ = req.send().await;
-    });
-    tx.send(Ok(bytes::Bytes::from_static(
-        b"{\"entries\":[{\"stalled\":",
-    )))
-    .await
-    .unwrap();
+async fn stalled_upload(url: &str) -> BodySender {
+    let first = "{\"entries\":[{\"stalled\":".to_string();
+    let (tx, _answer) = half_sent(&reqwest::Client::new(), url, first).await;
     // Let the request reach the handler.
     tokio::time::sleep(Duration::from_millis(300)).await;
     tx
