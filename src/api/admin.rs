@@ -1,8 +1,17 @@
-//! Operator endpoints under `/admin/v1`: on-demand compaction.
+//! Operator endpoints under `/admin/v1`: on-demand compaction and a task's
+//! export.
 
+use std::io::Write as _;
+
+use axum::body::Body;
 use axum::extract::State;
-use axum::routing::post;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use futures::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 
 use super::extract::TaskPath;
@@ -12,7 +21,9 @@ use crate::error::Error;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new().route(paths::ADMIN_COMPACT, post(compact_task))
+    Router::new()
+        .route(paths::ADMIN_COMPACT, post(compact_task))
+        .route(paths::ADMIN_EXPORT, get(export_task))
 }
 
 /// What an on-demand compaction did.
@@ -42,5 +53,71 @@ pub async fn compact_task(
     let compacted = state.engine.compact_task(&task).await?;
     Ok(Json(DataEnvelope {
         data: CompactView { compacted },
+    }))
+}
+
+/// Every transcript of a task as one gzip JSON Lines download: one line per
+/// entry, `{"key": {"project_key", "session_id", "subpath"?}, "entry": {...}}`,
+/// each transcript's entries in order and in one block. Streamed as it is
+/// read; a failure part-way ends the download early (the gzip is then
+/// incomplete, which any reader reports).
+#[utoipa::path(
+    get,
+    path = paths::ADMIN_EXPORT,
+    tag = "admin",
+    params(("task_id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task's transcripts, gzip-compressed JSON Lines",
+            content_type = "application/gzip", body = Vec<u8>,
+            headers(("content-disposition" = String, description = "attachment; filename=<task_id>.jsonl.gz"))),
+        (status = 400, description = "Invalid task id", body = super::error::ErrorEnvelope),
+        (status = 404, description = "The task holds no transcript", body = super::error::ErrorEnvelope),
+        (status = 503, description = "Backend unavailable", body = super::error::ErrorEnvelope),
+    )
+)]
+pub async fn export_task(
+    State(state): State<AppState>,
+    TaskPath(task): TaskPath,
+) -> Result<Response, Error> {
+    let Some(lines) = state.engine.export_task(&task).await? else {
+        return Err(Error::NotFound(format!("task {task} holds no transcript")));
+    };
+    let disposition = format!("attachment; filename={task}.jsonl.gz");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from_stream(gzip(lines)),
+    )
+        .into_response())
+}
+
+/// `lines` compressed as they come: each chunk is written to the encoder
+/// and what it has produced so far is sent, so memory stays at one chunk.
+fn gzip(lines: crate::engine::LoadStream) -> BoxStream<'static, Result<Bytes, Error>> {
+    let encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let compressed = stream::unfold(Some((lines, encoder)), |state| async move {
+        let (mut lines, mut encoder) = state?;
+        let compress_err = |e: std::io::Error| Error::internal(format!("gzip: {e}"));
+        match lines.next().await {
+            Some(Ok(chunk)) => {
+                let written = encoder.write_all(&chunk).map_err(compress_err);
+                let out = Bytes::from(std::mem::take(encoder.get_mut()));
+                match written {
+                    Ok(()) => Some((Ok(out), Some((lines, encoder)))),
+                    Err(e) => Some((Err(e), None)),
+                }
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            None => Some((
+                encoder.finish().map(Bytes::from).map_err(compress_err),
+                None,
+            )),
+        }
+    });
+    Box::pin(compressed.filter(|chunk| {
+        let keep = !matches!(chunk, Ok(bytes) if bytes.is_empty());
+        async move { keep }
     }))
 }

@@ -28,6 +28,7 @@ use super::{admin, bindings, entries, error, failures, health, sessions};
         bindings::lease,
         failures::report,
         admin::compact_task,
+        admin::export_task,
         health::healthz,
         health::readyz,
         health::metrics,

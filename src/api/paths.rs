@@ -28,6 +28,8 @@ pub const SESSIONS: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions"
 pub const BINDING: &str = "/v1/tasks/{task_id}/binding";
 /// Compact every transcript of a task now.
 pub const ADMIN_COMPACT: &str = "/admin/v1/tasks/{task_id}/compact";
+/// Every transcript of a task as one gzip JSON Lines download.
+pub const ADMIN_EXPORT: &str = "/admin/v1/tasks/{task_id}/export";
 /// Mirror failures a client saw (failed appends that never reached the gateway).
 pub const MIRROR_FAILURES: &str = "/v1/tasks/{task_id}/mirror-failures";
 /// A new writer epoch for a task.
@@ -47,6 +49,7 @@ pub const ALL: &[&str] = &[
     SESSIONS,
     BINDING,
     ADMIN_COMPACT,
+    ADMIN_EXPORT,
     MIRROR_FAILURES,
     LEASE,
 ];

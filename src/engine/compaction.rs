@@ -480,7 +480,7 @@ impl Engine {
 
     /// Every transcript of a task (whatever incarnations it has), found by
     /// listing its objects.
-    async fn task_keys(&self, task: &TaskId) -> Result<Vec<SessionKey>, Error> {
+    pub(super) async fn task_keys(&self, task: &TaskId) -> Result<Vec<SessionKey>, Error> {
         let root = keys::task_dir(task);
         let mut dirs = BTreeSet::new();
         let mut listing = self.inner.objects.list_all(&root, None, true);

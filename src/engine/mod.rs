@@ -29,6 +29,7 @@ mod catalog;
 mod codec;
 mod compaction;
 mod dedup;
+mod export;
 mod failures;
 mod head;
 mod incarnation;

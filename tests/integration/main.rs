@@ -19,6 +19,7 @@ mod documented;
 mod durability;
 mod dynamo;
 mod embedded;
+mod export;
 mod failures;
 mod faults;
 mod hostile;
