@@ -1,5 +1,5 @@
-//! Operator endpoints under `/admin/v1`: on-demand compaction and a task's
-//! export.
+//! Operator endpoints under `/admin/v1`: on-demand compaction, a task's
+//! export, and the fleet's recent mirror failures.
 
 use std::io::Write as _;
 
@@ -14,8 +14,10 @@ use flate2::write::GzEncoder;
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 
-use super::extract::TaskPath;
+use super::extract::{encode_token, AppQuery, PageQuery, TaskPath};
+use super::sessions::PagedEnvelope;
 use super::{paths, AppState, DataEnvelope};
+use crate::domain::MirrorFailure;
 use crate::engine::CompactionReport;
 use crate::error::Error;
 
@@ -24,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(paths::ADMIN_COMPACT, post(compact_task))
         .route(paths::ADMIN_EXPORT, get(export_task))
+        .route(paths::ADMIN_FAILURES, get(list_failures))
 }
 
 /// What an on-demand compaction did.
@@ -119,5 +122,46 @@ fn gzip(lines: crate::engine::LoadStream) -> BoxStream<'static, Result<Bytes, Er
     Box::pin(compressed.filter(|chunk| {
         let keep = !matches!(chunk, Ok(bytes) if bytes.is_empty());
         async move { keep }
+    }))
+}
+
+/// A page of mirror failures.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FailuresView {
+    /// Newest first: failed appends (5xx), broken chains found on load,
+    /// client reports and project-key drifts, each with its task and key.
+    pub failures: Vec<MirrorFailure>,
+}
+
+/// Recent mirror failures of every task, newest first, paged like every
+/// list (the catalog keeps the newest 10,000 on the embedded backend, 7 days
+/// on DynamoDB). Needs an admin token for every task (`task_id` `*`).
+#[utoipa::path(
+    get,
+    path = paths::ADMIN_FAILURES,
+    tag = "admin",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page, newest first", body = PagedEnvelope<FailuresView>),
+        (status = 400, description = "Invalid limit or token", body = super::error::ErrorEnvelope),
+        (status = 503, description = "Backend unavailable", body = super::error::ErrorEnvelope),
+    )
+)]
+pub async fn list_failures(
+    State(state): State<AppState>,
+    AppQuery(paging): AppQuery<PageQuery>,
+) -> Result<Json<PagedEnvelope<FailuresView>>, Error> {
+    let limit = paging.limit()?;
+    let before = paging.after()?;
+    let page = state.engine.failures(before.as_deref(), limit).await?;
+    let next_token = page
+        .more
+        .then(|| page.items.last().map(|f| encode_token(&f.sort_key())))
+        .flatten();
+    Ok(Json(PagedEnvelope {
+        data: FailuresView {
+            failures: page.items,
+        },
+        next_token,
     }))
 }

@@ -29,6 +29,7 @@ use super::{admin, bindings, entries, error, failures, health, sessions};
         failures::report,
         admin::compact_task,
         admin::export_task,
+        admin::list_failures,
         health::healthz,
         health::readyz,
         health::metrics,

@@ -30,6 +30,8 @@ pub const BINDING: &str = "/v1/tasks/{task_id}/binding";
 pub const ADMIN_COMPACT: &str = "/admin/v1/tasks/{task_id}/compact";
 /// Every transcript of a task as one gzip JSON Lines download.
 pub const ADMIN_EXPORT: &str = "/admin/v1/tasks/{task_id}/export";
+/// Recent mirror failures of the whole fleet, newest first.
+pub const ADMIN_FAILURES: &str = "/admin/v1/failures";
 /// Mirror failures a client saw (failed appends that never reached the gateway).
 pub const MIRROR_FAILURES: &str = "/v1/tasks/{task_id}/mirror-failures";
 /// A new writer epoch for a task.
@@ -50,6 +52,7 @@ pub const ALL: &[&str] = &[
     BINDING,
     ADMIN_COMPACT,
     ADMIN_EXPORT,
+    ADMIN_FAILURES,
     MIRROR_FAILURES,
     LEASE,
 ];

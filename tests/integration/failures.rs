@@ -276,3 +276,95 @@ async fn an_append_under_another_project_key_than_the_binding_is_kept_counted_an
         lines[0]
     );
 }
+
+#[tokio::test]
+async fn admins_list_the_fleets_mirror_failures_newest_first_page_by_page() {
+    let test = "admins_list_the_fleets_mirror_failures_newest_first_page_by_page";
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, objects, catalog) in crate::common::test_stores(test, dir.path()).await {
+        let gw = TestGateway::over(objects, catalog, crate::common::auth_config()).await;
+        // Three reports from three tasks, one after another.
+        let tasks: Vec<String> = (0..3).map(|_| fresh_id("task")).collect();
+        let mut ids = Vec::new();
+        for (i, task) in tasks.iter().enumerate() {
+            let resp = gw
+                .http
+                .post(gw.url(&format!("/v1/tasks/{task}/mirror-failures")))
+                .bearer_auth(mint(task, "transcripts:write"))
+                .json(&json!({"error": format!("dropped batch {i}"), "project_key": PROJECT}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201, "{backend}");
+            let body: Value = resp.json().await.unwrap();
+            ids.push(body["data"]["id"].as_str().unwrap().to_string());
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let fleet = mint("*", "admin");
+        let page = |query: String| {
+            let (http, url, token) = (
+                gw.http.clone(),
+                gw.url(&format!("/admin/v1/failures{query}")),
+                fleet.clone(),
+            );
+            async move {
+                let resp = http.get(url).bearer_auth(token).send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, first) = page("?limit=2".into()).await;
+        assert_eq!(status, 200, "{backend}: {first}");
+        let listed = |body: &Value| -> Vec<String> {
+            body["data"]["failures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            listed(&first),
+            vec![ids[2].clone(), ids[1].clone()],
+            "{backend}: newest first"
+        );
+        let failure = &first["data"]["failures"][0];
+        assert_eq!(failure["task_id"], tasks[2].as_str(), "{backend}");
+        assert_eq!(failure["reason"], "client_reported", "{backend}");
+        assert_eq!(failure["detail"], "dropped batch 2", "{backend}");
+        let token = first["next_token"]
+            .as_str()
+            .expect("a next page")
+            .to_string();
+        let (status, second) = page(format!("?limit=2&next_token={token}")).await;
+        assert_eq!(status, 200, "{backend}");
+        assert_eq!(listed(&second), vec![ids[0].clone()], "{backend}");
+        assert!(second["next_token"].is_null(), "{backend}: the last page");
+
+        // A bad limit is refused by name; a task's own admin token is not
+        // enough for the fleet's failures.
+        let (status, bad) = page("?limit=0".into()).await;
+        assert_eq!(
+            (status, bad["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{backend}"
+        );
+        assert!(
+            bad["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("limit must be 1 to 1000"),
+            "{backend}: {bad}"
+        );
+        let resp = gw
+            .http
+            .get(gw.url("/admin/v1/failures"))
+            .bearer_auth(mint(&tasks[0], "admin"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{backend}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "forbidden", "{backend}");
+        gw.stop().await;
+    }
+}
