@@ -101,6 +101,7 @@ impl Engine {
             self.purge_due(key, &state);
             head.record = record;
             head.rewrite = false;
+            head.unverified_from = None;
             head.state = state;
             head.loaded = true;
             head.loaded_at = Some(std::time::Instant::now());
@@ -259,17 +260,24 @@ impl Engine {
             .await?
             .filter(|h| Some(&h.digest) == digest.as_ref());
         // The idempotency record stored with it is confirmed by the next
-        // record write (ours or a repair's).
+        // record write (ours or a repair's). If there is none (the attempt
+        // died between its writes), the part counts as unrecorded until a
+        // record write stores it from the part's header.
+        let mut verified = true;
         if let Some(idem) = landed.as_ref().and_then(|h| h.idem.clone()) {
-            if let Some(mut record) = self
+            let stored = self
                 .inner
                 .catalog
                 .get_idempotency(key.task_id(), &idem)
                 .await?
-                .filter(|r| r.part_dir.is_some() && r.receipt.seq == seq)
-            {
-                record.part_dir = None;
-                head.unconfirmed = Some((idem, record));
+                .filter(|r| r.receipt.seq == seq);
+            match stored {
+                Some(mut record) if record.part_dir.is_some() => {
+                    record.part_dir = None;
+                    head.unconfirmed = Some((idem, record));
+                }
+                Some(_) => {}
+                None => verified = false,
             }
         }
         let Some(record) = head.record.as_mut() else {
@@ -277,7 +285,10 @@ impl Engine {
         };
         let state = &mut head.state;
         match (landed, record.value.prior.take()) {
-            (Some(_), _) => {
+            (Some(_), prior) => {
+                if !verified {
+                    head.unverified_from = prior.map(|p| p.head);
+                }
                 let pending = &record.value;
                 state.summary = pending.summary.clone();
                 state.summary_version = pending.summary_version;

@@ -159,6 +159,11 @@ struct Head {
     /// part, which this instance has since settled (see `head.rs`): a repair
     /// stores it settled.
     rewrite: bool,
+    /// Set when that settled append was written by another attempt (one
+    /// that may have died before its idempotency record was stored): parts
+    /// after this one count as unrecorded until a record write stores their
+    /// idempotency records.
+    unverified_from: Option<crate::domain::Seq>,
 }
 
 impl Head {
@@ -171,6 +176,7 @@ impl Head {
             None => self.state.head == crate::domain::Seq::ZERO,
             Some(r) => {
                 r.value.prior.is_none()
+                    && self.unverified_from.is_none()
                     && r.value.head == self.state.head
                     && r.value.incarnation == self.state.incarnation
             }
@@ -180,13 +186,18 @@ impl Head {
     /// The head the record counts for certain: an append counted ahead of
     /// its part that has not been seen to land is left out.
     fn recorded(&self) -> crate::domain::Seq {
-        self.record
+        let recorded = self
+            .record
             .as_ref()
             .map(|r| r.value.confirmed())
             .filter(|r| r.incarnation == self.state.incarnation)
             .map_or(crate::domain::Seq::ZERO, |r| {
                 r.head.max(self.state.compacted_through)
-            })
+            });
+        match self.unverified_from {
+            Some(from) => recorded.min(from.max(self.state.compacted_through)),
+            None => recorded,
+        }
     }
 
     /// Notes a record this instance has just stored at `version`: it is
@@ -195,6 +206,7 @@ impl Head {
     fn stored(&mut self, value: SessionRecord, version: u64) {
         self.record = Some(Versioned { value, version });
         self.rewrite = false;
+        self.unverified_from = None;
         self.unconfirmed = None;
     }
 

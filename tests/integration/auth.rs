@@ -250,7 +250,7 @@ async fn requests_without_a_token_are_401_with_a_bearer_challenge_even_where_no_
     }
     // With an operator token the unrouted admin paths are plain 404s.
     let operator = mint("*", "admin,transcripts:read");
-    for path in ["/admin/v1/failures", "/admin/v2/anything"] {
+    for path in ["/admin/v1/nothing-here", "/admin/v2/anything"] {
         let (status, got, _) = call(&gw, Method::GET, path, Some(&operator), None).await;
         assert_eq!(
             (status, got["error"]["code"].as_str()),

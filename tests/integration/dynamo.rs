@@ -409,6 +409,9 @@ const FAIL: u8 = 1;
 const DROP: u8 = 2;
 /// As [`FAIL`], then repaired by the engine's background repairs alone.
 const FAIL_THEN_WAIT: u8 = 3;
+/// Store the session record but lose the idempotency records written with
+/// it (an attempt that died between two independent writes).
+const LOSE_IDEMPOTENCY: u8 = 4;
 
 /// A catalog whose session writes can be made to fail or vanish.
 struct FlakyCatalog {
@@ -428,6 +431,13 @@ impl CatalogPort for FlakyCatalog {
         match self.mode.load(Ordering::SeqCst) {
             FAIL => Err(PortError::unavailable("injected catalog failure")),
             DROP => Ok(write.expected_version + 1),
+            LOSE_IDEMPOTENCY => {
+                let write = SessionWrite {
+                    idempotency: Vec::new(),
+                    ..write
+                };
+                self.inner.put_session(write).await
+            }
             _ => self.inner.put_session(write).await,
         }
     }
@@ -866,4 +876,72 @@ async fn resume_across_gateway_processes_after_migrate() {
     let exit = b.terminate();
     assert!(exit.success());
     eprintln!("{test}: {:?}", started.elapsed());
+}
+
+/// An append whose session record landed ahead of its part while its
+/// idempotency record was lost (the attempt died between the two writes):
+/// the client's retry on another instance must find the part by its key and
+/// get the first answer, not store the batch again.
+async fn a_lost_idempotency_record_is_found_in_the_part(
+    objects: Arc<dyn ObjectPort>,
+    catalog: Arc<dyn CatalogPort>,
+) {
+    let flaky = Arc::new(FlakyCatalog {
+        inner: catalog.clone(),
+        mode: AtomicU8::new(PASS),
+    });
+    let a = Engine::new(objects.clone(), flaky.clone(), EngineConfig::default());
+    let key = session_key(&fresh_id("lost"), &fresh_id("s"), None);
+    let request = |tag: &str| AppendRequest {
+        key: key.clone(),
+        entries: raw(&[json!({ "e": tag })]),
+        idempotency_key: Some(tag.to_string()),
+        summary: None,
+        writer_epoch: None,
+    };
+    a.append(request("k1")).await.expect("first");
+    flaky.mode.store(LOSE_IDEMPOTENCY, Ordering::SeqCst);
+    let first = a.append(request("k2")).await.expect("second");
+    flaky.mode.store(PASS, Ordering::SeqCst);
+    let stored = catalog
+        .get_idempotency(key.task_id(), "k2")
+        .await
+        .expect("get");
+    assert!(
+        stored.is_none(),
+        "the idempotency record was lost: {stored:?}"
+    );
+
+    let b = Engine::new(objects, catalog, EngineConfig::default());
+    let retry = b.append(request("k2")).await.expect("retry");
+    assert_eq!(
+        (retry.seq, retry.mtime),
+        (first.seq, first.mtime),
+        "the retry gets the first answer"
+    );
+    let loaded = engine_load(&b, &key).await;
+    assert_eq!(
+        loaded,
+        vec![json!({"e": "k1"}), json!({"e": "k2"})],
+        "stored once"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_idempotency_record_is_found_in_the_part_on_the_embedded_catalog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (objects, catalog) = embedded_ports(dir.path());
+    a_lost_idempotency_record_is_found_in_the_part(objects, catalog).await;
+}
+
+#[tokio::test]
+async fn a_lost_idempotency_record_is_found_in_the_part_on_dynamodb() {
+    let test = "a_lost_idempotency_record_is_found_in_the_part_on_dynamodb";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let (catalog, config) = migrated_catalog(&endpoint).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = object_store(dir.path(), &config.dynamodb_table_prefix).await;
+    a_lost_idempotency_record_is_found_in_the_part(objects, catalog).await;
 }
