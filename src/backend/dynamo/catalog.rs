@@ -197,10 +197,7 @@ impl CatalogPort for DynamoCatalog {
     ) -> Result<(), PortError> {
         let table = &self.tables.idempotency;
         let result = self
-            .client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(idempotency_item(task, key, record)?))
+            .idempotency_put(task, key, record)?
             // The first stays, unless it expired by the new one's time.
             .condition_expression("attribute_not_exists(#k) OR #e <= :now")
             .expression_attribute_names("#k", attr::IDEMPOTENCY_KEY)

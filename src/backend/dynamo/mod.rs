@@ -237,6 +237,22 @@ impl DynamoCatalog {
         Ok(out.item)
     }
 
+    /// A `PutItem` of an idempotency record under `key` (unconditional
+    /// until the caller adds a condition).
+    fn idempotency_put(
+        &self,
+        task: &TaskId,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder, PortError>
+    {
+        Ok(self
+            .client
+            .put_item()
+            .table_name(&self.tables.idempotency)
+            .set_item(Some(codec::idempotency_item(task, key, record)?)))
+    }
+
     /// Stores an idempotency record under `key`, replacing any.
     async fn replace_idempotency(
         &self,
@@ -245,10 +261,7 @@ impl DynamoCatalog {
         record: &IdempotencyRecord,
     ) -> Result<(), PortError> {
         let table = &self.tables.idempotency;
-        self.client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(codec::idempotency_item(task, key, record)?))
+        self.idempotency_put(task, key, record)?
             .send()
             .await
             .map_err(|e| self.map_err("PutItem", table, e))?;
