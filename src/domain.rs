@@ -380,6 +380,14 @@ impl MirrorFailure {
     pub fn sort_key(&self) -> String {
         format!("{:013}#{}", self.at_ms, self.id)
     }
+
+    /// The reason a project-key drift is kept under.
+    pub const DRIFT: &'static str = "project_key_drift";
+
+    /// Whether this is a project-key drift rather than a gap.
+    pub fn is_drift(&self) -> bool {
+        self.reason == Self::DRIFT
+    }
 }
 
 /// A page of a listing, sorted ascending by key.

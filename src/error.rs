@@ -54,6 +54,9 @@ pub enum Error {
     /// Some other state conflict; retrying may succeed.
     #[error("{0}")]
     Conflict(String),
+    /// The task was erased while the write was in flight; nothing of it stays.
+    #[error("{0}")]
+    Erased(String),
     /// The body is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
@@ -159,6 +162,7 @@ impl Error {
             Error::UnknownEpoch(_) => ErrorCode::UnknownEpoch,
             Error::EpochRequired(_) => ErrorCode::EpochRequired,
             Error::Conflict(_) => ErrorCode::Conflict,
+            Error::Erased(_) => ErrorCode::TaskErased,
             Error::TooLarge(_) => ErrorCode::PayloadTooLarge,
             Error::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
             Error::Overloaded => ErrorCode::Overloaded,
@@ -224,6 +228,8 @@ pub enum ErrorCode {
     EpochRequired,
     /// 409: another state conflict.
     Conflict,
+    /// 409: the task was erased while the write was in flight.
+    TaskErased,
     /// 413: body over the limit.
     PayloadTooLarge,
     /// 431: request target and headers over the limit.
@@ -261,7 +267,8 @@ impl ErrorCode {
             | ErrorCode::StaleWriter
             | ErrorCode::UnknownEpoch
             | ErrorCode::EpochRequired
-            | ErrorCode::Conflict => S::CONFLICT,
+            | ErrorCode::Conflict
+            | ErrorCode::TaskErased => S::CONFLICT,
             ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::Draining | ErrorCode::BackendUnavailable | ErrorCode::Overloaded => {
@@ -302,6 +309,7 @@ impl ErrorCode {
             ErrorCode::UnknownEpoch => "unknown_epoch",
             ErrorCode::EpochRequired => "epoch_required",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::TaskErased => "task_erased",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Overloaded => "overloaded",

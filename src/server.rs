@@ -73,6 +73,8 @@ pub async fn build_engine(config: &Config) -> Result<Engine, ServeError> {
 
 /// How often catalog records that lag their parts are repaired.
 const REPAIR_EVERY: Duration = Duration::from_secs(5);
+/// How often the fleet's append counter is flushed to the catalog.
+const COUNT_EVERY: Duration = Duration::from_secs(5);
 
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
@@ -92,6 +94,7 @@ pub async fn serve(
         metrics_require_auth: config.metrics_require_auth,
     };
     engine.start_repairs(REPAIR_EVERY);
+    engine.start_counters(COUNT_EVERY);
     let readiness = Readiness::new();
     let appends = tokio_util::task::TaskTracker::new();
     let in_flight = InFlight::default();

@@ -1,5 +1,6 @@
-//! Operator endpoints under `/admin/v1`: on-demand compaction, a task's
-//! export, and the fleet's recent mirror failures.
+//! Operator endpoints under `/admin/v1`: tasks newest activity first, one
+//! task in detail, fleet totals, on-demand compaction, a task's export and
+//! erasure, and the fleet's recent mirror failures.
 
 use std::io::Write as _;
 
@@ -14,16 +15,21 @@ use flate2::write::GzEncoder;
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 
+use super::bindings::BindingView;
 use super::extract::{encode_token, AppQuery, PageQuery, TaskPath};
 use super::sessions::PagedEnvelope;
 use super::{paths, AppState, DataEnvelope};
-use crate::domain::MirrorFailure;
-use crate::engine::CompactionReport;
+use crate::backend::{SessionRecord, TaskCursor, TaskRow};
+use crate::domain::{MirrorFailure, SessionKey, TaskId};
+use crate::engine::{CompactionReport, ErasureReceipt, FleetStats};
 use crate::error::Error;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route(paths::ADMIN_TASKS, get(list_tasks))
+        .route(paths::ADMIN_TASK, get(get_task).delete(erase_task))
+        .route(paths::ADMIN_STATS, get(stats))
         .route(paths::ADMIN_COMPACT, post(compact_task))
         .route(paths::ADMIN_EXPORT, get(export_task))
         .route(paths::ADMIN_FAILURES, get(list_failures))
@@ -163,5 +169,256 @@ pub async fn list_failures(
             failures: page.items,
         },
         next_token,
+    }))
+}
+
+/// One task in the listing.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskSummaryView {
+    /// The task.
+    pub task_id: String,
+    /// Main transcripts.
+    pub sessions: u64,
+    /// Subagent transcripts (subkeys).
+    pub subkeys: u64,
+    /// Parts appended, over every transcript.
+    pub parts: u64,
+    /// Bytes appended, over every transcript.
+    pub bytes: u64,
+    /// Entries appended, over every transcript.
+    pub entries: u64,
+    /// The newest transcript's last write, epoch ms; `null` when none.
+    pub last_append_ms: Option<u64>,
+    /// When the task last changed (the listing's order), epoch ms.
+    pub active_ms: u64,
+    /// Its binding, if bound.
+    pub binding: Option<BindingView>,
+    /// Its writer epoch; 0 before any lease.
+    pub epoch: u64,
+    /// Mirror failures kept for it, ever (drifts included).
+    pub failures: u64,
+    /// Whether an append's project key ever drifted from the binding's.
+    pub drift: bool,
+}
+
+impl From<TaskRow> for TaskSummaryView {
+    fn from(row: TaskRow) -> Self {
+        let a = row.activity.unwrap_or_default();
+        Self {
+            task_id: row.task_id.to_string(),
+            sessions: a.sessions,
+            subkeys: a.subkeys,
+            parts: a.parts,
+            bytes: a.bytes,
+            entries: a.entries,
+            last_append_ms: (a.last_append_ms > 0).then_some(a.last_append_ms),
+            active_ms: a.active_ms,
+            binding: row.binding.map(BindingView::from),
+            epoch: row.epoch,
+            failures: row.failures,
+            drift: row.drift,
+        }
+    }
+}
+
+/// A page of tasks.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TasksView {
+    /// Newest activity first.
+    pub tasks: Vec<TaskSummaryView>,
+}
+
+/// `next_token` of a task listing: the last task's activity time and id.
+fn task_token(row: &TaskRow) -> Option<String> {
+    let a = row.activity.as_ref()?;
+    Some(encode_token(&format!("{}/{}", a.active_ms, row.task_id)))
+}
+
+fn task_cursor(raw: &str) -> Result<TaskCursor, Error> {
+    let bad = || Error::invalid("next_token is not a token this gateway issued");
+    let (ms, task) = raw.split_once('/').ok_or_else(bad)?;
+    Ok(TaskCursor {
+        active_ms: ms.parse().map_err(|_| bad())?,
+        task_id: TaskId::new(task).map_err(|_| bad())?,
+    })
+}
+
+/// Tasks newest activity first, with their totals (refreshed about a second
+/// after each change), binding, writer epoch and mirror-failure counters.
+/// Needs an admin token for every task (`task_id` `*`).
+#[utoipa::path(
+    get,
+    path = paths::ADMIN_TASKS,
+    tag = "admin",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page, newest activity first", body = PagedEnvelope<TasksView>),
+        (status = 400, description = "Invalid limit or token", body = super::error::ErrorEnvelope),
+        (status = 503, description = "Backend unavailable", body = super::error::ErrorEnvelope),
+    )
+)]
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    AppQuery(paging): AppQuery<PageQuery>,
+) -> Result<Json<PagedEnvelope<TasksView>>, Error> {
+    let limit = paging.limit()?;
+    let after = paging.after()?.as_deref().map(task_cursor).transpose()?;
+    let page = state.engine.list_tasks(after.as_ref(), limit).await?;
+    let next_token = page
+        .more
+        .then(|| page.items.last().and_then(task_token))
+        .flatten();
+    Ok(Json(PagedEnvelope {
+        data: TasksView {
+            tasks: page.items.into_iter().map(TaskSummaryView::from).collect(),
+        },
+        next_token,
+    }))
+}
+
+/// One transcript of a task.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TranscriptView {
+    /// Its project key.
+    pub project_key: String,
+    /// Its session.
+    pub session_id: String,
+    /// The subkey; absent for the main transcript.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    /// The highest sequence number written.
+    pub head: u64,
+    /// Parts appended.
+    pub parts: u64,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// Entries appended (0 for appends from before entries were counted).
+    pub entries: u64,
+    /// The newest snapshot covers parts up to this one (0: none).
+    pub compacted_through: u64,
+    /// Last write, epoch ms.
+    pub mtime: u64,
+    /// The current incarnation (one more after each delete).
+    pub incarnation: u64,
+}
+
+impl TranscriptView {
+    fn new(key: &SessionKey, record: &SessionRecord) -> Self {
+        Self {
+            project_key: key.session.project_key.to_string(),
+            session_id: key.session.session_id.to_string(),
+            subpath: key.subpath.as_ref().map(|s| s.to_string()),
+            head: record.head.0,
+            parts: record.parts,
+            bytes: record.bytes,
+            entries: record.entries,
+            compacted_through: record.compacted_through.0,
+            mtime: record.mtime,
+            incarnation: record.incarnation,
+        }
+    }
+}
+
+/// One task in detail.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskDetailView {
+    /// The task.
+    pub task_id: String,
+    /// Its binding, if bound.
+    pub binding: Option<BindingView>,
+    /// Its writer epoch; 0 before any lease.
+    pub epoch: u64,
+    /// Every transcript, main sessions and subkeys, ascending by key
+    /// (deleted ones, which hold no parts, left out).
+    pub transcripts: Vec<TranscriptView>,
+    /// Its recent mirror failures, newest first (at most 100).
+    pub failures: Vec<MirrorFailure>,
+    /// Its recent project-key drifts, newest first (at most 100).
+    pub drift: Vec<MirrorFailure>,
+}
+
+/// One task: binding, writer epoch, every transcript with its parts, bytes,
+/// entries, `compacted_through` and mtime, and its recent failures and drifts.
+#[utoipa::path(
+    get,
+    path = paths::ADMIN_TASK,
+    tag = "admin",
+    params(("task_id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = DataEnvelope<TaskDetailView>),
+        (status = 400, description = "Invalid task id", body = super::error::ErrorEnvelope),
+        (status = 404, description = "The catalog knows nothing of the task", body = super::error::ErrorEnvelope),
+        (status = 503, description = "Backend unavailable", body = super::error::ErrorEnvelope),
+    )
+)]
+pub async fn get_task(
+    State(state): State<AppState>,
+    TaskPath(task): TaskPath,
+) -> Result<Json<DataEnvelope<TaskDetailView>>, Error> {
+    let Some(detail) = state.engine.task_detail(&task).await? else {
+        return Err(Error::NotFound(format!("task {task} is not known")));
+    };
+    let row = detail.row;
+    Ok(Json(DataEnvelope {
+        data: TaskDetailView {
+            task_id: task.to_string(),
+            binding: row
+                .as_ref()
+                .and_then(|r| r.binding.clone())
+                .map(BindingView::from),
+            epoch: row.as_ref().map_or(0, |r| r.epoch),
+            transcripts: detail
+                .transcripts
+                .iter()
+                .filter(|(_, r)| r.parts > 0)
+                .map(|(k, r)| TranscriptView::new(k, r))
+                .collect(),
+            failures: detail.failures,
+            drift: detail.drift,
+        },
+    }))
+}
+
+/// Erases a task for compliance: every part, snapshot and seal under its
+/// directory, every catalog row (transcript records, idempotency records,
+/// binding, epoch, totals, kept failures), then answers with a receipt and
+/// writes an audit log line. An append racing the erasure lands before it
+/// (and is erased) or fails with `task_erased`. Erasing an erased (or
+/// unknown) task answers 200 with zero counts.
+#[utoipa::path(
+    delete,
+    path = paths::ADMIN_TASK,
+    tag = "admin",
+    params(("task_id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "What was removed", body = DataEnvelope<ErasureReceipt>),
+        (status = 400, description = "Invalid task id", body = super::error::ErrorEnvelope),
+        (status = 409, description = "Appends kept arriving through every round; run it again", body = super::error::ErrorEnvelope),
+        (status = 503, description = "Backend unavailable", body = super::error::ErrorEnvelope),
+    )
+)]
+pub async fn erase_task(
+    State(state): State<AppState>,
+    TaskPath(task): TaskPath,
+) -> Result<Json<DataEnvelope<ErasureReceipt>>, Error> {
+    let receipt = state.engine.erase_task(&task).await?;
+    Ok(Json(DataEnvelope { data: receipt }))
+}
+
+/// Fleet totals: tasks, transcripts, parts, bytes and entries (summed over
+/// the task listing), appends and mirror failures in the last hour. Needs
+/// an admin token for every task (`task_id` `*`).
+#[utoipa::path(
+    get,
+    path = paths::ADMIN_STATS,
+    tag = "admin",
+    responses(
+        (status = 200, description = "Fleet totals", body = DataEnvelope<FleetStats>),
+        (status = 503, description = "Backend unavailable", body = super::error::ErrorEnvelope),
+    )
+)]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<DataEnvelope<FleetStats>>, Error> {
+    Ok(Json(DataEnvelope {
+        data: state.engine.fleet_stats().await?,
     }))
 }

@@ -26,6 +26,12 @@ pub const SUMMARY: &str =
 pub const SESSIONS: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions";
 /// A task's binding to its Claude session.
 pub const BINDING: &str = "/v1/tasks/{task_id}/binding";
+/// Tasks, newest activity first.
+pub const ADMIN_TASKS: &str = "/admin/v1/tasks";
+/// One task in detail (GET), or its erasure (DELETE).
+pub const ADMIN_TASK: &str = "/admin/v1/tasks/{task_id}";
+/// Fleet totals.
+pub const ADMIN_STATS: &str = "/admin/v1/stats";
 /// Compact every transcript of a task now.
 pub const ADMIN_COMPACT: &str = "/admin/v1/tasks/{task_id}/compact";
 /// Every transcript of a task as one gzip JSON Lines download.
@@ -50,6 +56,9 @@ pub const ALL: &[&str] = &[
     SUMMARY,
     SESSIONS,
     BINDING,
+    ADMIN_TASKS,
+    ADMIN_TASK,
+    ADMIN_STATS,
     ADMIN_COMPACT,
     ADMIN_EXPORT,
     ADMIN_FAILURES,

@@ -242,6 +242,12 @@ pub trait ObjectPort: Send + Sync + 'static {
 
     /// Checks the store is reachable and usable, with a clear message if not.
     async fn check(&self) -> Result<(), PortError>;
+
+    /// `key` as the store itself names it (relative to its bucket, with any
+    /// configured prefix), for receipts and audit lines.
+    fn stored_key(&self, key: &str) -> String {
+        key.to_string()
+    }
 }
 
 /// What the catalog knows about one transcript. Persisted as JSON: add
@@ -254,6 +260,10 @@ pub struct SessionRecord {
     pub parts: u64,
     /// How many bytes were ever appended.
     pub bytes: u64,
+    /// How many entries were ever appended (0 in records from before it
+    /// was counted).
+    #[serde(default)]
+    pub entries: u64,
     /// Last write time, epoch ms; strictly increases per key.
     pub mtime: u64,
     /// The newest snapshot covers parts up to and including this one.
@@ -337,6 +347,7 @@ impl PartialEq for SessionRecord {
         self.head == other.head
             && self.parts == other.parts
             && self.bytes == other.bytes
+            && self.entries == other.entries
             && self.mtime == other.mtime
             && self.compacted_through == other.compacted_through
             && self.summary.as_ref().map(|s| s.get()) == other.summary.as_ref().map(|s| s.get())
@@ -398,6 +409,54 @@ impl IdempotencyRecord {
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms() <= now_ms
     }
+}
+
+/// A task's totals over its catalog records, for the admin listing; the
+/// engine stores them shortly after each change. Persisted: add fields with
+/// defaults, never rename one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskActivity {
+    /// When the task last changed (as its totals were taken), epoch ms: the
+    /// listing's order, newest first.
+    pub active_ms: u64,
+    /// Main transcripts.
+    pub sessions: u64,
+    /// Subagent transcripts (subkeys).
+    pub subkeys: u64,
+    /// Parts appended, over every transcript.
+    pub parts: u64,
+    /// Bytes appended, over every transcript.
+    pub bytes: u64,
+    /// Entries appended, over every transcript.
+    pub entries: u64,
+    /// The newest transcript's last write, epoch ms; 0 when none.
+    pub last_append_ms: u64,
+}
+
+/// A task as the catalog lists it: its totals, binding and counters.
+#[derive(Clone, Debug)]
+pub struct TaskRow {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its totals; `None` before the engine first stored them.
+    pub activity: Option<TaskActivity>,
+    /// Its binding, if bound.
+    pub binding: Option<StoredBinding>,
+    /// Its writer epoch; 0 before any lease.
+    pub epoch: u64,
+    /// Mirror failures kept for it, ever.
+    pub failures: u64,
+    /// Whether a project-key drift was kept for it.
+    pub drift: bool,
+}
+
+/// Where a listing of tasks resumes: strictly after this task (newest first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskCursor {
+    /// The last listed task's [`TaskActivity::active_ms`].
+    pub active_ms: u64,
+    /// The last listed task.
+    pub task_id: TaskId,
 }
 
 /// One compare-and-set write of a session record.
@@ -504,6 +563,47 @@ pub trait CatalogPort: Send + Sync + 'static {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Page<MirrorFailure>, PortError>;
+
+    /// Every transcript record of a task (main and subkeys, every project),
+    /// ascending by key after `start_after`, at most `limit`.
+    async fn list_task_sessions(
+        &self,
+        task: &TaskId,
+        start_after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Page<(SessionKey, SessionRecord)>, PortError>;
+
+    /// Stores a task's totals (its binding, epoch and counters stay);
+    /// `None` takes the task out of the listing (it holds nothing), without
+    /// creating its item when there is none.
+    async fn put_task_activity(
+        &self,
+        task: &TaskId,
+        activity: Option<&TaskActivity>,
+    ) -> Result<(), PortError>;
+
+    /// One task's row; `None` when the catalog holds no item for it.
+    async fn get_task(&self, task: &TaskId) -> Result<Option<TaskRow>, PortError>;
+
+    /// Tasks with totals, newest activity first, strictly after `after`, at
+    /// most `limit`.
+    async fn list_tasks(
+        &self,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Page<TaskRow>, PortError>;
+
+    /// Removes every catalog row of a task: its transcript records,
+    /// idempotency records, its item (binding, epoch, totals) and its kept
+    /// mirror failures. Returns how many rows went.
+    async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError>;
+
+    /// Adds `count` appends to the fleet's counter of the minute holding `at_ms`.
+    async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError>;
+
+    /// The appends counted in the minutes from the one holding `from_ms` to
+    /// the one holding `to_ms`, both included (at most 100 minutes apart).
+    async fn appends_between(&self, from_ms: u64, to_ms: u64) -> Result<u64, PortError>;
 
     /// Checks the catalog is reachable and set up, with a clear message if not.
     async fn check(&self) -> Result<(), PortError>;

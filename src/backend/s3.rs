@@ -401,6 +401,10 @@ impl ObjectPort for S3Objects {
         }
     }
 
+    fn stored_key(&self, key: &str) -> String {
+        self.object_key(key)
+    }
+
     async fn check(&self) -> Result<(), PortError> {
         // A one-key listing of our prefix rather than HeadBucket: it proves
         // the same (bucket exists, credentials work, region is right) and

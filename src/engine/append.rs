@@ -99,8 +99,13 @@ impl Engine {
         let started = std::time::Instant::now();
         let entries = req.entries.len() as u64;
         let bytes = req.entries.iter().map(|e| e.get().len() as u64).sum();
+        let task = req.key.task_id().clone();
         let result = self.append_batch(req).await;
         METRICS.record_append(started.elapsed(), bytes, entries);
+        if result.is_ok() {
+            self.note_append();
+            self.note_activity(&task);
+        }
         result
     }
 
@@ -212,6 +217,7 @@ impl Engine {
             after.head = seq;
             after.parts = seq.0;
             after.bytes += body.len() as u64;
+            after.entries += count as u64;
             after.mtime = mtime;
             after.digest = Some(part::to_hex(&digest));
             let written = Written {
@@ -336,6 +342,7 @@ impl Engine {
                 self.note_lagging(&req.key, false);
                 Ok(receipt)
             }
+            Err(err @ Error::Erased(_)) => Err(err),
             Err(err) => {
                 self.note_lagging(&req.key, true);
                 // The part is durable and carries its own idempotency key:
@@ -384,10 +391,35 @@ impl Engine {
                 }
                 // Another instance wrote the record: start from its view,
                 // then count what the store holds beyond it (our part too).
-                Round::Lost => self.reload_head(&req.key, head).await?,
+                // A record gone altogether was erased with its task.
+                Round::Lost => {
+                    let known = head.record.is_some();
+                    if known && self.inner.catalog.get_session(&req.key).await?.is_none() {
+                        return Err(self.erased_under(&req.key, head, written).await);
+                    }
+                    self.reload_head(&req.key, head).await?
+                }
             }
         }
         Err(cas_exhausted())
+    }
+
+    /// An append whose task was erased while it was in flight: its own
+    /// part (if it wrote one) is deleted, so nothing of it outlives the
+    /// erasure, and the head is read again before the next write.
+    async fn erased_under(&self, key: &SessionKey, head: &mut Head, written: Written) -> Error {
+        if written.part {
+            let dir = keys::incarnation_dir(key, head.state.incarnation);
+            let part = keys::part_key(&dir, written.seq);
+            if let Err(e) = self.inner.objects.delete(&part).await {
+                tracing::warn!(key = %key, part = %part, error = %crate::domain::error_chain(&e), "could not delete the part of an append whose task was erased");
+            }
+        }
+        *head = Head::default();
+        Error::Erased(format!(
+            "task {} was erased while this append was in flight; nothing of it was kept",
+            key.task_id()
+        ))
     }
 
     /// Whether an idempotency record answers for its key: always, unless it

@@ -61,7 +61,9 @@ impl Engine {
             created_ms: self.now_ms(),
         };
         self.forget_binding(task);
-        match self.inner.catalog.create_binding(task, &stored).await? {
+        let outcome = self.inner.catalog.create_binding(task, &stored).await?;
+        self.note_activity(task);
+        match outcome {
             BindOutcome::Existing(existing) if existing.binding != stored.binding => {
                 let b = &existing.binding;
                 Err(Error::BindingConflict(format!(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
-    StoredBinding, Versioned,
+    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
 };
 use crate::domain::{
     MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
@@ -119,6 +119,47 @@ impl CatalogPort for Marked {
         limit: usize,
     ) -> Result<Page<MirrorFailure>, PortError> {
         (self.0.list_failures(before, limit).await).map_err(PortError::in_catalog)
+    }
+
+    async fn list_task_sessions(
+        &self,
+        task: &TaskId,
+        start_after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Page<(SessionKey, SessionRecord)>, PortError> {
+        (self.0.list_task_sessions(task, start_after, limit).await).map_err(PortError::in_catalog)
+    }
+
+    async fn put_task_activity(
+        &self,
+        task: &TaskId,
+        activity: Option<&TaskActivity>,
+    ) -> Result<(), PortError> {
+        (self.0.put_task_activity(task, activity).await).map_err(PortError::in_catalog)
+    }
+
+    async fn get_task(&self, task: &TaskId) -> Result<Option<TaskRow>, PortError> {
+        self.0.get_task(task).await.map_err(PortError::in_catalog)
+    }
+
+    async fn list_tasks(
+        &self,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Page<TaskRow>, PortError> {
+        (self.0.list_tasks(after, limit).await).map_err(PortError::in_catalog)
+    }
+
+    async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError> {
+        self.0.erase_task(task).await.map_err(PortError::in_catalog)
+    }
+
+    async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError> {
+        (self.0.count_appends(at_ms, count).await).map_err(PortError::in_catalog)
+    }
+
+    async fn appends_between(&self, from_ms: u64, to_ms: u64) -> Result<u64, PortError> {
+        (self.0.appends_between(from_ms, to_ms).await).map_err(PortError::in_catalog)
     }
 
     /// Unmarked: a start-up check's message speaks for itself.

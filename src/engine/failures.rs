@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::metrics::METRICS;
 
 /// The reason a project-key drift is kept under.
-const DRIFT: &str = "project_key_drift";
+const DRIFT: &str = MirrorFailure::DRIFT;
 /// How long "this task has no binding" is believed before asking again.
 const UNBOUND_TTL: Duration = Duration::from_secs(10);
 /// Most tasks whose binding (or drift) this instance remembers.
@@ -160,6 +160,9 @@ impl Engine {
         );
         if let Err(e) = self.inner.catalog.record_failure(&failure).await {
             tracing::warn!(error = %crate::error::chain(&e), "could not keep a mirror failure in the catalog");
+        }
+        if let Ok(task) = TaskId::new(failure.task_id.as_str()) {
+            self.note_activity(&task);
         }
     }
 

@@ -294,6 +294,8 @@ impl Engine {
                 state.summary_version = pending.summary_version;
                 state.summary_mtime = pending.summary_mtime;
                 state.mtime = state.mtime.max(pending.mtime);
+                // Parts counted from a listing carry no entry count.
+                state.entries = state.entries.max(pending.entries);
             }
             (None, Some(prior)) => record.value = *prior,
             (None, None) => {}

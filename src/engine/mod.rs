@@ -23,6 +23,8 @@ use crate::domain::{
 use crate::error::Error;
 use crate::metrics::METRICS;
 
+mod activity;
+mod admin;
 mod append;
 mod bindings;
 mod catalog;
@@ -39,6 +41,7 @@ pub mod part;
 mod sessions;
 pub mod snapshot;
 
+pub use admin::{keys_digest, ErasureReceipt, FleetStats, TaskDetail};
 pub use append::AppendRequest;
 pub use bindings::validate_binding;
 pub use codec::{check_summary, encode_entries, minify_json, EncodedBatch};
@@ -133,6 +136,8 @@ struct Inner {
     /// Keys whose catalog record lags their durable parts (a catalog write
     /// failed after the part landed), until a record covers them again.
     lagging: Mutex<std::collections::HashSet<SessionKey>>,
+    /// Tasks whose totals are due, and appends not yet counted.
+    activity: activity::Activity,
 }
 
 /// What this process knows of one key's tail, valid while `loaded` and fresh.
@@ -380,6 +385,7 @@ impl Engine {
                 config,
                 bindings: Mutex::new(failures::BindingCache::default()),
                 lagging: Mutex::new(std::collections::HashSet::new()),
+                activity: activity::Activity::default(),
             }),
         }
     }
@@ -564,6 +570,8 @@ impl Engine {
     /// exactly one subkey. Deleting what is absent succeeds. Fenced like
     /// every write.
     pub async fn delete(&self, key: &SessionKey, writer_epoch: Option<u64>) -> Result<(), Error> {
-        sessions::delete(self, key, writer_epoch).await
+        sessions::delete(self, key, writer_epoch).await?;
+        self.note_activity(key.task_id());
+        Ok(())
     }
 }

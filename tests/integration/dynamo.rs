@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use transcript_gateway::backend::{
     dynamo, BindOutcome, CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError,
-    SessionRecord, SessionWrite, StoredBinding, Versioned,
+    SessionRecord, SessionWrite, StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
 };
 use transcript_gateway::config::{CatalogKind, Config, StorageKind};
 use transcript_gateway::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
@@ -506,6 +506,42 @@ impl CatalogPort for FlakyCatalog {
     }
     async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
         self.inner.current_epoch(task).await
+    }
+    async fn list_task_sessions(
+        &self,
+        task: &TaskId,
+        start_after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Page<(SessionKey, SessionRecord)>, PortError> {
+        self.inner
+            .list_task_sessions(task, start_after, limit)
+            .await
+    }
+    async fn put_task_activity(
+        &self,
+        task: &TaskId,
+        activity: Option<&TaskActivity>,
+    ) -> Result<(), PortError> {
+        self.inner.put_task_activity(task, activity).await
+    }
+    async fn get_task(&self, task: &TaskId) -> Result<Option<TaskRow>, PortError> {
+        self.inner.get_task(task).await
+    }
+    async fn list_tasks(
+        &self,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Page<TaskRow>, PortError> {
+        self.inner.list_tasks(after, limit).await
+    }
+    async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError> {
+        self.inner.erase_task(task).await
+    }
+    async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError> {
+        self.inner.count_appends(at_ms, count).await
+    }
+    async fn appends_between(&self, from_ms: u64, to_ms: u64) -> Result<u64, PortError> {
+        self.inner.appends_between(from_ms, to_ms).await
     }
     async fn check(&self) -> Result<(), PortError> {
         self.inner.check().await

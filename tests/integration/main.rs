@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod acknowledgement;
+mod admin;
 mod api;
 mod auth;
 mod common;

@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
 use super::codec::*;
 use super::{attr, service_code, DynamoCatalog};
 use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
-    StoredBinding, Versioned,
+    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
 };
 use crate::domain::{
     MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
@@ -349,21 +349,38 @@ impl CatalogPort for DynamoCatalog {
         let table = &self.tables.failures;
         let json = serde_json::to_string(failure)
             .map_err(|e| PortError::other("encode failure").caused_by(e))?;
-        self.client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(Item::from([
-                (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
-                (attr::SK.into(), s(failure.sort_key())),
-                (FAILURE.into(), s(json)),
-                (
-                    attr::EXPIRES_AT.into(),
-                    n(failure.at_ms / 1000 + FAILURE_TTL.as_secs()),
-                ),
-            ])))
-            .send()
-            .await
-            .map_err(|e| self.map_err("PutItem", table, e))?;
+        let mut counter = self
+            .client
+            .update_item()
+            .table_name(&self.tables.tasks)
+            .key(attr::TASK_ID, s(&failure.task_id))
+            .expression_attribute_names("#f", FAILURES)
+            .expression_attribute_values(":one", n(1));
+        counter = match failure.is_drift() {
+            true => counter
+                .update_expression("ADD #f :one SET #d = :t")
+                .expression_attribute_names("#d", DRIFT)
+                .expression_attribute_values(":t", AttributeValue::Bool(true)),
+            false => counter.update_expression("ADD #f :one"),
+        };
+        let (counted, kept) = tokio::join!(
+            counter.send(),
+            self.client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(Item::from([
+                    (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
+                    (attr::SK.into(), s(failure.sort_key())),
+                    (FAILURE.into(), s(json)),
+                    (
+                        attr::EXPIRES_AT.into(),
+                        n(failure.at_ms / 1000 + FAILURE_TTL.as_secs()),
+                    ),
+                ])))
+                .send()
+        );
+        kept.map_err(|e| self.map_err("PutItem", table, e))?;
+        counted.map_err(|e| self.map_err("UpdateItem", &self.tables.tasks, e))?;
         Ok(())
     }
 
@@ -410,6 +427,249 @@ impl CatalogPort for DynamoCatalog {
         let more = items.len() > limit;
         items.truncate(limit);
         Ok(Page { items, more })
+    }
+
+    async fn list_task_sessions(
+        &self,
+        task: &TaskId,
+        start_after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Page<(SessionKey, SessionRecord)>, PortError> {
+        let table = &self.tables.sessions;
+        let mut query = self
+            .client
+            .query()
+            .table_name(table)
+            .consistent_read(true)
+            .expression_attribute_names("#pk", attr::TASK_ID)
+            .expression_attribute_values(":pk", s(task.as_str()));
+        query = match start_after {
+            Some(after) => query
+                .key_condition_expression("#pk = :pk AND #sk > :after")
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":after", s(session_sk(after))),
+            None => query.key_condition_expression("#pk = :pk"),
+        };
+        let want = limit.saturating_add(1);
+        let items = self.query_pages(table, query, want).await?;
+        let more = items.len() > limit;
+        let items = items
+            .iter()
+            .take(limit)
+            .map(|item| Ok((key_from_item(item)?, record_from_item(item)?.value)))
+            .collect::<Result<Vec<_>, PortError>>()?;
+        Ok(Page { items, more })
+    }
+
+    async fn put_task_activity(
+        &self,
+        task: &TaskId,
+        activity: Option<&TaskActivity>,
+    ) -> Result<(), PortError> {
+        let table = &self.tables.tasks;
+        let update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(Self::task_key_item(task)))
+            .expression_attribute_names("#b", attr::BUCKET)
+            .expression_attribute_names("#a", attr::ACTIVE_MS)
+            .expression_attribute_names("#t", ACTIVITY);
+        let update = match activity {
+            Some(activity) => {
+                let json = serde_json::to_string(activity)
+                    .map_err(|e| PortError::other("encode task totals").caused_by(e))?;
+                update
+                    .update_expression("SET #b = :b, #a = :a, #t = :t")
+                    .expression_attribute_values(":b", s(TASKS_BUCKET_VALUE))
+                    .expression_attribute_values(":a", n(activity.active_ms))
+                    .expression_attribute_values(":t", s(json))
+            }
+            // Out of the listing, never creating the item.
+            None => update
+                .update_expression("REMOVE #b, #a, #t")
+                .condition_expression("attribute_exists(#k)")
+                .expression_attribute_names("#k", attr::TASK_ID),
+        };
+        match update
+            .send()
+            .await
+            .map_err(|e| self.map_err("UpdateItem", table, e))
+        {
+            Ok(_) | Err(PortError::PreconditionFailed(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_task(&self, task: &TaskId) -> Result<Option<TaskRow>, PortError> {
+        let item = self
+            .get_item(
+                "GetItem",
+                &self.tables.tasks,
+                Self::task_key_item(task),
+                None,
+            )
+            .await?;
+        item.as_ref().map(task_row_from_item).transpose()
+    }
+
+    async fn list_tasks(
+        &self,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Page<TaskRow>, PortError> {
+        let table = &self.tables.tasks;
+        let start = after.map(|c| {
+            Item::from([
+                (attr::TASK_ID.into(), s(c.task_id.as_str())),
+                (attr::BUCKET.into(), s(TASKS_BUCKET_VALUE)),
+                (attr::ACTIVE_MS.into(), n(c.active_ms)),
+            ])
+        });
+        let query = self
+            .client
+            .query()
+            .table_name(table)
+            .index_name(attr::ACTIVITY_INDEX)
+            .key_condition_expression("#b = :b")
+            .expression_attribute_names("#b", attr::BUCKET)
+            .expression_attribute_values(":b", s(TASKS_BUCKET_VALUE))
+            .scan_index_forward(false)
+            .set_exclusive_start_key(start);
+        let want = limit.saturating_add(1);
+        let items = self.query_pages(table, query, want).await?;
+        let more = items.len() > limit;
+        let items = items
+            .iter()
+            .take(limit)
+            .map(task_row_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, more })
+    }
+
+    async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError> {
+        let by_task = |table: &str, sort: &str| {
+            self.client
+                .query()
+                .table_name(table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", attr::TASK_ID)
+                .expression_attribute_names("#sk", sort)
+                .expression_attribute_values(":pk", s(task.as_str()))
+                .projection_expression("#pk, #sk")
+        };
+        let sessions = by_task(&self.tables.sessions, attr::SK);
+        let sessions = self.query_pages(&self.tables.sessions, sessions, usize::MAX);
+        let idempotency = by_task(&self.tables.idempotency, attr::IDEMPOTENCY_KEY);
+        let idempotency = self.query_pages(&self.tables.idempotency, idempotency, usize::MAX);
+        let (sessions, idempotency) = tokio::try_join!(sessions, idempotency)?;
+        let mut removed = self.delete_items(&self.tables.sessions, sessions).await?;
+        removed += self
+            .delete_items(&self.tables.idempotency, idempotency)
+            .await?;
+
+        // Failures share one partition; the task's are picked out of it.
+        let failures = self
+            .client
+            .query()
+            .table_name(&self.tables.failures)
+            .consistent_read(true)
+            .key_condition_expression("#b = :b")
+            .expression_attribute_names("#b", FAILURE_BUCKET)
+            .expression_attribute_values(":b", s(FAILURE_BUCKET_VALUE));
+        let failures = self
+            .query_pages(&self.tables.failures, failures, usize::MAX)
+            .await?;
+        let mut doomed = Vec::new();
+        for item in failures {
+            let failure: MirrorFailure = serde_json::from_str(get_s(&item, FAILURE)?)
+                .map_err(|e| PortError::other("corrupt failure in catalog").caused_by(e))?;
+            if failure.task_id == task.as_str() {
+                doomed.push(Item::from([
+                    (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
+                    (attr::SK.into(), s(failure.sort_key())),
+                ]));
+            }
+        }
+        removed += self.delete_items(&self.tables.failures, doomed).await?;
+
+        let table = &self.tables.tasks;
+        let out = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(Self::task_key_item(task)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.map_err("DeleteItem", table, e))?;
+        Ok(removed + u64::from(out.attributes.is_some_and(|a| !a.is_empty())))
+    }
+
+    async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError> {
+        let table = &self.tables.tasks;
+        let minute = at_ms / 60_000;
+        self.client
+            .update_item()
+            .table_name(table)
+            .key(attr::TASK_ID, s(appends_item_id(minute)))
+            .update_expression("ADD #c :n SET #e = :e")
+            .expression_attribute_names("#c", APPENDS)
+            .expression_attribute_names("#e", attr::EXPIRES_AT)
+            .expression_attribute_values(":n", n(count))
+            .expression_attribute_values(":e", n((minute + 24 * 60 + 1) * 60))
+            .send()
+            .await
+            .map_err(|e| self.map_err("UpdateItem", table, e))?;
+        Ok(())
+    }
+
+    async fn appends_between(&self, from_ms: u64, to_ms: u64) -> Result<u64, PortError> {
+        let table = &self.tables.tasks;
+        let (first, last) = (from_ms / 60_000, to_ms / 60_000);
+        if last < first || last - first >= 100 {
+            return Err(PortError::other(format!(
+                "appends between minutes {first} and {last}: at most 100 minutes at once"
+            )));
+        }
+        let mut keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .consistent_read(true)
+            .projection_expression("#c")
+            .expression_attribute_names("#c", APPENDS);
+        for minute in first..=last {
+            keys = keys.keys(Item::from([(
+                attr::TASK_ID.into(),
+                s(appends_item_id(minute)),
+            )]));
+        }
+        let mut pending = Some(
+            keys.build()
+                .map_err(|e| PortError::other("build BatchGetItem").caused_by(e))?,
+        );
+        let mut total = 0;
+        while let Some(request) = pending.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(|e| self.map_err("BatchGetItem", table, e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(table)
+                .unwrap_or_default()
+            {
+                total += get_n_or_zero(&item, APPENDS)?;
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys.is_empty());
+        }
+        Ok(total)
     }
 
     async fn check(&self) -> Result<(), PortError> {

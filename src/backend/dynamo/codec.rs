@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 
 use super::attr;
 use crate::backend::{
-    Binding, IdempotencyRecord, PortError, SessionRecord, StoredBinding, Versioned,
+    Binding, IdempotencyRecord, PortError, SessionRecord, StoredBinding, TaskActivity, TaskRow,
+    Versioned,
 };
 use crate::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
 
@@ -31,6 +32,22 @@ pub(super) const CLAUDE_SESSION_ID: &str = "claude_session_id";
 pub(super) const CWD: &str = "cwd";
 pub(super) const BOUND_MS: &str = "bound_ms";
 pub(super) const EPOCH: &str = "epoch";
+
+/// A task's totals ([`crate::backend::TaskActivity`]), as JSON.
+pub(super) const ACTIVITY: &str = "activity";
+/// The `activity` index's one partition value.
+pub(super) const TASKS_BUCKET_VALUE: &str = "tasks";
+/// Mirror failures kept for a task (a counter).
+pub(super) const FAILURES: &str = "failures";
+/// Set once a project-key drift was kept for a task.
+pub(super) const DRIFT: &str = "drift";
+/// The appends counted in one minute (a counter on a per-minute item).
+pub(super) const APPENDS: &str = "appends";
+
+/// The tasks-table item counting the fleet's appends of `minute` (epoch minutes).
+pub(super) fn appends_item_id(minute: u64) -> String {
+    format!("#appends#{minute}")
+}
 
 /// The failures table's partition attribute and its one value.
 pub(super) const FAILURE_BUCKET: &str = "bucket";
@@ -233,6 +250,44 @@ pub(super) fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, 
     Ok(Versioned {
         version: get_n(item, VERSION)?,
         value: record,
+    })
+}
+
+/// A transcript's key from its session item's attributes.
+pub(super) fn key_from_item(item: &Item) -> Result<SessionKey, PortError> {
+    fn corrupt(name: &'static str) -> impl Fn(crate::domain::Invalid) -> PortError {
+        move |e| PortError::other(format!("corrupt {name} in catalog")).caused_by(e)
+    }
+    let session = SessionRef {
+        task_id: TaskId::new(get_s(item, attr::TASK_ID)?).map_err(corrupt(attr::TASK_ID))?,
+        project_key: ProjectKey::new(get_s(item, PROJECT_KEY)?).map_err(corrupt(PROJECT_KEY))?,
+        session_id: SessionId::new(get_s(item, SESSION_ID)?).map_err(corrupt(SESSION_ID))?,
+    };
+    let subpath = match item.get(SUBPATH) {
+        Some(_) => Some(Subpath::new(get_s(item, SUBPATH)?).map_err(corrupt(SUBPATH))?),
+        None => None,
+    };
+    Ok(SessionKey { session, subpath })
+}
+
+/// A tasks-table item as a listed task.
+pub(super) fn task_row_from_item(item: &Item) -> Result<TaskRow, PortError> {
+    let task_id = TaskId::new(get_s(item, attr::TASK_ID)?)
+        .map_err(|e| PortError::other("corrupt task id in catalog").caused_by(e))?;
+    let activity = match item.get(ACTIVITY) {
+        Some(_) => Some(
+            serde_json::from_str::<TaskActivity>(get_s(item, ACTIVITY)?)
+                .map_err(|e| PortError::other("corrupt task totals in catalog").caused_by(e))?,
+        ),
+        None => None,
+    };
+    Ok(TaskRow {
+        task_id,
+        activity,
+        binding: binding_from_item(item)?,
+        epoch: get_n_or_zero(item, EPOCH)?,
+        failures: get_n_or_zero(item, FAILURES)?,
+        drift: matches!(item.get(DRIFT), Some(AttributeValue::Bool(true))),
     })
 }
 

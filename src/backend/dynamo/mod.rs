@@ -49,6 +49,12 @@ pub mod attr {
     pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
     /// TTL attribute of the idempotency table, epoch seconds.
     pub const EXPIRES_AT: &str = "expires_at";
+    /// Partition key of the tasks table's `activity` index.
+    pub const BUCKET: &str = "bucket";
+    /// Sort key of the tasks table's `activity` index, epoch ms.
+    pub const ACTIVE_MS: &str = "active_ms";
+    /// The tasks table's index listing tasks newest activity first.
+    pub const ACTIVITY_INDEX: &str = "activity";
 }
 
 /// The three tables of one deployment.
@@ -322,6 +328,53 @@ impl DynamoCatalog {
         Ok(items)
     }
 
+    /// Runs `query` page after page until `want` items or the end.
+    async fn query_pages(
+        &self,
+        table: &str,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        want: usize,
+    ) -> Result<Vec<Item>, PortError> {
+        let mut items = Vec::new();
+        let mut next = query.clone();
+        loop {
+            let limit = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
+            let out = next
+                .limit(limit)
+                .send()
+                .await
+                .map_err(|e| self.map_err("Query", table, e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(last) if !last.is_empty() && items.len() < want => {
+                    next = query.clone().set_exclusive_start_key(Some(last));
+                }
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// Deletes every item of `keys` from `table`, a few at once; returns how many.
+    async fn delete_items(&self, table: &str, keys: Vec<Item>) -> Result<u64, PortError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let count = keys.len() as u64;
+        futures::stream::iter(keys)
+            .map(|key| async move {
+                self.client
+                    .delete_item()
+                    .table_name(table)
+                    .set_key(Some(key))
+                    .send()
+                    .await
+                    .map_err(|e| self.map_err("DeleteItem", table, e))
+            })
+            .buffer_unordered(16)
+            .try_for_each(|_| async { Ok(()) })
+            .await?;
+        Ok(count)
+    }
+
     /// Describes every table: it must exist, be usable and have the key
     /// schema `migrations/` defines.
     async fn verify_tables(&self) -> Result<(), PortError> {
@@ -343,6 +396,19 @@ impl DynamoCatalog {
             };
             schema::check_key_schema(def, &table, &desc)
                 .map_err(|e| PortError::other("a table's key").caused_by(e))?;
+            for index in &def.global_secondary_indexes {
+                let live = desc
+                    .global_secondary_indexes()
+                    .iter()
+                    .any(|i| i.index_name() == Some(index.name.as_str()));
+                if !live {
+                    return Err(PortError::unavailable(format!(
+                        "DynamoDB table {table:?} has no index {:?}; upgrade the tables \
+                         with `transcript-gateway migrate`, then start again",
+                        index.name
+                    )));
+                }
+            }
             use aws_sdk_dynamodb::types::TableStatus;
             match desc.table_status {
                 Some(TableStatus::Active | TableStatus::Updating) | None => {}

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_failures.json",
         include_str!("../../../migrations/0002_failures.json"),
     ),
+    (
+        "0003_task_activity.json",
+        include_str!("../../../migrations/0003_task_activity.json"),
+    ),
 ];
 
 /// One migration file.

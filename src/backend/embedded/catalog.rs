@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::group::{Chore, GroupCommit, WRITE_QUEUE};
 use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
-    StoredBinding, Versioned,
+    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
 };
 use crate::domain::{
     MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
@@ -28,6 +28,13 @@ const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempote
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 /// `{at_ms:013}#{id}`: recent mirror failures, oldest first.
 const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("failures");
+/// `{u64::MAX - active_ms:020}\0{task}` → nothing: tasks newest activity
+/// first (see [`activity_row`]).
+const ACTIVITY: TableDefinition<&str, &[u8]> = TableDefinition::new("task_activity");
+/// `{minute:013}` (epoch minutes) → appends counted in that minute (JSON).
+const APPENDS: TableDefinition<&str, &[u8]> = TableDefinition::new("appends");
+/// How long per-minute append counters are kept.
+const APPENDS_KEPT_MINUTES: u64 = 24 * 60;
 /// Most mirror failures kept; the oldest go first.
 pub const MAX_FAILURES: u64 = 10_000;
 
@@ -49,6 +56,74 @@ struct TaskItem {
     binding: Option<StoredBinding>,
     #[serde(default)]
     epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activity: Option<TaskActivity>,
+    #[serde(default)]
+    failures: u64,
+    #[serde(default)]
+    drift: bool,
+}
+
+impl TaskItem {
+    fn into_row(self, task_id: TaskId) -> TaskRow {
+        TaskRow {
+            task_id,
+            activity: self.activity,
+            binding: self.binding,
+            epoch: self.epoch,
+            failures: self.failures,
+            drift: self.drift,
+        }
+    }
+}
+
+/// The listing row of a task active at `active_ms`: newer sorts first.
+fn activity_row(active_ms: u64, task: &str) -> String {
+    format!("{:020}\0{task}", u64::MAX - active_ms)
+}
+
+/// A transcript's key from its [`session_row`].
+fn key_of_row(row: &str) -> Result<SessionKey, PortError> {
+    let corrupt = |e: crate::domain::Invalid| {
+        PortError::other(format!("corrupt session row {row:?} in catalog")).caused_by(e)
+    };
+    let mut parts = row.splitn(4, '\0');
+    let (Some(task), Some(project), Some(session), Some(sub)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(PortError::other(format!(
+            "corrupt session row {row:?} in catalog"
+        )));
+    };
+    let session = SessionRef {
+        task_id: TaskId::new(task).map_err(corrupt)?,
+        project_key: ProjectKey::new(project).map_err(corrupt)?,
+        session_id: SessionId::new(session).map_err(corrupt)?,
+    };
+    let subpath = match sub {
+        "" => None,
+        sub => Some(Subpath::new(sub).map_err(corrupt)?),
+    };
+    Ok(SessionKey { session, subpath })
+}
+
+/// Removes every row of `table` whose key starts with `prefix`; returns how many.
+fn remove_prefixed(
+    txn: &WriteTransaction,
+    table: TableDefinition<'static, &'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<u64, PortError> {
+    let mut t = txn.open_table(table).map_err(storage_err)?;
+    let end = prefix_range_end(prefix);
+    let doomed: Vec<String> = t
+        .range(prefix..end.as_str())
+        .map_err(storage_err)?
+        .map(|row| row.map(|(k, _)| k.value().to_string()).map_err(storage_err))
+        .collect::<Result<_, _>>()?;
+    for row in &doomed {
+        t.remove(row.as_str()).map_err(storage_err)?;
+    }
+    Ok(doomed.len() as u64)
 }
 
 /// The embedded catalog.
@@ -98,7 +173,7 @@ impl RedbCatalog {
     pub fn open_with_queue(data_dir: &Path, queue: usize) -> Result<Self, PortError> {
         std::fs::create_dir_all(data_dir).map_err(storage_err)?;
         let setup = |txn: &WriteTransaction| {
-            for table in [SESSIONS, IDEMPOTENCY, TASKS, FAILURES] {
+            for table in [SESSIONS, IDEMPOTENCY, TASKS, FAILURES, ACTIVITY, APPENDS] {
                 txn.open_table(table).map_err(storage_err)?;
             }
             Ok(())
@@ -426,7 +501,22 @@ impl CatalogPort for RedbCatalog {
     async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
         let row = failure.sort_key();
         let bytes = encode(failure)?;
+        let task_row = failure.task_id.clone();
+        let drift = failure.is_drift();
         self.write(move |txn| {
+            {
+                let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
+                let mut item: TaskItem = match tasks.get(task_row.as_str()).map_err(storage_err)? {
+                    Some(v) => decode(v.value())?,
+                    None => TaskItem::default(),
+                };
+                item.failures += 1;
+                item.drift |= drift;
+                let bytes = encode(&item)?;
+                tasks
+                    .insert(task_row.as_str(), bytes.as_slice())
+                    .map_err(storage_err)?;
+            }
             let mut t = txn.open_table(FAILURES).map_err(storage_err)?;
             t.insert(row.as_str(), bytes.as_slice())
                 .map_err(storage_err)?;
@@ -472,6 +562,193 @@ impl CatalogPort for RedbCatalog {
                 items.push(decode(v.value())?);
             }
             Ok(Page { items, more })
+        })
+        .await
+    }
+
+    async fn list_task_sessions(
+        &self,
+        task: &TaskId,
+        start_after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Page<(SessionKey, SessionRecord)>, PortError> {
+        use std::ops::Bound;
+        let prefix = format!("{task}\0");
+        let start = match start_after {
+            Some(after) => Bound::Excluded(session_row(after)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let end = prefix_range_end(&prefix);
+        self.read(move |txn| {
+            let t = txn.open_table(SESSIONS).map_err(storage_err)?;
+            let range = (
+                start.as_ref().map(String::as_str),
+                Bound::Excluded(end.as_str()),
+            );
+            let mut items = Vec::new();
+            let mut more = false;
+            for row in t.range::<&str>(range).map_err(storage_err)? {
+                let (k, v) = row.map_err(storage_err)?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let stored: StoredSession = decode(v.value())?;
+                items.push((key_of_row(k.value())?, stored.record));
+            }
+            Ok(Page { items, more })
+        })
+        .await
+    }
+
+    async fn put_task_activity(
+        &self,
+        task: &TaskId,
+        activity: Option<&TaskActivity>,
+    ) -> Result<(), PortError> {
+        let row = task.to_string();
+        let activity = activity.cloned();
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
+            let mut index = txn.open_table(ACTIVITY).map_err(storage_err)?;
+            let mut item: TaskItem = match tasks.get(row.as_str()).map_err(storage_err)? {
+                Some(v) => decode(v.value())?,
+                None if activity.is_none() => return Ok(()),
+                None => TaskItem::default(),
+            };
+            if let Some(old) = &item.activity {
+                index
+                    .remove(activity_row(old.active_ms, &row).as_str())
+                    .map_err(storage_err)?;
+            }
+            if let Some(new) = &activity {
+                index
+                    .insert(activity_row(new.active_ms, &row).as_str(), [].as_slice())
+                    .map_err(storage_err)?;
+            }
+            item.activity = activity;
+            let bytes = encode(&item)?;
+            tasks
+                .insert(row.as_str(), bytes.as_slice())
+                .map_err(storage_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_task(&self, task: &TaskId) -> Result<Option<TaskRow>, PortError> {
+        let item: Option<TaskItem> = self.get_row(TASKS, task.to_string()).await?;
+        Ok(item.map(|i| i.into_row(task.clone())))
+    }
+
+    async fn list_tasks(
+        &self,
+        after: Option<&TaskCursor>,
+        limit: usize,
+    ) -> Result<Page<TaskRow>, PortError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(c) => Bound::Excluded(activity_row(c.active_ms, c.task_id.as_str())),
+            None => Bound::Unbounded,
+        };
+        self.read(move |txn| {
+            let index = txn.open_table(ACTIVITY).map_err(storage_err)?;
+            let tasks = txn.open_table(TASKS).map_err(storage_err)?;
+            let range = (start.as_ref().map(String::as_str), Bound::Unbounded);
+            let mut items = Vec::new();
+            let mut more = false;
+            for row in index.range::<&str>(range).map_err(storage_err)? {
+                let (k, _) = row.map_err(storage_err)?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let Some((_, task)) = k.value().split_once('\0') else {
+                    return Err(PortError::other("corrupt task activity row in catalog"));
+                };
+                let Some(v) = tasks.get(task).map_err(storage_err)? else {
+                    continue;
+                };
+                let task_id = TaskId::new(task)
+                    .map_err(|e| PortError::other("corrupt task id in catalog").caused_by(e))?;
+                items.push(decode::<TaskItem>(v.value())?.into_row(task_id));
+            }
+            Ok(Page { items, more })
+        })
+        .await
+    }
+
+    async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError> {
+        let task = task.to_string();
+        self.write(move |txn| {
+            let prefix = format!("{task}\0");
+            let mut removed = remove_prefixed(txn, SESSIONS, &prefix)?;
+            removed += remove_prefixed(txn, IDEMPOTENCY, &prefix)?;
+            let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
+            if let Some(v) = tasks.remove(task.as_str()).map_err(storage_err)? {
+                removed += 1;
+                if let Some(a) = decode::<TaskItem>(v.value())?.activity {
+                    let mut index = txn.open_table(ACTIVITY).map_err(storage_err)?;
+                    index
+                        .remove(activity_row(a.active_ms, &task).as_str())
+                        .map_err(storage_err)?;
+                }
+            }
+            let mut failures = txn.open_table(FAILURES).map_err(storage_err)?;
+            let mut doomed = Vec::new();
+            for row in failures.iter().map_err(storage_err)? {
+                let (k, v) = row.map_err(storage_err)?;
+                let failure: MirrorFailure = decode(v.value())?;
+                if failure.task_id == task {
+                    doomed.push(k.value().to_string());
+                }
+            }
+            for row in &doomed {
+                failures.remove(row.as_str()).map_err(storage_err)?;
+            }
+            Ok(removed + doomed.len() as u64)
+        })
+        .await
+    }
+
+    async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError> {
+        let minute = at_ms / 60_000;
+        self.write(move |txn| {
+            let mut t = txn.open_table(APPENDS).map_err(storage_err)?;
+            let row = format!("{minute:013}");
+            let before: u64 = match t.get(row.as_str()).map_err(storage_err)? {
+                Some(v) => decode(v.value())?,
+                None => 0,
+            };
+            let bytes = encode(&(before + count))?;
+            t.insert(row.as_str(), bytes.as_slice())
+                .map_err(storage_err)?;
+            // Counters older than a day go, so the table stays small.
+            let oldest = format!("{:013}", minute.saturating_sub(APPENDS_KEPT_MINUTES));
+            let stale: Vec<String> = t
+                .range(..oldest.as_str())
+                .map_err(storage_err)?
+                .map(|row| row.map(|(k, _)| k.value().to_string()).map_err(storage_err))
+                .collect::<Result<_, _>>()?;
+            for row in &stale {
+                t.remove(row.as_str()).map_err(storage_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn appends_between(&self, from_ms: u64, to_ms: u64) -> Result<u64, PortError> {
+        let from = format!("{:013}", from_ms / 60_000);
+        let to = format!("{:013}", to_ms / 60_000);
+        self.read(move |txn| {
+            let t = txn.open_table(APPENDS).map_err(storage_err)?;
+            let mut total = 0;
+            for row in t.range(from.as_str()..=to.as_str()).map_err(storage_err)? {
+                let (_, v) = row.map_err(storage_err)?;
+                total += decode::<u64>(v.value())?;
+            }
+            Ok(total)
         })
         .await
     }
