@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use super::{
     BindOutcome, Binding, CatalogPort, IdempotencyRecord, ObjectPort, PortError, SessionRecord,
-    SessionWrite, StoredBinding,
+    SessionWrite, StoredBinding, TaskActivity, TaskCursor, TaskRow,
 };
 use crate::domain::clock::now_ms;
 use crate::domain::{
@@ -476,6 +476,144 @@ pub async fn listings_separate_sessions_and_subkeys(catalog: &dyn CatalogPort, t
     assert_eq!(rest.items.len(), 1);
 }
 
+/// A task's records list across projects and subkeys in key order; tasks
+/// list newest activity first from a cursor; an erasure removes every row
+/// of its task and no other's; appends count per minute.
+pub async fn tasks_list_by_activity_and_erase_whole(catalog: &dyn CatalogPort, ns: &str) {
+    let (old, new) = (format!("{ns}-old"), format!("{ns}-new"));
+    let keys = [
+        key(&old, "s-b", None),
+        key(&old, "s-a", Some("subagents/agent-1")),
+        key(&old, "s-a", None),
+    ];
+    for k in &keys {
+        catalog
+            .put_session(SessionWrite {
+                key: k,
+                record: &record(1, 1),
+                expected_version: 0,
+                idempotency: Vec::new(),
+                independent: false,
+            })
+            .await
+            .expect("put");
+    }
+    let (t_old, t_new) = (
+        TaskId::new(&old).expect("task"),
+        TaskId::new(&new).expect("task"),
+    );
+    let first = catalog
+        .list_task_sessions(&t_old, None, 2)
+        .await
+        .expect("list");
+    let rest = catalog
+        .list_task_sessions(&t_old, first.items.last().map(|(k, _)| k), 2)
+        .await
+        .expect("list");
+    assert!(first.more && !rest.more);
+    let listed: Vec<String> = first
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|(k, _)| k.to_string())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3, "each record once: {listed:?}");
+
+    // Totals put and replaced; `None` for an unknown task creates nothing.
+    let totals = |active_ms: u64, sessions: u64| TaskActivity {
+        active_ms,
+        sessions,
+        ..TaskActivity::default()
+    };
+    catalog
+        .put_task_activity(&t_old, Some(&totals(1_000, 1)))
+        .await
+        .expect("put");
+    catalog
+        .put_task_activity(&t_old, Some(&totals(2_000, 2)))
+        .await
+        .expect("replace");
+    catalog
+        .put_task_activity(&t_new, Some(&totals(3_000, 1)))
+        .await
+        .expect("put");
+    let ghost = TaskId::new(format!("{ns}-ghost")).expect("task");
+    catalog.put_task_activity(&ghost, None).await.expect("none");
+    assert!(catalog.get_task(&ghost).await.expect("get").is_none());
+    let mine = |rows: &[TaskRow]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r.task_id.to_string())
+            .filter(|t| t.starts_with(ns))
+            .collect()
+    };
+    let all = catalog.list_tasks(None, 1000).await.expect("list");
+    assert_eq!(
+        mine(&all.items),
+        vec![new.clone(), old.clone()],
+        "newest first, once each"
+    );
+    let at = all
+        .items
+        .iter()
+        .position(|r| r.task_id == t_new)
+        .expect("listed");
+    let cursor = TaskCursor {
+        active_ms: 3_000,
+        task_id: t_new.clone(),
+    };
+    let after = catalog.list_tasks(Some(&cursor), 1000).await.expect("list");
+    assert_eq!(
+        after.items.len(),
+        all.items.len() - at - 1,
+        "strictly after the cursor"
+    );
+    let row = catalog.get_task(&t_old).await.expect("get").expect("row");
+    assert_eq!(row.activity, Some(totals(2_000, 2)));
+
+    // Erasure: three records and the task's item; the other task stays.
+    let removed = catalog.erase_task(&t_old).await.expect("erase");
+    assert_eq!(removed, 4);
+    assert!(catalog
+        .list_task_sessions(&t_old, None, 10)
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    assert!(catalog.get_task(&t_old).await.expect("get").is_none());
+    let all = catalog.list_tasks(None, 1000).await.expect("list");
+    assert_eq!(mine(&all.items), vec![new.clone()]);
+    assert_eq!(catalog.erase_task(&t_old).await.expect("again"), 0);
+
+    // Appends per minute, summed over a range of minutes.
+    let minute = 60_000 * (1_000_000 + (ns.len() as u64));
+    let before = catalog
+        .appends_between(minute, minute + 60_000)
+        .await
+        .expect("read");
+    catalog.count_appends(minute + 5, 2).await.expect("count");
+    catalog
+        .count_appends(minute + 59_999, 3)
+        .await
+        .expect("count");
+    catalog
+        .count_appends(minute + 60_000, 4)
+        .await
+        .expect("count");
+    let read = |from, to| catalog.appends_between(from, to);
+    assert_eq!(
+        read(minute, minute + 60_000).await.expect("read") - before,
+        9
+    );
+    assert_eq!(
+        read(minute + 60_000, minute + 60_000).await.expect("read") - before,
+        4
+    );
+}
+
 /// The first binding wins; later creates see it, equal or not.
 pub async fn bindings_are_first_writer_wins(catalog: &dyn CatalogPort, task: &str) {
     let t = TaskId::new(task).expect("task");
@@ -691,6 +829,7 @@ pub async fn run_catalog(catalog: &dyn CatalogPort, ns: &str) -> Vec<&'static st
     a_lone_idempotency_record_keeps_the_first(catalog, &format!("{ns}-lone")).await;
     expired_idempotency_records_are_returned_as_stored(catalog, &format!("{ns}-exp")).await;
     failures_list_newest_first_and_page(catalog, &format!("{ns}-fail")).await;
+    tasks_list_by_activity_and_erase_whole(catalog, &format!("{ns}-tasks")).await;
     vec![
         "session_records_are_compare_and_set",
         "idempotency_records_commit_with_the_session",
@@ -699,6 +838,7 @@ pub async fn run_catalog(catalog: &dyn CatalogPort, ns: &str) -> Vec<&'static st
         "a_lone_idempotency_record_keeps_the_first",
         "expired_idempotency_records_are_returned_as_stored",
         "failures_list_newest_first_and_page",
+        "tasks_list_by_activity_and_erase_whole",
     ]
 }
 

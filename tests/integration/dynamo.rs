@@ -329,10 +329,10 @@ async fn migrate_is_idempotent_against_moto() {
     assert!(first.contains("enabled TTL on expires_at"), "{first}");
     assert_eq!(
         first.matches("enabled TTL on expires_at").count(),
-        2,
-        "idempotency and failures expire: {first}"
+        3,
+        "idempotency, failures and the per-minute counters in tasks expire: {first}"
     );
-    assert!(first.contains("done; 6 change(s) applied"), "{first}");
+    assert!(first.contains("done; 7 change(s) applied"), "{first}");
 
     let (code, second, err) = run_binary(&["migrate"], &env);
     let ok = code == Some(0);
@@ -359,6 +359,101 @@ async fn migrate_is_idempotent_against_moto() {
     let catalog = dynamo::connect(&config.dynamodb()).await.expect("connect");
     catalog.check().await.expect("check passes after migrate");
     eprintln!("{test}: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn migrate_upgrades_a_tasks_table_from_before_the_activity_index_in_place() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType,
+    };
+    let test = "migrate_upgrades_a_tasks_table_from_before_the_activity_index_in_place";
+    let Some(endpoint) = emulator_env(ENDPOINT, test) else {
+        return;
+    };
+    let prefix = fresh_id("tg");
+    let config = dynamo_config(&endpoint, &prefix);
+    let client = dynamo::client(&config.dynamodb()).await.expect("client");
+    // The tasks table as the first migration made it, holding a binding.
+    let tasks = format!("{prefix}-tasks");
+    client
+        .create_table()
+        .table_name(&tasks)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("task_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("task_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create the old tasks table");
+    let task = fresh_id("task");
+    client
+        .put_item()
+        .table_name(&tasks)
+        .item("task_id", AttributeValue::S(task.clone()))
+        .item("claude_session_id", AttributeValue::S("c-1".into()))
+        .item("project_key", AttributeValue::S("-w".into()))
+        .item("cwd", AttributeValue::S("/w".into()))
+        .item("bound_ms", AttributeValue::N("1".into()))
+        .item("epoch", AttributeValue::N("3".into()))
+        .send()
+        .await
+        .expect("an item from before");
+
+    let env = [
+        ("TG_CATALOG", "dynamodb"),
+        ("TG_DYNAMODB_ENDPOINT_URL", endpoint.as_str()),
+        ("TG_DYNAMODB_TABLE_PREFIX", prefix.as_str()),
+    ];
+    let (code, out, err) = run_binary(&["migrate"], &env);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "{tasks}: added index activity; enabled TTL on expires_at"
+        )),
+        "the old table is upgraded in place: {out}"
+    );
+
+    // The item from before is intact, and the task joins the listing once
+    // its totals are stored.
+    let catalog = dynamo::connect(&config.dynamodb()).await.expect("connect");
+    catalog
+        .check()
+        .await
+        .expect("check passes after the upgrade");
+    let id = TaskId::new(task.clone()).unwrap();
+    let row = catalog
+        .get_task(&id)
+        .await
+        .unwrap()
+        .expect("the task's item");
+    assert_eq!(row.epoch, 3);
+    assert_eq!(
+        row.binding.expect("binding").binding.claude_session_id,
+        "c-1"
+    );
+    assert!(catalog.list_tasks(None, 10).await.unwrap().items.is_empty());
+    let totals = TaskActivity {
+        active_ms: 42,
+        sessions: 1,
+        ..TaskActivity::default()
+    };
+    catalog.put_task_activity(&id, Some(&totals)).await.unwrap();
+    let listed = catalog.list_tasks(None, 10).await.unwrap().items;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].activity.as_ref(), Some(&totals));
+    assert_eq!(listed[0].epoch, 3, "the listing carries the item's epoch");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ fn action(operation: &str) -> Option<&'static str> {
         "delete_object" => "s3:DeleteObject",
         "list_objects_v2" => "s3:ListBucket",
         "get_item" => "dynamodb:GetItem",
+        "batch_get_item" => "dynamodb:BatchGetItem",
         "query" => "dynamodb:Query",
         "put_item" => "dynamodb:PutItem",
         "update_item" => "dynamodb:UpdateItem",
@@ -151,7 +152,7 @@ fn allowed_actions(policy: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The table ARNs of every migration's table names with the default prefix.
+/// The table (and index) ARNs of every migration's tables with the default prefix.
 fn table_arns() -> BTreeSet<String> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("migrations"))
         .expect("migrations/")
@@ -165,10 +166,19 @@ fn table_arns() -> BTreeSet<String> {
         let text = std::fs::read_to_string(&file).unwrap();
         let migration: Value = serde_json::from_str(&text).unwrap();
         for table in migration["tables"].as_array().unwrap() {
-            arns.insert(format!(
+            let arn = format!(
                 "arn:aws:dynamodb:REGION:ACCOUNT:table/transcript-gateway-{}",
                 table["name"].as_str().unwrap()
-            ));
+            );
+            // A query of an index is authorised on the index's own ARN.
+            for index in table["global_secondary_indexes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                arns.insert(format!("{arn}/index/{}", index["name"].as_str().unwrap()));
+            }
+            arns.insert(arn);
         }
     }
     arns
