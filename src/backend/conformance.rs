@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use super::{
     BindOutcome, Binding, CatalogPort, IdempotencyRecord, ObjectPort, PortError, SessionRecord,
-    SessionWrite, StoredBinding, TaskActivity, TaskCursor, TaskRow,
+    SessionWrite, StoredBinding, TaskActivity, TaskCursor, TaskRow, WriterFence,
 };
 use crate::domain::clock::now_ms;
 use crate::domain::{
@@ -574,19 +574,46 @@ pub async fn tasks_list_by_activity_and_erase_whole(catalog: &dyn CatalogPort, n
     let row = catalog.get_task(&t_old).await.expect("get").expect("row");
     assert_eq!(row.activity, Some(totals(2_000, 2)));
 
-    // Erasure: three records and the task's item; the other task stays.
-    let removed = catalog.erase_task(&t_old).await.expect("erase");
-    assert_eq!(removed, 4);
+    // Erasure: the item becomes a marker the fence reports (out of the
+    // listing), then three records go; the other task stays.
+    assert!(
+        catalog.begin_erasure(&t_old, 7).await.expect("begin"),
+        "it had an item"
+    );
+    let fence = catalog.writer_fence(&t_old).await.expect("fence");
+    assert_eq!(fence.erasing_ms, Some(7));
+    let all = catalog.list_tasks(None, 1000).await.expect("list");
+    assert_eq!(mine(&all.items), vec![new.clone()]);
+    assert_eq!(catalog.erase_task(&t_old).await.expect("erase"), 3);
     assert!(catalog
         .list_task_sessions(&t_old, None, 10)
         .await
         .expect("list")
         .items
         .is_empty());
+    catalog
+        .end_erasure(&t_old, 6)
+        .await
+        .expect("another erasure's end");
+    assert_eq!(
+        catalog
+            .writer_fence(&t_old)
+            .await
+            .expect("fence")
+            .erasing_ms,
+        Some(7)
+    );
+    catalog.end_erasure(&t_old, 7).await.expect("end");
     assert!(catalog.get_task(&t_old).await.expect("get").is_none());
-    let all = catalog.list_tasks(None, 1000).await.expect("list");
-    assert_eq!(mine(&all.items), vec![new.clone()]);
+    assert_eq!(
+        catalog.writer_fence(&t_old).await.expect("fence"),
+        WriterFence::default()
+    );
+    // Again: nothing was there.
+    assert!(!catalog.begin_erasure(&t_old, 8).await.expect("begin"));
     assert_eq!(catalog.erase_task(&t_old).await.expect("again"), 0);
+    catalog.end_erasure(&t_old, 8).await.expect("end");
+    assert!(catalog.get_task(&t_old).await.expect("get").is_none());
 
     // Appends per minute, summed over a range of minutes.
     let minute = 60_000 * (1_000_000 + (ns.len() as u64));

@@ -450,6 +450,16 @@ pub struct TaskRow {
     pub drift: bool,
 }
 
+/// What a write to a task must get past: its writer epoch and any erasure
+/// in progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterFence {
+    /// The task's writer epoch; 0 before any lease.
+    pub epoch: u64,
+    /// When an erasure of the task began, epoch ms, while it runs.
+    pub erasing_ms: Option<u64>,
+}
+
 /// Where a listing of tasks resumes: strictly after this task (newest first).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskCursor {
@@ -552,6 +562,9 @@ pub trait CatalogPort: Send + Sync + 'static {
     /// The task's current writer epoch; 0 before any lease.
     async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError>;
 
+    /// The task's writer epoch and erasure marker, in one read.
+    async fn writer_fence(&self, task: &TaskId) -> Result<WriterFence, PortError>;
+
     /// Keeps a mirror failure. The catalog keeps the recent ones only
     /// (bounded by count or by age, as the store allows).
     async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError>;
@@ -593,10 +606,19 @@ pub trait CatalogPort: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Page<TaskRow>, PortError>;
 
-    /// Removes every catalog row of a task: its transcript records,
-    /// idempotency records, its item (binding, epoch, totals) and its kept
-    /// mirror failures. Returns how many rows went.
+    /// Starts erasing a task: its item (binding, epoch, totals, counters)
+    /// is replaced by an erasure marker begun at `at_ms`, which
+    /// [`CatalogPort::writer_fence`] reports until
+    /// [`CatalogPort::end_erasure`]. Returns whether the task had an item.
+    async fn begin_erasure(&self, task: &TaskId, at_ms: u64) -> Result<bool, PortError>;
+
+    /// Removes every other catalog row of a task: its transcript records,
+    /// idempotency records and kept mirror failures. Returns how many went.
     async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError>;
+
+    /// Removes the marker of the erasure begun at `at_ms` (and the task's
+    /// item with it), unless another erasure has replaced it.
+    async fn end_erasure(&self, task: &TaskId, at_ms: u64) -> Result<(), PortError>;
 
     /// Adds `count` appends to the fleet's counter of the minute holding `at_ms`.
     async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError>;

@@ -27,6 +27,9 @@ pub(super) struct Activity {
     pending: Mutex<HashSet<TaskId>>,
     /// Appends since the last flush.
     appends: AtomicU64,
+    /// Held shared by a refresh and exclusively by an erasure, so a refresh
+    /// here never writes totals read before an erasure after it.
+    pub(super) gate: tokio::sync::RwLock<()>,
 }
 
 /// A task's totals over `records` (transcripts deleted since hold no parts
@@ -119,6 +122,7 @@ impl Engine {
     /// Takes `task`'s totals and stores them; a task that holds no
     /// transcript and has no binding leaves the listing.
     pub(super) async fn refresh_activity(&self, task: &TaskId) -> Result<(), Error> {
+        let _gate = self.inner.activity.gate.read().await;
         let records = self.task_records(task).await?;
         let totals = totals(records.iter().map(|(k, r)| (k, r)), self.now_ms());
         let keep = totals.sessions + totals.subkeys > 0

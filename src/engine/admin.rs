@@ -226,8 +226,14 @@ impl Engine {
     /// or finds its record gone and fails with `task_erased`, removing its
     /// own part). Idempotent: erasing an erased task removes nothing.
     pub async fn erase_task(&self, task: &TaskId) -> Result<ErasureReceipt, Error> {
+        let _gate = self.inner.activity.gate.write().await;
+        // From here on writes to the task are refused (every write reads
+        // the fence before it writes); those already past it land in a
+        // round below, or find their record gone and remove their part.
+        let began = self.now_ms();
+        let had_item = self.inner.catalog.begin_erasure(task, began).await?;
         let mut removed: BTreeMap<String, u64> = BTreeMap::new();
-        let mut rows = 0;
+        let mut rows = u64::from(had_item);
         let mut settled = false;
         for _ in 0..ERASE_ROUNDS {
             let keys = self.forget_task_heads(task).await?;
@@ -247,6 +253,7 @@ impl Engine {
                  what was found is erased, run the erasure again"
             )));
         }
+        self.inner.catalog.end_erasure(task, began).await?;
         self.forget_pending(task);
         let receipt = ErasureReceipt {
             task_id: task.to_string(),

@@ -43,6 +43,9 @@ fn is_absolute(path: &str) -> bool {
             && matches!(b[2], b'\\' | b'/'))
 }
 
+/// How long an erasure's marker refuses writes at most.
+pub const ERASURE_FENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl Engine {
     /// Binds `task` to a Claude session, first writer wins (fenced like
     /// every write, see [`Engine::check_writer`]). Returns
@@ -97,8 +100,19 @@ impl Engine {
     /// epoch is a writer presumed dead ([`Error::StaleWriter`]), a newer one
     /// was never issued ([`Error::UnknownEpoch`]), none at all is a writer
     /// that did not opt in ([`Error::EpochRequired`]).
+    /// A task being erased takes no writes ([`Error::Erased`]) until the
+    /// erasure ends, or [`ERASURE_FENCE`] after it began (an erasure that
+    /// died part-way).
     pub async fn check_writer(&self, task: &TaskId, epoch: Option<u64>) -> Result<(), Error> {
-        let current = self.current_epoch(task).await?;
+        let fence = self.inner.catalog.writer_fence(task).await?;
+        if let Some(began) = fence.erasing_ms {
+            if self.now_ms() < began.saturating_add(ERASURE_FENCE.as_millis() as u64) {
+                return Err(Error::Erased(format!(
+                    "task {task} is being erased; nothing was written"
+                )));
+            }
+        }
+        let current = fence.epoch;
         match epoch {
             None if current == 0 => Ok(()),
             None => Err(Error::EpochRequired(format!(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
-    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
+    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned, WriterFence,
 };
 use crate::domain::{
     MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
@@ -152,6 +152,18 @@ impl CatalogPort for Marked {
 
     async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError> {
         self.0.erase_task(task).await.map_err(PortError::in_catalog)
+    }
+
+    async fn writer_fence(&self, task: &TaskId) -> Result<WriterFence, PortError> {
+        (self.0.writer_fence(task).await).map_err(PortError::in_catalog)
+    }
+
+    async fn begin_erasure(&self, task: &TaskId, at_ms: u64) -> Result<bool, PortError> {
+        (self.0.begin_erasure(task, at_ms).await).map_err(PortError::in_catalog)
+    }
+
+    async fn end_erasure(&self, task: &TaskId, at_ms: u64) -> Result<(), PortError> {
+        (self.0.end_erasure(task, at_ms).await).map_err(PortError::in_catalog)
     }
 
     async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError> {

@@ -476,3 +476,122 @@ async fn an_append_through_an_instance_that_cached_the_erased_transcript_fails_a
         gb.stop().await;
     }
 }
+
+#[tokio::test]
+async fn appends_racing_an_erasure_land_before_it_or_fail_and_what_stays_is_whole() {
+    let test = "appends_racing_an_erasure_land_before_it_or_fail_and_what_stays_is_whole";
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, objects, catalog) in test_stores(test, dir.path()).await {
+        let a = Engine::new(objects.clone(), catalog.clone(), EngineConfig::default());
+        let b = Engine::new(objects, catalog, EngineConfig::default());
+        let ga = TestGateway::serve(a.clone(), auth_config()).await;
+        let gb = TestGateway::serve(b.clone(), auth_config()).await;
+        let task = fresh_id("task");
+        let w = mint(&task, "transcripts:write");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+        // Four writers, two through each instance, each on its own session,
+        // appending until the erasure has answered (and at most 400 times).
+        let mut writers = Vec::new();
+        for i in 0..4 {
+            let gw_url = if i % 2 == 0 {
+                ga.base_url.clone()
+            } else {
+                gb.base_url.clone()
+            };
+            let session = fresh_id("sess");
+            let url =
+                format!("{gw_url}/v1/tasks/{task}/projects/{PROJECT}/sessions/{session}/entries");
+            let (w, stop) = (w.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut acked = Vec::new();
+                for n in 0..400u64 {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let resp = http
+                        .post(&url)
+                        .bearer_auth(&w)
+                        .json(&json!({"entries": [{"n": n}]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = resp.status().as_u16();
+                    let body: Value = resp.json().await.unwrap();
+                    match status {
+                        200 => acked.push(n),
+                        // Refused by the erasure's fence or found its
+                        // transcript erased under it (task_erased), or
+                        // found the part it chains to gone (conflict).
+                        409 => assert!(
+                            matches!(
+                                body["error"]["code"].as_str(),
+                                Some("task_erased" | "conflict")
+                            ),
+                            "{body}"
+                        ),
+                        other => panic!("an append racing an erasure answered {other}: {body}"),
+                    }
+                }
+                (url, acked)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let resp = ga
+            .http
+            .delete(ga.url(&format!("/admin/v1/tasks/{task}")))
+            .bearer_auth(mint(&task, "admin"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let receipt: Value = resp.json().await.unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(status, 200, "{backend}: {receipt}");
+        assert!(
+            receipt["data"]["objects_removed"].as_u64().unwrap() > 0,
+            "{backend}: {receipt}"
+        );
+
+        let reader = mint(&task, "transcripts:read");
+        for writer in writers {
+            let (url, acked) = writer.await.unwrap();
+            assert!(
+                !acked.is_empty(),
+                "{backend}: the writer got going before the erasure"
+            );
+            let resp = ga.http.get(&url).bearer_auth(&reader).send().await.unwrap();
+            match resp.status().as_u16() {
+                404 => {}
+                200 => {
+                    // What stays was appended after the erasure: a run of
+                    // acknowledged appends ending with the last one, whole
+                    // and in order (nothing chained onto erased parts).
+                    let body: Value = resp.json().await.unwrap();
+                    let loaded: Vec<u64> = body["data"]["entries"]
+                        .as_array()
+                        .expect("entries")
+                        .iter()
+                        .map(|e| e["n"].as_u64().expect("an appended entry"))
+                        .collect();
+                    let from = acked.iter().position(|n| Some(n) == loaded.first());
+                    let from = from.unwrap_or_else(|| {
+                        panic!("{backend}: {loaded:?} not acknowledged: {acked:?}")
+                    });
+                    assert_eq!(
+                        loaded,
+                        acked[from..],
+                        "{backend}: the tail after the erasure, whole"
+                    );
+                }
+                other => panic!(
+                    "{backend}: load answered {other}: {}",
+                    resp.text().await.unwrap()
+                ),
+            }
+        }
+        ga.stop().await;
+        gb.stop().await;
+    }
+}

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use transcript_gateway::backend::{
     dynamo, BindOutcome, CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError,
     SessionRecord, SessionWrite, StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
+    WriterFence,
 };
 use transcript_gateway::config::{CatalogKind, Config, StorageKind};
 use transcript_gateway::domain::{ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId};
@@ -631,6 +632,15 @@ impl CatalogPort for FlakyCatalog {
     }
     async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError> {
         self.inner.erase_task(task).await
+    }
+    async fn writer_fence(&self, task: &TaskId) -> Result<WriterFence, PortError> {
+        self.inner.writer_fence(task).await
+    }
+    async fn begin_erasure(&self, task: &TaskId, at_ms: u64) -> Result<bool, PortError> {
+        self.inner.begin_erasure(task, at_ms).await
+    }
+    async fn end_erasure(&self, task: &TaskId, at_ms: u64) -> Result<(), PortError> {
+        self.inner.end_erasure(task, at_ms).await
     }
     async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError> {
         self.inner.count_appends(at_ms, count).await

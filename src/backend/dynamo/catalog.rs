@@ -13,7 +13,7 @@ use super::codec::*;
 use super::{attr, service_code, DynamoCatalog};
 use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
-    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
+    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned, WriterFence,
 };
 use crate::domain::{
     MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
@@ -593,18 +593,65 @@ impl CatalogPort for DynamoCatalog {
             }
         }
         removed += self.delete_items(&self.tables.failures, doomed).await?;
+        Ok(removed)
+    }
 
+    async fn writer_fence(&self, task: &TaskId) -> Result<WriterFence, PortError> {
+        let item = self
+            .get_item(
+                "GetItem",
+                &self.tables.tasks,
+                Self::task_key_item(task),
+                Some(WRITER_FENCE),
+            )
+            .await?;
+        let Some(item) = item else {
+            return Ok(WriterFence::default());
+        };
+        Ok(WriterFence {
+            epoch: get_n_or_zero(&item, EPOCH)?,
+            erasing_ms: match item.contains_key(ERASING_MS) {
+                true => Some(get_n(&item, ERASING_MS)?),
+                false => None,
+            },
+        })
+    }
+
+    async fn begin_erasure(&self, task: &TaskId, at_ms: u64) -> Result<bool, PortError> {
         let table = &self.tables.tasks;
         let out = self
+            .client
+            .put_item()
+            .table_name(table)
+            .item(attr::TASK_ID, s(task.as_str()))
+            .item(ERASING_MS, n(at_ms))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.map_err("PutItem", table, e))?;
+        // An item that was only another erasure's marker held nothing.
+        Ok(out
+            .attributes
+            .is_some_and(|old| !old.is_empty() && !old.contains_key(ERASING_MS)))
+    }
+
+    async fn end_erasure(&self, task: &TaskId, at_ms: u64) -> Result<(), PortError> {
+        let table = &self.tables.tasks;
+        let result = self
             .client
             .delete_item()
             .table_name(table)
             .set_key(Some(Self::task_key_item(task)))
-            .return_values(ReturnValue::AllOld)
+            .condition_expression("#x = :at")
+            .expression_attribute_names("#x", ERASING_MS)
+            .expression_attribute_values(":at", n(at_ms))
             .send()
-            .await
-            .map_err(|e| self.map_err("DeleteItem", table, e))?;
-        Ok(removed + u64::from(out.attributes.is_some_and(|a| !a.is_empty())))
+            .await;
+        match result.map_err(|e| self.map_err("DeleteItem", table, e)) {
+            // Another erasure's marker stays for it to remove.
+            Ok(_) | Err(PortError::PreconditionFailed(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn count_appends(&self, at_ms: u64, count: u64) -> Result<(), PortError> {

@@ -41,6 +41,10 @@ pub(super) const TASKS_BUCKET_VALUE: &str = "tasks";
 pub(super) const FAILURES: &str = "failures";
 /// Set once a project-key drift was kept for a task.
 pub(super) const DRIFT: &str = "drift";
+/// When an erasure of the task began, epoch ms, while it runs.
+pub(super) const ERASING_MS: &str = "erasing_ms";
+/// The projection of a write's fence: the epoch and the erasure marker.
+pub(super) const WRITER_FENCE: &str = "epoch, erasing_ms";
 /// The appends counted in one minute (a counter on a per-minute item).
 pub(super) const APPENDS: &str = "appends";
 

@@ -14,7 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::group::{Chore, GroupCommit, WRITE_QUEUE};
 use crate::backend::{
     BindOutcome, CatalogPort, IdempotencyRecord, Page, PortError, SessionRecord, SessionWrite,
-    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned,
+    StoredBinding, TaskActivity, TaskCursor, TaskRow, Versioned, WriterFence,
 };
 use crate::domain::{
     MirrorFailure, ProjectKey, SessionId, SessionKey, SessionRef, Subpath, TaskId,
@@ -62,6 +62,8 @@ struct TaskItem {
     failures: u64,
     #[serde(default)]
     drift: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    erasing_ms: Option<u64>,
 }
 
 impl TaskItem {
@@ -678,22 +680,64 @@ impl CatalogPort for RedbCatalog {
         .await
     }
 
+    async fn writer_fence(&self, task: &TaskId) -> Result<WriterFence, PortError> {
+        let item: Option<TaskItem> = self.get_row(TASKS, task.to_string()).await?;
+        Ok(item.map_or_else(WriterFence::default, |i| WriterFence {
+            epoch: i.epoch,
+            erasing_ms: i.erasing_ms,
+        }))
+    }
+
+    async fn begin_erasure(&self, task: &TaskId, at_ms: u64) -> Result<bool, PortError> {
+        let task = task.to_string();
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
+            let old: Option<TaskItem> = match tasks.get(task.as_str()).map_err(storage_err)? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            if let Some(a) = old.as_ref().and_then(|o| o.activity.as_ref()) {
+                let mut index = txn.open_table(ACTIVITY).map_err(storage_err)?;
+                index
+                    .remove(activity_row(a.active_ms, &task).as_str())
+                    .map_err(storage_err)?;
+            }
+            let marker = TaskItem {
+                erasing_ms: Some(at_ms),
+                ..TaskItem::default()
+            };
+            let bytes = encode(&marker)?;
+            tasks
+                .insert(task.as_str(), bytes.as_slice())
+                .map_err(storage_err)?;
+            // An item that was only another erasure's marker held nothing.
+            Ok(old.is_some_and(|o| o.erasing_ms.is_none()))
+        })
+        .await
+    }
+
+    async fn end_erasure(&self, task: &TaskId, at_ms: u64) -> Result<(), PortError> {
+        let task = task.to_string();
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
+            let ours = match tasks.get(task.as_str()).map_err(storage_err)? {
+                Some(v) => decode::<TaskItem>(v.value())?.erasing_ms == Some(at_ms),
+                None => false,
+            };
+            if ours {
+                tasks.remove(task.as_str()).map_err(storage_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn erase_task(&self, task: &TaskId) -> Result<u64, PortError> {
         let task = task.to_string();
         self.write(move |txn| {
             let prefix = format!("{task}\0");
             let mut removed = remove_prefixed(txn, SESSIONS, &prefix)?;
             removed += remove_prefixed(txn, IDEMPOTENCY, &prefix)?;
-            let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
-            if let Some(v) = tasks.remove(task.as_str()).map_err(storage_err)? {
-                removed += 1;
-                if let Some(a) = decode::<TaskItem>(v.value())?.activity {
-                    let mut index = txn.open_table(ACTIVITY).map_err(storage_err)?;
-                    index
-                        .remove(activity_row(a.active_ms, &task).as_str())
-                        .map_err(storage_err)?;
-                }
-            }
             let mut failures = txn.open_table(FAILURES).map_err(storage_err)?;
             let mut doomed = Vec::new();
             for row in failures.iter().map_err(storage_err)? {
