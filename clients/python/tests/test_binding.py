@@ -275,3 +275,47 @@ async def test_a_stale_writer_cannot_delete_or_rebind(make_store: StoreFactory) 
     assert await b.load(key) == [{"type": "user", "n": 1}]
     await b.delete(key)
     assert await b.load(key) is None
+
+
+# -- erasure -------------------------------------------------------------------
+
+
+async def test_an_erased_task_keeps_nothing_and_a_new_append_starts_fresh(
+    make_store: StoreFactory, gateway_url: str, gateway
+) -> None:
+    """After DELETE /admin/v1/tasks/{task_id} the task's transcripts, subkeys and binding are
+    gone for the adapter too; an append afterwards starts a new transcript."""
+    store = make_store()
+    key = _key(store.task_id, "s1")
+    await store.append(key, [{"type": "user", "uuid": str(uuid.uuid4()), "n": 1}])
+    await store.append({**key, "subpath": "subagents/agent-1"}, [{"type": "user", "n": 2}])
+    await store.bind(**_binding_values(store.task_id))
+
+    admin = gateway.token(store.task_id, "admin")
+    headers = {"Authorization": f"Bearer {admin}"} if admin else {}
+    async with httpx.AsyncClient() as http:
+        resp = await http.delete(f"{gateway_url}/admin/v1/tasks/{store.task_id}", headers=headers)
+    assert resp.status_code == 200, resp.text
+    receipt = resp.json()["data"]
+    assert receipt["task_id"] == store.task_id
+    assert receipt["objects_removed"] >= 2 and receipt["digest"].startswith("sha256:")
+
+    fresh = make_store(task_id=store.task_id)
+    assert await fresh.load(key) is None
+    assert await fresh.list_subkeys(key) == []
+    assert await fresh.binding() is None
+    await fresh.append(key, [{"type": "user", "n": 3}])
+    assert await fresh.load(key) == [{"type": "user", "n": 3}]
+
+
+def test_task_erased_answers_raise_their_own_error() -> None:
+    """A 409 task_erased is a TaskErasedError, and not retried."""
+    from transcript_gateway import TaskErasedError
+
+    response = httpx.Response(
+        409,
+        json={"error": {"code": "task_erased", "message": "task t was erased", "request_id": "r"}},
+    )
+    error = GatewayError.from_response(response)
+    assert isinstance(error, TaskErasedError)
+    assert (error.status, error.code) == (409, "task_erased")

@@ -9,6 +9,7 @@ from ._errors import (
     StaleWriterError,
     StoreClosedError,
     SummaryConflictError,
+    TaskErasedError,
     UnauthorizedError,
     UnknownEpochError,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "StaleWriterError",
     "StoreClosedError",
     "SummaryConflictError",
+    "TaskErasedError",
     "TokenSource",
     "UnauthorizedError",
     "UnknownEpochError",

@@ -88,6 +88,12 @@ class EpochRequiredError(GatewayError):
     """
 
 
+class TaskErasedError(GatewayError):
+    """The task was erased (or is being erased) while this write was under way
+    (409 task_erased): nothing of the write was kept. Never retried: sending it
+    again would start a new transcript after the erasure."""
+
+
 class UnauthorizedError(GatewayError):
     """The gateway refused the token (401): missing, malformed, expired or wrongly signed.
 
@@ -111,6 +117,7 @@ _CODE_CLASSES: dict[str, type[GatewayError]] = {
     "stale_writer": StaleWriterError,
     "unknown_epoch": UnknownEpochError,
     "epoch_required": EpochRequiredError,
+    "task_erased": TaskErasedError,
 }
 
 
