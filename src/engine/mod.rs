@@ -38,6 +38,7 @@ mod load;
 pub mod part;
 mod sessions;
 pub mod snapshot;
+mod tail;
 
 pub use append::AppendRequest;
 pub use bindings::validate_binding;
@@ -46,6 +47,7 @@ pub use compaction::{CompactOptions, CompactionReport, Halt};
 pub use failures::ClientReport;
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};
+pub use tail::{StreamOffset, StreamRead, StreamStart, StreamWatch};
 
 /// How long an idempotency key's answer is replayed by default.
 pub const IDEMPOTENCY_RETENTION: std::time::Duration =
@@ -77,6 +79,9 @@ pub struct EngineConfig {
     /// A snapshot larger than this is written as chunks of about this size
     /// as it is read, instead of built in memory as one object.
     pub snapshot_chunk_bytes: usize,
+    /// How often a key with live readers has its catalog record read, for
+    /// appends through other instances.
+    pub tail_poll_interval: std::time::Duration,
     /// What the engine reads the time from.
     pub clock: Arc<dyn Clock>,
 }
@@ -94,6 +99,7 @@ impl Default for EngineConfig {
             compaction_concurrency: 2,
             memory_budget: 512 * 1024 * 1024,
             snapshot_chunk_bytes: 4 * 1024 * 1024,
+            tail_poll_interval: std::time::Duration::from_millis(200),
             clock: Arc::new(SystemClock),
         }
     }
@@ -133,6 +139,8 @@ struct Inner {
     /// Keys whose catalog record lags their durable parts (a catalog write
     /// failed after the part landed), until a record covers them again.
     lagging: Mutex<std::collections::HashSet<SessionKey>>,
+    /// The keys live readers wait on, each polled once for all of them.
+    watchers: tail::Watchers,
 }
 
 /// What this process knows of one key's tail, valid while `loaded` and fresh.
@@ -380,6 +388,7 @@ impl Engine {
                 config,
                 bindings: Mutex::new(failures::BindingCache::default()),
                 lagging: Mutex::new(std::collections::HashSet::new()),
+                watchers: tail::Watchers::default(),
             }),
         }
     }
