@@ -15,8 +15,7 @@ pub const DOCS: &str = "/docs";
 pub const ENTRIES: &str =
     "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/entries";
 /// One transcript read as a Durable Streams stream (catch-up, long-poll, SSE).
-pub const STREAM: &str =
-    "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/stream";
+pub const STREAM: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/stream";
 /// Delete a session (or one subkey).
 pub const SESSION: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}";
 /// A session's subkeys.

@@ -61,7 +61,7 @@ pub struct LiveLimits {
 /// What the handler needs besides the state: the limits and the readers'
 /// permits.
 #[derive(Clone)]
-struct Live {
+pub struct Live {
     limits: LiveLimits,
     readers: Arc<Semaphore>,
 }
@@ -311,10 +311,7 @@ fn entries_response(read: StreamRead, engine: &Engine, echoed: Option<&str>) -> 
     let items = read.entries.map(|entries| {
         entries.map(move |chunk| {
             let chunk = chunk?;
-            Ok::<_, Error>(jsonl_to_array_items(
-                &chunk,
-                std::mem::take(&mut first),
-            ))
+            Ok::<_, Error>(jsonl_to_array_items(&chunk, std::mem::take(&mut first)))
         })
     });
     let open = stream::once(async { Ok(Bytes::from_static(b"[")) });

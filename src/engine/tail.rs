@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -128,7 +128,11 @@ impl Engine {
     /// was never written, or is deleted, is [`Error::NotFound`]; an offset
     /// of another incarnation (deleted and written again since) is
     /// [`Error::OffsetGone`].
-    pub async fn stream_read(&self, key: &SessionKey, start: StreamStart) -> Result<StreamRead, Error> {
+    pub async fn stream_read(
+        &self,
+        key: &SessionKey,
+        start: StreamStart,
+    ) -> Result<StreamRead, Error> {
         let absent = || Error::not_found(format!("no transcript at {key}"));
         let after = match start {
             StreamStart::Beginning => Seq::ZERO,
@@ -170,7 +174,12 @@ impl Engine {
 
     /// Subscribes to `key`'s poller, starting one if the key has none.
     pub fn stream_watch(&self, key: &SessionKey) -> StreamWatch {
-        let mut keys = self.inner.watchers.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = self
+            .inner
+            .watchers
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let marks = match keys.get(key) {
             Some(tx) => tx.subscribe(),
             None => {
@@ -246,7 +255,12 @@ impl Engine {
                 }
             }
             {
-                let mut keys = self.inner.watchers.keys.lock().unwrap_or_else(|p| p.into_inner());
+                let mut keys = self
+                    .inner
+                    .watchers
+                    .keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 if tx.receiver_count() == 0 {
                     if keys.get(&key).is_some_and(|t| t.same_channel(&tx)) {
                         keys.remove(&key);
@@ -272,7 +286,12 @@ impl Engine {
                 }
             }
         }
-        let mut keys = self.inner.watchers.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = self
+            .inner
+            .watchers
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if keys.get(&key).is_some_and(|t| t.same_channel(&tx)) {
             keys.remove(&key);
         }
@@ -280,7 +299,12 @@ impl Engine {
 
     /// Keys this instance polls for readers now.
     pub fn tailed_keys(&self) -> usize {
-        let keys = self.inner.watchers.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let keys = self
+            .inner
+            .watchers
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         keys.len()
     }
 }

@@ -12,9 +12,7 @@ use serde_json::{json, Value};
 use transcript_gateway::config::Config;
 use transcript_gateway::engine::{Engine, EngineConfig};
 
-use crate::common::{
-    append, auth_config, embedded_ports, mint, AwsBackends, Session, TestGateway,
-};
+use crate::common::{append, auth_config, embedded_ports, mint, AwsBackends, Session, TestGateway};
 
 /// `.../stream` of `s`, with `query`.
 fn stream_url(base: &str, s: &Session, query: &str) -> String {
@@ -32,7 +30,10 @@ fn batch(tag: &str, n: usize) -> Value {
 
 /// A catch-up or long-poll read: status, `Stream-Next-Offset`, the body as
 /// JSON (Null when empty) and the response headers.
-async fn read(http: &reqwest::Client, url: &str) -> (StatusCode, String, Value, reqwest::header::HeaderMap) {
+async fn read(
+    http: &reqwest::Client,
+    url: &str,
+) -> (StatusCode, String, Value, reqwest::header::HeaderMap) {
     let resp = tokio::time::timeout(Duration::from_secs(30), http.get(url).send())
         .await
         .expect("a read answers within 30 s")
@@ -74,7 +75,8 @@ async fn catch_up_from_minus_one_returns_every_entry_and_the_next_offset() {
     append(&gw.http, &s.entries(&gw.base_url), batch("a", 2)).await;
     append(&gw.http, &s.entries(&gw.base_url), batch("b", 3)).await;
 
-    let (status, next, body, headers) = read(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1")).await;
+    let (status, next, body, headers) =
+        read(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1")).await;
     assert_eq!(status, 200);
     assert_eq!(tags(&body), ["a0", "a1", "b0", "b1", "b2"]);
     assert_eq!(headers["content-type"], "application/json");
@@ -83,10 +85,13 @@ async fn catch_up_from_minus_one_returns_every_entry_and_the_next_offset() {
     // The offset after the second part of the first incarnation.
     assert_eq!(next, "0000000000000001_0000000000000002");
     // Entries are exactly what a load returns.
-    let loaded = crate::common::load(&gw.http, &s.entries(&gw.base_url)).await.1;
+    let loaded = crate::common::load(&gw.http, &s.entries(&gw.base_url))
+        .await
+        .1;
     assert_eq!(body.as_array().unwrap(), &loaded);
     // No offset at all is the same as -1.
-    let (_, next_default, body_default, _) = read(&gw.http, &stream_url(&gw.base_url, &s, "")).await;
+    let (_, next_default, body_default, _) =
+        read(&gw.http, &stream_url(&gw.base_url, &s, "")).await;
     assert_eq!((next_default, body_default), (next, body));
     gw.stop().await;
 }
@@ -100,16 +105,25 @@ async fn resuming_from_a_saved_offset_repeats_nothing_and_misses_nothing() {
     assert_eq!(tags(&first), ["a0", "a1"]);
 
     // Nothing new: an empty array and the same offset.
-    let (status, same, empty, _) =
-        read(&gw.http, &stream_url(&gw.base_url, &s, &format!("offset={saved}"))).await;
+    let (status, same, empty, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, &format!("offset={saved}")),
+    )
+    .await;
     assert_eq!((status.as_u16(), &same, &empty), (200, &saved, &json!([])));
 
     append(&gw.http, &s.entries(&gw.base_url), batch("b", 1)).await;
     append(&gw.http, &s.entries(&gw.base_url), batch("c", 2)).await;
-    let (_, next, rest, _) =
-        read(&gw.http, &stream_url(&gw.base_url, &s, &format!("offset={saved}"))).await;
+    let (_, next, rest, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, &format!("offset={saved}")),
+    )
+    .await;
     assert_eq!(tags(&rest), ["b0", "c0", "c1"]);
-    assert!(next > saved, "offsets sort in stream order: {next} > {saved}");
+    assert!(
+        next > saved,
+        "offsets sort in stream order: {next} > {saved}"
+    );
     gw.stop().await;
 }
 
@@ -124,7 +138,10 @@ async fn a_long_poll_gets_an_entry_appended_while_it_waits() {
     let http = gw.http.clone();
     let waiting = tokio::spawn(async move { read(&http, &url).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiting.is_finished(), "the long-poll waits for new entries");
+    assert!(
+        !waiting.is_finished(),
+        "the long-poll waits for new entries"
+    );
     let appended = Instant::now();
     append(&gw.http, &s.entries(&gw.base_url), batch("b", 2)).await;
     let (status, next, body, headers) = waiting.await.unwrap();
@@ -150,7 +167,11 @@ async fn a_long_poll_with_nothing_new_answers_204_with_the_same_offset_within_it
     let started = Instant::now();
     let (status, next, body, headers) = read(
         &gw.http,
-        &stream_url(&gw.base_url, &s, &format!("offset={saved}&live=long-poll&cursor=5")),
+        &stream_url(
+            &gw.base_url,
+            &s,
+            &format!("offset={saved}&live=long-poll&cursor=5"),
+        ),
     )
     .await;
     let waited = started.elapsed();
@@ -214,7 +235,13 @@ async fn a_malformed_offset_is_400_invalid_offset_and_a_bad_live_mode_400_invali
     let gw = TestGateway::embedded().await;
     let s = Session::fresh();
     append(&gw.http, &s.entries(&gw.base_url), batch("a", 1)).await;
-    for offset in ["abc", "-2", "0000000000000001", "0000000000000001_00000000000000zz", "1_1"] {
+    for offset in [
+        "abc",
+        "-2",
+        "0000000000000001",
+        "0000000000000001_00000000000000zz",
+        "1_1",
+    ] {
         let (status, _, body, _) = read(
             &gw.http,
             &stream_url(&gw.base_url, &s, &format!("offset={offset}&live=long-poll")),
@@ -228,10 +255,14 @@ async fn a_malformed_offset_is_400_invalid_offset_and_a_bad_live_mode_400_invali
             "{message}"
         );
     }
-    let (status, _, body, _) = read(&gw.http, &stream_url(&gw.base_url, &s, "live=websocket")).await;
+    let (status, _, body, _) =
+        read(&gw.http, &stream_url(&gw.base_url, &s, "live=websocket")).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_request");
-    assert!(body["error"]["message"].as_str().unwrap().contains("long-poll or sse"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("long-poll or sse"));
     gw.stop().await;
 }
 
@@ -240,19 +271,36 @@ async fn a_never_written_transcript_is_404_and_an_offset_from_before_a_delete_is
     let gw = TestGateway::embedded().await;
     let s = Session::fresh();
     let (status, _, body, _) = read(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1")).await;
-    assert_eq!((status.as_u16(), &body["error"]["code"]), (404, &json!("not_found")));
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (404, &json!("not_found"))
+    );
 
     append(&gw.http, &s.entries(&gw.base_url), batch("a", 1)).await;
     let (_, saved, _, _) = read(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1")).await;
-    let deleted = gw.http.delete(s.session(&gw.base_url)).send().await.unwrap();
+    let deleted = gw
+        .http
+        .delete(s.session(&gw.base_url))
+        .send()
+        .await
+        .unwrap();
     assert!(deleted.status().is_success());
-    let (status, _, body, _) =
-        read(&gw.http, &stream_url(&gw.base_url, &s, &format!("offset={saved}"))).await;
-    assert_eq!((status.as_u16(), &body["error"]["code"]), (404, &json!("not_found")));
+    let (status, _, body, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, &format!("offset={saved}")),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (404, &json!("not_found"))
+    );
 
     append(&gw.http, &s.entries(&gw.base_url), batch("again", 2)).await;
-    let (status, _, body, _) =
-        read(&gw.http, &stream_url(&gw.base_url, &s, &format!("offset={saved}"))).await;
+    let (status, _, body, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, &format!("offset={saved}")),
+    )
+    .await;
     assert_eq!(status, 410);
     assert_eq!(body["error"]["code"], "offset_gone");
     assert!(body["error"]["message"].as_str().unwrap().contains("-1"));
@@ -287,12 +335,18 @@ async fn beyond_the_live_reader_limit_a_live_read_is_503_overloaded_with_retry_a
         .await;
         assert_eq!(status, 503, "{live}");
         assert_eq!(body["error"]["code"], "overloaded");
-        assert!(body["error"]["message"].as_str().unwrap().contains("live readers"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("live readers"));
         assert_eq!(headers["retry-after"], "1");
     }
     // A catch-up read is not live: still served.
     let (status, _, body, _) = read(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1")).await;
-    assert_eq!((status.as_u16(), tags(&body)), (200, vec!["a0".to_string()]));
+    assert_eq!(
+        (status.as_u16(), tags(&body)),
+        (200, vec!["a0".to_string()])
+    );
     // Once the reader leaves, its place is free again.
     drop(sse);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -305,7 +359,10 @@ async fn beyond_the_live_reader_limit_a_live_read_is_503_overloaded_with_retry_a
         if status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "the place was never freed ({status})");
+        assert!(
+            Instant::now() < deadline,
+            "the place was never freed ({status})"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     gw.stop().await;
@@ -327,7 +384,11 @@ async fn the_stream_needs_the_same_token_scope_as_a_load() {
     assert_eq!(resp.status(), 200);
     let other = mint("task-other", "transcripts:read");
     let reader = mint(&s.task, "transcripts:read");
-    for query in ["offset=-1", "offset=now&live=long-poll", "offset=-1&live=sse"] {
+    for query in [
+        "offset=-1",
+        "offset=now&live=long-poll",
+        "offset=-1&live=sse",
+    ] {
         let url = stream_url(&gw.base_url, &s, query);
         for (token, status, code) in [
             (None, 401, "unauthorized"),
@@ -402,7 +463,8 @@ impl SseReader {
             let chunk = tokio::time::timeout_at(deadline, self.body.next())
                 .await
                 .expect("an SSE event in time")?;
-            self.buffer.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
         }
     }
 }
@@ -417,12 +479,22 @@ async fn sse_sends_data_then_control_events_for_history_and_new_entries_then_clo
     let s = Session::fresh();
     append(&gw.http, &s.entries(&gw.base_url), batch("a", 2)).await;
     let opened = Instant::now();
-    let mut sse = SseReader::open(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1&live=sse")).await;
+    let mut sse = SseReader::open(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, "offset=-1&live=sse"),
+    )
+    .await;
     let (event, data) = sse.next(Duration::from_secs(5)).await.unwrap();
-    assert_eq!((event.as_str(), tags(&data)), ("data", vec!["a0".into(), "a1".into()]));
+    assert_eq!(
+        (event.as_str(), tags(&data)),
+        ("data", vec!["a0".into(), "a1".into()])
+    );
     let (event, control) = sse.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(event, "control");
-    assert_eq!(control["streamNextOffset"], "0000000000000001_0000000000000001");
+    assert_eq!(
+        control["streamNextOffset"],
+        "0000000000000001_0000000000000001"
+    );
     assert_eq!(control["upToDate"], true);
     assert!(control["streamCursor"].as_str().is_some());
 
@@ -430,7 +502,10 @@ async fn sse_sends_data_then_control_events_for_history_and_new_entries_then_clo
     let (event, data) = sse.next(Duration::from_secs(2)).await.unwrap();
     assert_eq!((event.as_str(), tags(&data)), ("data", vec!["b0".into()]));
     let (_, control) = sse.next(Duration::from_secs(2)).await.unwrap();
-    assert_eq!(control["streamNextOffset"], "0000000000000001_0000000000000002");
+    assert_eq!(
+        control["streamNextOffset"],
+        "0000000000000001_0000000000000002"
+    );
 
     // The gateway closes the stream after live_sse_secs.
     assert!(sse.next(Duration::from_secs(6)).await.is_none());
@@ -447,10 +522,17 @@ async fn sse_at_now_starts_with_a_control_event_at_the_tail() {
     let gw = TestGateway::embedded().await;
     let s = Session::fresh();
     append(&gw.http, &s.entries(&gw.base_url), batch("old", 2)).await;
-    let mut sse = SseReader::open(&gw.http, &stream_url(&gw.base_url, &s, "offset=now&live=sse")).await;
+    let mut sse = SseReader::open(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, "offset=now&live=sse"),
+    )
+    .await;
     let (event, control) = sse.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(event, "control");
-    assert_eq!(control["streamNextOffset"], "0000000000000001_0000000000000001");
+    assert_eq!(
+        control["streamNextOffset"],
+        "0000000000000001_0000000000000001"
+    );
     assert_eq!(control["upToDate"], true);
     append(&gw.http, &s.entries(&gw.base_url), batch("new", 1)).await;
     let (event, data) = sse.next(Duration::from_secs(2)).await.unwrap();
@@ -463,7 +545,11 @@ async fn draining_ends_live_readers_promptly() {
     let gw = TestGateway::embedded().await;
     let s = Session::fresh();
     append(&gw.http, &s.entries(&gw.base_url), batch("a", 1)).await;
-    let mut sse = SseReader::open(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1&live=sse")).await;
+    let mut sse = SseReader::open(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, "offset=-1&live=sse"),
+    )
+    .await;
     sse.next(Duration::from_secs(5)).await.unwrap();
     sse.next(Duration::from_secs(5)).await.unwrap();
     let url = stream_url(&gw.base_url, &s, "offset=now&live=long-poll");
@@ -478,7 +564,10 @@ async fn draining_ends_live_readers_promptly() {
         stopped < Duration::from_secs(3),
         "live readers held the drain for {stopped:?}"
     );
-    assert!(sse.next(Duration::from_secs(2)).await.is_none(), "the SSE stream ended");
+    assert!(
+        sse.next(Duration::from_secs(2)).await.is_none(),
+        "the SSE stream ended"
+    );
     let (status, _, _, _) = polling.await.unwrap();
     assert_eq!(status, 204, "the long-poll answered at once");
 }
@@ -490,7 +579,13 @@ async fn one_poller_per_key_serves_every_reader_and_stops_when_they_leave() {
     append(&gw.http, &s.entries(&gw.base_url), batch("a", 1)).await;
     let mut readers = Vec::new();
     for _ in 0..3 {
-        readers.push(SseReader::open(&gw.http, &stream_url(&gw.base_url, &s, "offset=now&live=sse")).await);
+        readers.push(
+            SseReader::open(
+                &gw.http,
+                &stream_url(&gw.base_url, &s, "offset=now&live=sse"),
+            )
+            .await,
+        );
     }
     for r in &mut readers {
         r.next(Duration::from_secs(5)).await.unwrap();
@@ -538,7 +633,11 @@ async fn an_entry_appended_through_another_instance_reaches_readers_within_a_sec
     assert_eq!(status, 200);
     assert_eq!(tags(&body), ["first0", "first1"]);
 
-    let mut sse = SseReader::open(&a.http, &stream_url(&a.base_url, &s, &format!("offset={saved}&live=sse"))).await;
+    let mut sse = SseReader::open(
+        &a.http,
+        &stream_url(&a.base_url, &s, &format!("offset={saved}&live=sse")),
+    )
+    .await;
     let (event, _) = sse.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(event, "control");
 
@@ -560,7 +659,10 @@ async fn an_entry_appended_through_another_instance_reaches_readers_within_a_sec
         assert_eq!(tags(&body), [format!("{tag}0")]);
         let (event, data) = sse.next(Duration::from_secs(5)).await.unwrap();
         let by_sse = appended.elapsed();
-        assert_eq!((event.as_str(), tags(&data)), ("data", vec![format!("{tag}0")]));
+        assert_eq!(
+            (event.as_str(), tags(&data)),
+            ("data", vec![format!("{tag}0")])
+        );
         let (_, control) = sse.next(Duration::from_secs(5)).await.unwrap();
         assert_eq!(control["streamNextOffset"], next.as_str());
         eprintln!(
