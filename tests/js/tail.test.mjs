@@ -160,15 +160,21 @@ async function append(gw, s, entries) {
 
 const entry = (tag, i) => ({ type: "user", uuid: `${tag}-${i}`, tag, i });
 
-/** A client session reading `url` from `offset` live, collecting items. */
+/** A client session reading `url` from `offset` live, collecting items
+ * and the live modes of the requests it made. */
 async function tail(url, offset, live) {
   const seen = [];
   const arrivals = [];
+  const modes = [];
   const res = await stream({
     url,
     offset,
     live,
     json: true,
+    fetch: (input, init) => {
+      modes.push(new URL(String(input)).searchParams.get("live") ?? "catch-up");
+      return fetch(input, init);
+    },
     // Every failure is fatal here: no endless retries.
     onError: () => undefined,
     backoffOptions: { initialDelay: 50, maxDelay: 200, multiplier: 2, maxRetries: 2 },
@@ -179,7 +185,7 @@ async function tail(url, offset, live) {
       arrivals.push(Date.now());
     }
   });
-  return { res, seen, arrivals };
+  return { res, seen, arrivals, modes };
 }
 
 /** Appends `rounds` batches through B, each after the reader is waiting. */
@@ -225,6 +231,10 @@ for (const live of ["sse", "long-poll"]) {
         expected.push(entry(`${live}${round}`, 0), entry(`${live}${round}`, 1));
       }
       assert.deepEqual(reader.seen, expected, "every entry once, in order");
+      // A catch-up first, then the live mode asked for (SSE: one connection).
+      assert.equal(reader.modes[0], "catch-up");
+      assert.ok(reader.modes.slice(1).length > 0 && reader.modes.slice(1).every((m) => m === live), reader.modes.join());
+      if (live === "sse") assert.equal(reader.modes.length, 2, reader.modes.join());
       console.log(`${live}: cross-instance delivery ${JSON.stringify(latencies)}`);
       for (const l of latencies) {
         assert.ok(l.deliveredAfterAckMs < 1000, `delivered ${l.deliveredAfterAckMs} ms after the acknowledgement`);
