@@ -156,6 +156,9 @@ pub async fn read(
     SessionPath(session): SessionPath,
     AppQuery(query): AppQuery<StreamQuery>,
 ) -> Result<Response, Error> {
+    // A long-poll's wait counts from here, so its first read cannot push
+    // the answer past the request timeout.
+    let arrived = Instant::now();
     let subpath = SubpathQuery {
         subpath: query.subpath,
     }
@@ -178,6 +181,12 @@ pub async fn read(
         }
     };
     let echoed = query.cursor.as_deref();
+    // The protocol's ETag names the range a read covers; `now` reads none.
+    let from = match start {
+        StreamStart::Beginning => Some("-1".to_string()),
+        StreamStart::Now => None,
+        StreamStart::After(offset) => Some(offset.to_string()),
+    };
     let engine = &state.engine;
     let permit = match mode {
         Mode::CatchUp => None,
@@ -185,13 +194,13 @@ pub async fn read(
     };
     let first = engine.stream_read(&key, start).await?;
     match mode {
-        Mode::CatchUp => Ok(entries_response(first, engine, echoed)),
+        Mode::CatchUp => Ok(entries_response(first, from, engine, echoed)),
         Mode::LongPoll => {
             if first.entries.is_some() {
-                return Ok(entries_response(first, engine, echoed));
+                return Ok(entries_response(first, from, engine, echoed));
             }
             let at = first.next;
-            let until = Instant::now() + live.limits.long_poll;
+            let until = arrived + live.limits.long_poll;
             let mut watch = engine.stream_watch(&key);
             let waited = tokio::select! {
                 read = engine.stream_wait(&mut watch, at, until) => read?,
@@ -201,7 +210,7 @@ pub async fn read(
             };
             drop(permit);
             match waited {
-                Some(read) => Ok(entries_response(read, engine, echoed)),
+                Some(read) => Ok(entries_response(read, Some(at.to_string()), engine, echoed)),
                 None => Ok(no_content(at, engine, echoed)),
             }
         }
@@ -219,7 +228,7 @@ pub async fn read(
             };
             let events = stream::unfold(tail, |mut tail| async move {
                 let event = tail.next_event().await?;
-                Some((Ok::<_, std::convert::Infallible>(event), tail))
+                Some((event, tail))
             });
             let mut response = Sse::new(events)
                 .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
@@ -253,9 +262,12 @@ struct SseTail {
 
 impl SseTail {
     /// The next event; `None` ends the stream (time is up, the gateway
-    /// drains, the transcript was deleted, or a read failed: the client
-    /// reconnects from its last offset and learns which).
-    async fn next_event(&mut self) -> Option<Event> {
+    /// drains, the transcript was deleted, or a read failed between
+    /// batches: the client reconnects from its last offset and learns
+    /// which). A failure inside a batch is an error, which aborts the
+    /// connection: ended cleanly, the client would take the batch's first
+    /// `data` events without their `control` event and read them again.
+    async fn next_event(&mut self) -> Option<Result<Event, Error>> {
         loop {
             if let Some(entries) = self.pending.as_mut() {
                 match entries.next().await {
@@ -265,14 +277,14 @@ impl SseTail {
                             continue;
                         }
                         let Ok(items) = std::str::from_utf8(&items) else {
-                            tracing::warn!("a stored entry is not UTF-8; ending the stream");
-                            return None;
+                            return Some(Err(Error::internal("a stored entry is not UTF-8")));
                         };
-                        return Some(Event::default().event("data").data(format!("[{items}]")));
+                        let data = Event::default().event("data").data(format!("[{items}]"));
+                        return Some(Ok(data));
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(error = %crate::error::chain(&e), "stream read failed; ending the stream");
-                        return None;
+                        tracing::warn!(error = %crate::error::chain(&e), "stream read failed inside a batch; aborting the stream");
+                        return Some(Err(e));
                     }
                     None => self.pending = None,
                 }
@@ -283,7 +295,8 @@ impl SseTail {
                     "streamCursor": cursor(self.echoed.as_deref(), self.engine.now_ms()),
                     "upToDate": true,
                 });
-                return Some(Event::default().event("control").data(control.to_string()));
+                let control = Event::default().event("control").data(control.to_string());
+                return Some(Ok(control));
             }
             let read = tokio::select! {
                 read = self.engine.stream_wait(&mut self.watch, self.at, self.until) => read,
@@ -305,8 +318,14 @@ impl SseTail {
     }
 }
 
-/// 200 with the entries of `read` as a JSON array, streamed.
-fn entries_response(read: StreamRead, engine: &Engine, echoed: Option<&str>) -> Response {
+/// 200 with the entries of `read` (after `from`, when known) as a JSON
+/// array, streamed.
+fn entries_response(
+    read: StreamRead,
+    from: Option<String>,
+    engine: &Engine,
+    echoed: Option<&str>,
+) -> Response {
     let mut first = true;
     let items = read.entries.map(|entries| {
         entries.map(move |chunk| {
@@ -325,6 +344,11 @@ fn entries_response(read: StreamRead, engine: &Engine, echoed: Option<&str>) -> 
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if let Some(etag) =
+        from.and_then(|f| HeaderValue::from_str(&format!("\"{f}:{}\"", read.next)).ok())
+    {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
     protocol_headers(&mut response, read.next, engine, echoed);
     response
 }

@@ -165,10 +165,10 @@ impl Engine {
             });
         }
         let mut entries = loaded.stream;
-        let entries = match entries.next().await {
-            None => None,
-            Some(first) => Some(stream::iter([first]).chain(entries).boxed()),
-        };
+        let entries = entries
+            .next()
+            .await
+            .map(|first| stream::iter([first]).chain(entries).boxed());
         Ok(StreamRead { entries, next })
     }
 

@@ -84,6 +84,7 @@ async fn catch_up_from_minus_one_returns_every_entry_and_the_next_offset() {
     assert!(headers.contains_key("stream-cursor"));
     // The offset after the second part of the first incarnation.
     assert_eq!(next, "0000000000000001_0000000000000002");
+    assert_eq!(headers["etag"], format!("\"-1:{next}\"").as_str());
     // Entries are exactly what a load returns.
     let loaded = crate::common::load(&gw.http, &s.entries(&gw.base_url))
         .await
