@@ -11,6 +11,7 @@
 //! readers are bounded per instance and end when the gateway drains. The
 //! engine does the reading and the waiting ([`crate::engine::StreamStart`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use super::{paths, AppState};
 use crate::domain::SessionKey;
 use crate::engine::{Engine, LoadStream, StreamOffset, StreamRead, StreamStart, StreamWatch};
 use crate::error::Error;
+use crate::metrics::METRICS;
 
 /// `Stream-Next-Offset`: where the next read starts.
 const NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
@@ -68,14 +70,27 @@ pub struct Live {
 
 impl Live {
     /// A live reader's place, or 503 `overloaded` when all are taken.
-    fn admit(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.readers.clone().try_acquire_owned().map_err(|_| {
+    fn admit(&self) -> Result<Reader, Error> {
+        let permit = self.readers.clone().try_acquire_owned().map_err(|_| {
             Error::TooManyReaders(format!(
                 "this instance serves its limit of {} live readers; retry shortly (or read \
                  without live)",
                 self.limits.max_readers
             ))
-        })
+        })?;
+        METRICS.live_readers.fetch_add(1, Ordering::Relaxed);
+        Ok(Reader { _permit: permit })
+    }
+}
+
+/// A live reader's place, counted in `tg.stream.readers` until dropped.
+struct Reader {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        METRICS.live_readers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -188,7 +203,7 @@ pub async fn read(
         StreamStart::After(offset) => Some(offset.to_string()),
     };
     let engine = &state.engine;
-    let permit = match mode {
+    let reader = match mode {
         Mode::CatchUp => None,
         _ => Some(live.admit()?),
     };
@@ -208,7 +223,7 @@ pub async fn read(
                 // request goes to another instance.
                 _ = state.readiness.drain_started() => None,
             };
-            drop(permit);
+            drop(reader);
             match waited {
                 Some(read) => Ok(entries_response(read, Some(at.to_string()), engine, echoed)),
                 None => Ok(no_content(at, engine, echoed)),
@@ -224,7 +239,7 @@ pub async fn read(
                 echoed: echoed.map(str::to_string),
                 until: Instant::now() + live.limits.sse,
                 drained: Box::pin(state.readiness.drain_started()),
-                _permit: permit,
+                _reader: reader,
             };
             let events = stream::unfold(tail, |mut tail| async move {
                 let event = tail.next_event().await?;
@@ -257,7 +272,7 @@ struct SseTail {
     until: Instant,
     drained: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     /// Held while the stream is open.
-    _permit: Option<OwnedSemaphorePermit>,
+    _reader: Option<Reader>,
 }
 
 impl SseTail {

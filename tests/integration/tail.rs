@@ -328,6 +328,10 @@ async fn beyond_the_live_reader_limit_a_live_read_is_503_overloaded_with_retry_a
         .await
         .unwrap();
     assert_eq!(sse.status(), 200);
+    assert!(
+        gw.metrics().await.contains("tg_stream_readers"),
+        "the live readers are reported"
+    );
     for live in ["long-poll", "sse"] {
         let (status, _, body, headers) = read(
             &gw.http,
