@@ -686,3 +686,129 @@ async fn an_entry_appended_through_another_instance_reaches_readers_within_a_sec
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn resuming_from_an_offset_inside_a_compacted_range_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (objects, catalog) = embedded_ports(dir.path());
+    let engine = Engine::new(
+        objects,
+        catalog,
+        EngineConfig {
+            compaction_grace: Duration::ZERO,
+            ..EngineConfig::default()
+        },
+    );
+    let gw = TestGateway::serve(engine, Config::default()).await;
+    let s = Session::fresh();
+    let mut offsets = Vec::new();
+    for i in 0..5 {
+        append(
+            &gw.http,
+            &s.entries(&gw.base_url),
+            batch(&format!("p{i}-"), 2),
+        )
+        .await;
+        let (_, next, _, _) = read(&gw.http, &stream_url(&gw.base_url, &s, "offset=now")).await;
+        offsets.push(next);
+    }
+    let resp = gw
+        .http
+        .post(format!("{}/admin/v1/tasks/{}/compact", gw.base_url, s.task))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["compacted"][0]["through"], 5);
+    // Parts 1..=5 are in the snapshot now (and deleted after a zero grace).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append(&gw.http, &s.entries(&gw.base_url), batch("p5-", 1)).await;
+    // From after part 2 (inside the snapshot): parts 3, 4, 5 and 6 once each.
+    let (status, next, body, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, &format!("offset={}", offsets[1])),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        tags(&body),
+        ["p2-0", "p2-1", "p3-0", "p3-1", "p4-0", "p4-1", "p5-0"]
+    );
+    assert_eq!(next, "0000000000000001_0000000000000006");
+    // From after part 5 (the snapshot's last): part 6 only.
+    let (_, _, body, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, &format!("offset={}", offsets[4])),
+    )
+    .await;
+    assert_eq!(tags(&body), ["p5-0"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_subkey_is_its_own_stream() {
+    let gw = TestGateway::embedded().await;
+    let s = Session::fresh();
+    let sub = "subagents/agent-1";
+    append(&gw.http, &s.entries(&gw.base_url), batch("main", 1)).await;
+    append(
+        &gw.http,
+        &format!("{}?subpath={sub}", s.entries(&gw.base_url)),
+        batch("sub", 2),
+    )
+    .await;
+    let (status, next, body, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, &format!("subpath={sub}&offset=-1")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(tags(&body), ["sub0", "sub1"]);
+    assert_eq!(next, "0000000000000001_0000000000000001");
+    let (_, _, body, _) = read(&gw.http, &stream_url(&gw.base_url, &s, "offset=-1")).await;
+    assert_eq!(tags(&body), ["main0"]);
+    let (status, _, body, _) = read(
+        &gw.http,
+        &stream_url(&gw.base_url, &s, "subpath=../x&offset=-1"),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (400, &json!("invalid_request"))
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_quiet_sse_stream_carries_keep_alive_comments() {
+    let (gw, _dir) = gateway_with(Config {
+        live_sse_secs: 30,
+        ..Config::default()
+    })
+    .await;
+    let s = Session::fresh();
+    append(&gw.http, &s.entries(&gw.base_url), batch("a", 1)).await;
+    let resp = gw
+        .http
+        .get(stream_url(&gw.base_url, &s, "offset=now&live=sse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // After the first control event, nothing happens: within the 15 s
+    // keep-alive interval a comment line (`:`) arrives.
+    while !seen.lines().any(|l| l.starts_with(':')) {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("a keep-alive comment within 20 s")
+            .expect("the stream stays open")
+            .unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(seen.starts_with("event: control\n"), "{seen}");
+    gw.stop().await;
+}
