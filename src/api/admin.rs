@@ -7,12 +7,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{encode_token, AppQuery, PageQuery, TaskPath};
 use super::sessions::PagedEnvelope;
@@ -21,12 +22,12 @@ use crate::domain::MirrorFailure;
 use crate::engine::CompactionReport;
 use crate::error::Error;
 
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(paths::ADMIN_COMPACT, post(compact_task))
-        .route(paths::ADMIN_EXPORT, get(export_task))
-        .route(paths::ADMIN_FAILURES, get(list_failures))
+/// Routes of this resource, each described by its handler's `#[utoipa::path]`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(compact_task))
+        .routes(routes!(export_task))
+        .routes(routes!(list_failures))
 }
 
 /// What an on-demand compaction did.

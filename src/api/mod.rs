@@ -19,7 +19,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::{self, Guard};
 use crate::engine::Engine;
@@ -27,6 +27,7 @@ use crate::error::Error;
 
 pub mod admin;
 pub mod bindings;
+pub mod dashboard;
 pub mod drain;
 pub mod entries;
 pub mod error;
@@ -111,23 +112,35 @@ async fn wrong_method() -> impl IntoResponse {
     Error::MethodNotAllowed("method not allowed on this route".into())
 }
 
-/// The whole application: every route, with its layers.
-pub fn router(state: AppState, limits: &HttpLimits) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    let docs = utoipa_swagger_ui::SwaggerUi::new(paths::DOCS)
-        .url(paths::OPENAPI, openapi::ApiDoc::openapi());
-    let gate = drain::DrainGate {
-        readiness: state.readiness.clone(),
-        in_flight: state.in_flight.clone(),
-    };
-    Router::new()
+/// Every route of the API, the dashboard included: each is registered with
+/// `utoipa_axum::routes!` from its handler's `#[utoipa::path]`, so this one
+/// list builds both the router and the OpenAPI document ([`openapi::document`]).
+/// The only routes outside it are the document itself and its viewer
+/// ([`paths::OPENAPI`], [`paths::DOCS`]), added by [`router`].
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(admin::router())
         .merge(bindings::router())
+        .merge(dashboard::router())
         .merge(entries::router())
         .merge(failures::router())
         .merge(sessions::router())
         .merge(health::router())
-        .fallback(no_route)
+}
+
+/// The whole application: every route, with its layers.
+pub fn router(state: AppState, limits: &HttpLimits) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let (api, described) = routes().split_for_parts();
+    // No validator badge: the viewer works with no network at all.
+    let docs = utoipa_swagger_ui::SwaggerUi::new(paths::DOCS)
+        .url(paths::OPENAPI, openapi::finish(described))
+        .config(utoipa_swagger_ui::Config::default().validator_url("none"));
+    let gate = drain::DrainGate {
+        readiness: state.readiness.clone(),
+        in_flight: state.in_flight.clone(),
+    };
+    api.fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)
         .merge(docs)

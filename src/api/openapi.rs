@@ -1,4 +1,6 @@
-//! The OpenAPI document, built from the handlers' annotations.
+//! The OpenAPI document. Its paths come from [`super::routes`], the same
+//! list the router is built from; [`ApiDoc`] adds what no route carries (the
+//! title, the shared schemas, the tags) and [`finish`] the security scheme.
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
@@ -6,47 +8,29 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, bindings, entries, error, failures, health, sessions};
+use super::{error, paths};
 
-/// The gateway's API description.
+/// What the document says besides its paths.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "transcript-gateway",
         description = "Durable, portable Claude Agent SDK session transcripts over HTTP."
     ),
-    paths(
-        entries::append,
-        entries::load,
-        sessions::list_sessions,
-        sessions::delete_session,
-        sessions::list_subkeys,
-        sessions::get_summary,
-        sessions::put_summary,
-        bindings::put_binding,
-        bindings::get_binding,
-        bindings::lease,
-        failures::report,
-        admin::compact_task,
-        admin::export_task,
-        admin::list_failures,
-        health::healthz,
-        health::readyz,
-        health::metrics,
-    ),
     components(schemas(error::ErrorEnvelope, error::ErrorBody, crate::error::ErrorCode)),
-    modifiers(&BearerTokens),
     tags(
         (name = "transcripts", description = "The SessionStore operations"),
         (name = "tasks", description = "Task bindings and writer leases, for cross-worker resume"),
         (name = "admin", description = "Operator endpoints"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "dashboard", description = "The operators' web page and its static files (no token needed to load them; the page asks for one)"),
     )
 )]
 pub struct ApiDoc;
 
 /// Declares the bearer-token scheme and marks every `/v1` and `/admin` route
-/// with it and with its 401 and 403 answers (checked by [`crate::auth`]).
+/// (but the dashboard's page and files) with it and with its 401 and 403
+/// answers (checked by [`crate::auth`]), and a 400 where none is described.
 struct BearerTokens;
 
 const SCHEME: &str = "bearer";
@@ -64,6 +48,10 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
 fn protect(operation: &mut Operation, scope: &str) {
     operation.security = Some(vec![SecurityRequirement::new(SCHEME, [scope])]);
     let answers = &mut operation.responses.responses;
+    // The guard validates the path's task id before the handler runs.
+    answers.entry("400".into()).or_insert_with(|| {
+        error_response("`invalid`: a path parameter, query parameter or body is malformed")
+    });
     answers.insert(
         "401".into(),
         error_response(
@@ -96,7 +84,7 @@ impl Modify for BearerTokens {
             ),
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let admin = path.starts_with("/admin");
+            let admin = path.starts_with("/admin") && !paths::is_dashboard(path);
             if !admin && !path.starts_with("/v1") {
                 continue;
             }
@@ -121,9 +109,22 @@ impl Modify for BearerTokens {
     }
 }
 
+/// The described routes completed with [`ApiDoc`] and the bearer scheme.
+pub fn finish(described: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(described);
+    BearerTokens.modify(&mut doc);
+    doc
+}
+
+/// The whole document, as served at [`paths::OPENAPI`].
+pub fn document() -> utoipa::openapi::OpenApi {
+    finish(super::routes().into_openapi())
+}
+
 /// The document as pretty JSON, as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {
-    let mut text = ApiDoc::openapi()
+    let mut text = document()
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     text.push('\n');
