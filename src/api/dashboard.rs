@@ -131,12 +131,15 @@ fn serve(index: usize, request: &HeaderMap) -> Response {
         .into_response()
 }
 
-/// The dashboard page: paste an admin token, list tasks, open one, tail a
-/// session live, download a task's export. Loads without a token.
+/// The operators' dashboard page.
+///
+/// Paste an admin token, list tasks, open one, tail a session live, download
+/// a task's export. Loads without a token.
 #[utoipa::path(
     get,
     path = paths::DASHBOARD,
     tag = "dashboard",
+    operation_id = "dashboard_page",
     params(("if-none-match" = Option<String>, Header, description = "The ETag of a cached copy")),
     responses(
         (status = 200, description = "The page (`Cache-Control: no-cache`, with an ETag)",
@@ -148,20 +151,26 @@ pub async fn page(headers: HeaderMap) -> Response {
     serve(PAGE, &headers)
 }
 
-/// One static file of the dashboard: `app.js`, `style.css`,
-/// `durable-streams-client.js` (the vendored Durable Streams client) and its
-/// licence. Loads without a token.
+/// One static file of the dashboard.
+///
+/// `app.js`, `style.css`, `durable-streams-client.js` (the vendored Durable
+/// Streams client) and its licence. Loads without a token.
 #[utoipa::path(
     get,
     path = paths::DASHBOARD_ASSET,
     tag = "dashboard",
+    operation_id = "dashboard_asset",
     params(
         ("file" = String, Path, description = "The file's name", example = "app.js"),
         ("if-none-match" = Option<String>, Header, description = "The ETag of a cached copy"),
     ),
     responses(
         (status = 200, description = "The file (`Cache-Control: no-cache`, with an ETag)",
-            content_type = "text/javascript", body = String),
+            content(
+                (String = "text/javascript"),
+                (String = "text/css"),
+                (String = "text/plain"),
+            )),
         (status = 304, description = "The cached copy is current"),
         (status = 404, description = "No such file", body = super::error::ErrorEnvelope),
     )

@@ -312,7 +312,11 @@ async fn swagger_ui_loads_everything_from_the_gateway_itself() {
                 !body.contains("http://") && !body.contains("https://"),
                 "{r} names another host: {body}"
             );
-            assert!(body.contains("\"validatorUrl\":\"none\""), "{r}: {body}");
+            let compact: String = body.split_whitespace().collect();
+            assert!(
+                compact.contains("\"validatorUrl\":\"none\""),
+                "{r}: the validator badge would call another host: {body}"
+            );
         }
         fetched += 1;
     }

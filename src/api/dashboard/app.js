@@ -92,6 +92,7 @@ function when(ms) {
 function cell(row, text, cls) {
   const td = document.createElement("td");
   td.textContent = text === undefined || text === null ? "" : String(text);
+  td.title = td.textContent;
   if (cls) td.className = cls;
   row.append(td);
   return td;
