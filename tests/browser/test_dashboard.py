@@ -1,7 +1,8 @@
 """The dashboard at /admin in a real browser: it loads without a token and only from the
 gateway, an admin token lists a task the test wrote, opening it shows its sessions, an
 entry appended while the page is open shows up in the live tail, and the export button
-downloads a gzip whose lines are the transcript."""
+downloads a gzip whose lines are the transcript. Swagger UI at /docs renders with no
+network either."""
 
 from __future__ import annotations
 
@@ -145,3 +146,11 @@ def test_the_export_button_downloads_a_gzip_of_the_transcript(
     assert all(
         line["key"] == {"project_key": PROJECT, "session_id": session} for line in lines
     ), lines
+
+
+def test_swagger_ui_renders_the_api_from_the_gateway_alone(gateway: Gateway, page: Any) -> None:
+    resp = page.goto(f"{gateway.url}/docs/", wait_until="load")
+    assert resp is not None and resp.status == 200
+    page.locator(".opblock-tag").first.wait_for(timeout=WAIT_MS)
+    page.locator("button.authorize").wait_for(timeout=WAIT_MS)
+    assert page.locator(".opblock").count() >= 19
