@@ -13,6 +13,7 @@ mod compaction;
 #[cfg(feature = "conformance")]
 mod conformance;
 mod crash;
+mod dashboard;
 mod dedup;
 mod deploy;
 mod documented;
