@@ -50,7 +50,7 @@ fn protect(operation: &mut Operation, scope: &str) {
     let answers = &mut operation.responses.responses;
     // The guard validates the path's task id before the handler runs.
     answers.entry("400".into()).or_insert_with(|| {
-        error_response("`invalid`: a path parameter, query parameter or body is malformed")
+        error_response("`invalid_request`: a path parameter, query parameter or body is malformed")
     });
     answers.insert(
         "401".into(),
@@ -109,11 +109,66 @@ impl Modify for BearerTokens {
     }
 }
 
-/// The described routes completed with [`ApiDoc`] and the bearer scheme.
+/// The answers the layers in front of every handler can give (see
+/// [`super::router`]), added to each operation that does not describe its own.
+fn layer_answers(openapi: &mut utoipa::openapi::OpenApi) {
+    let answers = [
+        (
+            "431",
+            "`headers_too_large`: the request target and headers exceed the limit",
+        ),
+        (
+            "500",
+            "`internal`: a bug; the response's request id finds it in the logs",
+        ),
+        (
+            "503",
+            "`overloaded` (too many requests in flight), `draining` (the instance is \
+             shutting down: retry, another instance answers), each with `Retry-After`, \
+             or `backend_unavailable`",
+        ),
+        (
+            "504",
+            "`timeout`: no response started within the request timeout",
+        ),
+    ];
+    for item in openapi.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.head,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (code, description) in answers {
+                op.responses
+                    .responses
+                    .entry(code.into())
+                    .or_insert_with(|| error_response(description));
+            }
+            if op.request_body.is_some() {
+                op.responses
+                    .responses
+                    .entry("413".into())
+                    .or_insert_with(|| {
+                        error_response("`payload_too_large`: the body exceeds the limit")
+                    });
+            }
+        }
+    }
+}
+
+/// The described routes completed with [`ApiDoc`], the bearer scheme and
+/// the answers every route can give.
 pub fn finish(described: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(described);
     BearerTokens.modify(&mut doc);
+    layer_answers(&mut doc);
     doc
 }
 
