@@ -1,10 +1,11 @@
 //! The HTTP layer: thin handlers that validate into domain types, make one
 //! engine call and shape the response. Nothing here talks to a backend.
 //!
-//! `mod.rs` merges the per-resource routers and adds the layers: request id,
-//! the request's span and log line ([`observe`]), error envelope, the drain
-//! ([`drain`]), in-flight limit, header limit, authentication
-//! ([`crate::auth::require`]), timeout and body limit.
+//! `mod.rs` merges the per-resource routers ([`routes`], which also make the
+//! OpenAPI document; [`dashboard`] serves the operators' page) and adds the
+//! layers: request id, the request's span and log line ([`observe`]), error
+//! envelope, the drain ([`drain`]), in-flight limit, header limit,
+//! authentication ([`crate::auth::require`]), timeout and body limit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
