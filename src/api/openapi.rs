@@ -2,7 +2,7 @@
 //! list the router is built from; [`ApiDoc`] adds what no route carries (the
 //! title, the shared schemas, the tags) and [`finish`] the security scheme.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
@@ -43,6 +43,20 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
             .content("application/json", content)
             .build(),
     )
+}
+
+/// The operations of a path, each with whether it only reads (GET, HEAD).
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&mut Operation, bool)> {
+    [
+        (&mut item.get, true),
+        (&mut item.head, true),
+        (&mut item.put, false),
+        (&mut item.post, false),
+        (&mut item.delete, false),
+        (&mut item.patch, false),
+    ]
+    .into_iter()
+    .filter_map(|(op, read)| op.as_mut().map(|op| (op, read)))
 }
 
 fn protect(operation: &mut Operation, scope: &str) {
@@ -88,22 +102,13 @@ impl Modify for BearerTokens {
             if !admin && !path.starts_with("/v1") {
                 continue;
             }
-            for (operation, read) in [
-                (&mut item.get, true),
-                (&mut item.head, true),
-                (&mut item.put, false),
-                (&mut item.post, false),
-                (&mut item.delete, false),
-                (&mut item.patch, false),
-            ] {
-                if let Some(op) = operation.as_mut() {
-                    let scope = match (admin, read) {
-                        (true, _) => "admin",
-                        (false, true) => "transcripts:read",
-                        (false, false) => "transcripts:write",
-                    };
-                    protect(op, scope);
-                }
+            for (op, read) in operations(item) {
+                let scope = match (admin, read) {
+                    (true, _) => "admin",
+                    (false, true) => "transcripts:read",
+                    (false, false) => "transcripts:write",
+                };
+                protect(op, scope);
             }
         }
     }
@@ -133,17 +138,7 @@ fn layer_answers(openapi: &mut utoipa::openapi::OpenApi) {
         ),
     ];
     for item in openapi.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.head,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (op, _) in operations(item) {
             for (code, description) in answers {
                 op.responses
                     .responses

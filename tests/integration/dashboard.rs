@@ -64,15 +64,11 @@ async fn dashboard_files_have_their_content_type_and_revalidate_with_an_etag() {
 #[tokio::test]
 async fn the_vendored_stream_client_is_one_module_with_its_licence() {
     let gw = TestGateway::embedded().await;
-    let client = gw
-        .http
-        .get(gw.url("/admin/assets/durable-streams-client.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = |path: &'static str| {
+        let request = gw.http.get(gw.url(path));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let client = text("/admin/assets/durable-streams-client.js").await;
     assert!(client.starts_with("/*!\n * @durable-streams/client "));
     assert!(client.contains("Permission is hereby granted"));
     assert!(client.contains("export {") && client.contains("stream,"));
@@ -83,15 +79,7 @@ async fn the_vendored_stream_client_is_one_module_with_its_licence() {
             "the bundle imports something: {line}"
         );
     }
-    let app = gw
-        .http
-        .get(gw.url("/admin/assets/app.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let app = text("/admin/assets/app.js").await;
     assert!(app.contains("from \"./durable-streams-client.js\""));
     gw.stop().await;
 }
