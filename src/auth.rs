@@ -539,7 +539,8 @@ impl Minter {
 /// What a request needs, decided from its method and raw path alone.
 #[derive(Debug, PartialEq, Eq)]
 enum Need<'a> {
-    /// Health, readiness, the API description and (by default) metrics.
+    /// Health, readiness, the API description, the dashboard page and its
+    /// static files (the page asks for a token itself), and (by default) metrics.
     Open,
     /// Any valid token (a `/v1` path outside a task: the router answers 404).
     Token,
@@ -559,6 +560,10 @@ fn need<'a>(method: &Method, path: &'a str, metrics_protected: bool) -> Need<'a>
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
+    // Only `/admin` itself and `/admin/assets/<file>`: never `/admin/v1/...`.
+    if crate::api::paths::is_dashboard(path) {
+        return Need::Open;
+    }
     if under("/admin") {
         let task = path
             .strip_prefix("/admin/v1/tasks/")
@@ -775,5 +780,15 @@ mod tests {
             Need::Admin(Some("t9"))
         );
         assert_eq!(need(&get, "/administer", false), Need::Open);
+        assert_eq!(need(&get, "/admin", false), Need::Open);
+        assert_eq!(need(&get, "/admin/assets/app.js", false), Need::Open);
+        assert_eq!(need(&get, "/admin/", false), Need::Admin(None));
+        assert_eq!(need(&get, "/admin/assets/", false), Need::Admin(None));
+        assert_eq!(need(&get, "/admin/assets/a/b", false), Need::Admin(None));
+        assert_eq!(need(&get, "/admin/v1/failures", false), Need::Admin(None));
+        assert_eq!(
+            need(&get, "/admin/v1/tasks/t9/export", false),
+            Need::Admin(Some("t9"))
+        );
     }
 }

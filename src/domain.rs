@@ -276,6 +276,7 @@ pub type Entry = Box<RawValue>;
 
 /// What an append wrote; replayed verbatim for a repeated idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"seq": 12, "count": 2, "skipped": 0, "mtime": 1764979200123u64}))]
 pub struct AppendReceipt {
     /// The part's sequence number.
     pub seq: Seq,

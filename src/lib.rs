@@ -11,7 +11,8 @@
 //!   DynamoDB adapters.
 //! - [`engine`]: ordering, load, compaction, listing, deletion and summaries
 //!   over the ports.
-//! - [`api`]: the HTTP layer (routes, extractors, envelope, OpenAPI).
+//! - [`api`]: the HTTP layer (routes, extractors, envelope, OpenAPI, the
+//!   operators' dashboard page).
 //! - [`compact`]: `transcript-gateway compact`, via the gateway or directly.
 //! - [`migrate`]: `transcript-gateway migrate`, the DynamoDB tables of `migrations/`.
 //! - [`server`]: building the engine, serving, draining on shutdown.

@@ -8,31 +8,33 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::bindings::BindingView;
 use super::extract::{encode_token, AppQuery, PageQuery, TaskPath};
 use super::sessions::PagedEnvelope;
 use super::{paths, AppState, DataEnvelope};
-use crate::backend::{SessionRecord, TaskCursor, TaskRow};
 use crate::domain::{MirrorFailure, SessionKey, TaskId};
-use crate::engine::{CompactionReport, ErasureReceipt, FleetStats};
+use crate::engine::{
+    CompactionReport, ErasureReceipt, FleetStats, SessionRecord, TaskCursor, TaskRow,
+};
 use crate::error::Error;
 
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(paths::ADMIN_TASKS, get(list_tasks))
-        .route(paths::ADMIN_TASK, get(get_task).delete(erase_task))
-        .route(paths::ADMIN_STATS, get(stats))
-        .route(paths::ADMIN_COMPACT, post(compact_task))
-        .route(paths::ADMIN_EXPORT, get(export_task))
-        .route(paths::ADMIN_FAILURES, get(list_failures))
+/// Routes of this resource, each described by its handler's `#[utoipa::path]`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tasks))
+        .routes(routes!(get_task, erase_task))
+        .routes(routes!(stats))
+        .routes(routes!(compact_task))
+        .routes(routes!(export_task))
+        .routes(routes!(list_failures))
 }
 
 /// What an on-demand compaction did.

@@ -3,25 +3,31 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{AppJson, TaskPath, WriterEpoch};
 use super::{paths, AppState, DataEnvelope};
 use crate::domain::{BindOutcome, Binding, StoredBinding};
 use crate::error::Error;
 
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(paths::BINDING, put(put_binding).get(get_binding))
-        .route(paths::LEASE, post(lease))
+/// Routes of this resource, each described by its handler's `#[utoipa::path]`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_binding, get_binding))
+        .routes(routes!(lease))
 }
 
 /// The values to bind a task to, from the run's first `ResultMessage`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "claude_session_id": "8f14e45f-ceea-467f-a2b1-5b1f1c7e9d02",
+    "project_key": "-workspace-01JD8X3Q6W7N5K2M4P9R0T1V3Y",
+    "cwd": "/workspace/01JD8X3Q6W7N5K2M4P9R0T1V3Y"
+}))]
 pub struct BindingBody {
     /// The Claude session UUID: 1–128 of `[A-Za-z0-9._-]`.
     pub claude_session_id: String,
@@ -33,6 +39,12 @@ pub struct BindingBody {
 
 /// A task's binding.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "claude_session_id": "8f14e45f-ceea-467f-a2b1-5b1f1c7e9d02",
+    "project_key": "-workspace-01JD8X3Q6W7N5K2M4P9R0T1V3Y",
+    "cwd": "/workspace/01JD8X3Q6W7N5K2M4P9R0T1V3Y",
+    "created_ms": 1764979200000u64
+}))]
 pub struct BindingView {
     /// The Claude session to resume.
     pub claude_session_id: String,

@@ -4,13 +4,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::Instrument as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{
     AppJson, AppQuery, IdempotencyKey, RequestId, SessionPath, SubpathQuery, WriterEpoch,
@@ -20,14 +21,23 @@ use crate::domain::{AppendReceipt, Seq, SessionKey, SummaryUpdate};
 use crate::engine::AppendRequest;
 use crate::error::Error;
 
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route(paths::ENTRIES, post(append).get(load))
+/// Routes of this resource, each described by its handler's `#[utoipa::path]`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(append, load))
 }
 
 /// The append body.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "entries": [
+        {"type": "user", "uuid": "3b0c7a9e-2f41-4d7e-9a55-0d7c1e6b8f10",
+         "message": {"role": "user", "content": "List the files"}},
+        {"type": "assistant", "uuid": "a4d9e1f2-6c3b-4e8a-b7d0-1f2e3c4b5a69",
+         "message": {"role": "assistant", "content": [{"type": "text", "text": "Here they are."}]}}
+    ],
+    "summary": {"data": {"title": "List the files"}, "expected_version": 3}
+}))]
 pub struct AppendBody {
     /// The batch: a non-empty array of JSON objects, stored in order.
     #[schema(value_type = Vec<Object>)]

@@ -9,9 +9,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{AppJson, RequestId, TaskPath};
 use super::{paths, AppState, DataEnvelope};
@@ -19,14 +20,20 @@ use crate::domain::{ProjectKey, SessionId, Subpath};
 use crate::engine::ClientReport;
 use crate::error::Error;
 
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route(paths::MIRROR_FAILURES, post(report))
+/// Routes of this resource, each described by its handler's `#[utoipa::path]`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(report))
 }
 
 /// A failure a client saw.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "project_key": "-workspace-01JD8X3Q6W7N5K2M4P9R0T1V3Y",
+    "session_id": "8f14e45f-ceea-467f-a2b1-5b1f1c7e9d02",
+    "error": "append failed after 3 attempts: connection reset",
+    "occurred_ms": 1764979200000u64
+}))]
 pub struct FailureReport {
     /// The transcript's project key, when the failure was on one.
     pub project_key: Option<String>,

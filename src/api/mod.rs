@@ -1,10 +1,11 @@
 //! The HTTP layer: thin handlers that validate into domain types, make one
 //! engine call and shape the response. Nothing here talks to a backend.
 //!
-//! `mod.rs` merges the per-resource routers and adds the layers: request id,
-//! the request's span and log line ([`observe`]), error envelope, the drain
-//! ([`drain`]), in-flight limit, header limit, authentication
-//! ([`crate::auth::require`]), timeout and body limit.
+//! `mod.rs` merges the per-resource routers ([`routes`], which also make the
+//! OpenAPI document; [`dashboard`] serves the operators' page) and adds the
+//! layers: request id, the request's span and log line ([`observe`]), error
+//! envelope, the drain ([`drain`]), in-flight limit, header limit,
+//! authentication ([`crate::auth::require`]), timeout and body limit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::{self, Guard};
 use crate::engine::Engine;
@@ -27,6 +28,7 @@ use crate::error::Error;
 
 pub mod admin;
 pub mod bindings;
+pub mod dashboard;
 pub mod drain;
 pub mod entries;
 pub mod error;
@@ -127,26 +129,39 @@ async fn wrong_method() -> impl IntoResponse {
     Error::MethodNotAllowed("method not allowed on this route".into())
 }
 
+/// Every route of the API, the dashboard included: each is registered with
+/// `utoipa_axum::routes!` from its handler's `#[utoipa::path]`, so this one
+/// list builds both the router and the OpenAPI document ([`openapi::document`]).
+/// The only routes outside it are the document itself and its viewer
+/// ([`paths::OPENAPI`], [`paths::DOCS`]), added by [`router`].
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(admin::router())
+        .merge(bindings::router())
+        .merge(dashboard::router())
+        .merge(entries::router())
+        .merge(failures::router())
+        .merge(sessions::router())
+        .merge(stream::router())
+        .merge(health::router())
+}
+
 /// The whole application: every route, with its layers.
 pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let (api, described) = routes().split_for_parts();
+    // No validator badge: the viewer works with no network at all.
     let docs = utoipa_swagger_ui::SwaggerUi::new(paths::DOCS)
-        .url(paths::OPENAPI, openapi::ApiDoc::openapi());
+        .url(paths::OPENAPI, openapi::finish(described))
+        .config(utoipa_swagger_ui::Config::default().validator_url("none"));
     let gate = drain::DrainGate {
         readiness: state.readiness.clone(),
         in_flight: state.in_flight.clone(),
     };
-    Router::new()
-        .merge(admin::router())
-        .merge(bindings::router())
-        .merge(entries::router())
-        .merge(failures::router())
-        .merge(sessions::router())
-        .merge(stream::router(&limits.live))
-        .merge(health::router())
-        .fallback(no_route)
+    api.fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)
+        .layer(stream::live_layer(&limits.live))
         .merge(docs)
         .layer(
             ServiceBuilder::new()

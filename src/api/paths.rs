@@ -8,8 +8,14 @@ pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
 /// The OpenAPI document.
 pub const OPENAPI: &str = "/openapi.json";
-/// Interactive API docs.
+/// Interactive API docs (Swagger UI).
 pub const DOCS: &str = "/docs";
+/// The operators' dashboard page.
+pub const DASHBOARD: &str = "/admin";
+/// One static file of the dashboard (script, stylesheet, vendored library).
+pub const DASHBOARD_ASSET: &str = "/admin/assets/{file}";
+/// What every dashboard file's path starts with.
+pub const DASHBOARD_ASSETS_PREFIX: &str = "/admin/assets/";
 
 /// Append (POST) and load (GET) one transcript's entries.
 pub const ENTRIES: &str =
@@ -45,26 +51,12 @@ pub const MIRROR_FAILURES: &str = "/v1/tasks/{task_id}/mirror-failures";
 /// A new writer epoch for a task.
 pub const LEASE: &str = "/v1/tasks/{task_id}/lease";
 
-/// Every route path above, for tests that walk the router.
-pub const ALL: &[&str] = &[
-    HEALTHZ,
-    READYZ,
-    METRICS,
-    OPENAPI,
-    DOCS,
-    ENTRIES,
-    STREAM,
-    SESSION,
-    SUBKEYS,
-    SUMMARY,
-    SESSIONS,
-    BINDING,
-    ADMIN_TASKS,
-    ADMIN_TASK,
-    ADMIN_STATS,
-    ADMIN_COMPACT,
-    ADMIN_EXPORT,
-    ADMIN_FAILURES,
-    MIRROR_FAILURES,
-    LEASE,
-];
+/// Whether `path` (raw or templated) is the dashboard page or one of its
+/// static files: the only paths under `/admin` that load without a token.
+/// One segment after the assets prefix, so nothing under `/admin/v1` matches.
+pub fn is_dashboard(path: &str) -> bool {
+    path == DASHBOARD
+        || path
+            .strip_prefix(DASHBOARD_ASSETS_PREFIX)
+            .is_some_and(|file| !file.is_empty() && !file.contains('/'))
+}

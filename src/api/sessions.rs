@@ -2,10 +2,11 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{
     encode_token, AppJson, AppQuery, PageQuery, ProjectPath, SessionPath, SubpathQuery, WriterEpoch,
@@ -14,13 +15,13 @@ use super::{paths, AppState, DataEnvelope};
 use crate::domain::{SessionId, SessionKey, Subpath};
 use crate::error::Error;
 
-/// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(paths::SESSIONS, get(list_sessions))
-        .route(paths::SESSION, delete(delete_session))
-        .route(paths::SUBKEYS, get(list_subkeys))
-        .route(paths::SUMMARY, get(get_summary).put(put_summary))
+/// Routes of this resource, each described by its handler's `#[utoipa::path]`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_sessions))
+        .routes(routes!(delete_session))
+        .routes(routes!(list_subkeys))
+        .routes(routes!(get_summary, put_summary))
 }
 
 /// A page of a list, with the token of the next page at the top level.
@@ -89,6 +90,7 @@ pub struct SummaryData {
 /// A compare-and-set summary write.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"data": {"title": "List the files", "turns": 4}, "expected_version": 3}))]
 pub struct PutSummaryBody {
     /// The new summary, stored verbatim.
     #[schema(value_type = Object)]

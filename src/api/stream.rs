@@ -20,13 +20,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::entries::jsonl_to_array_items;
 use super::extract::{AppQuery, SessionPath, SubpathQuery};
@@ -94,15 +95,18 @@ impl Drop for Reader {
     }
 }
 
-/// Routes of this resource.
-pub fn router(limits: &LiveLimits) -> Router<AppState> {
-    let live = Live {
+/// Routes of this resource, each described by its handler's `#[utoipa::path]`.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(read))
+}
+
+/// The live readers' shared state under `limits`, as the layer that hands
+/// it to [`read`].
+pub fn live_layer(limits: &LiveLimits) -> Extension<Live> {
+    Extension(Live {
         readers: Arc::new(Semaphore::new(limits.max_readers)),
         limits: limits.clone(),
-    };
-    Router::new()
-        .route(paths::STREAM, get(read))
-        .layer(Extension(live))
+    })
 }
 
 /// `?subpath=&offset=&live=&cursor=` of a stream read.

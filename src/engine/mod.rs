@@ -43,6 +43,8 @@ pub mod snapshot;
 mod tail;
 
 pub use admin::{keys_digest, ErasureReceipt, FleetStats, TaskDetail};
+// The catalog's shapes the admin API reads.
+pub use crate::backend::{SessionRecord, TaskActivity, TaskCursor, TaskRow};
 pub use append::AppendRequest;
 pub use bindings::validate_binding;
 pub use codec::{check_summary, encode_entries, minify_json, EncodedBatch};

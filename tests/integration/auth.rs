@@ -50,7 +50,8 @@ fn operations(prefix: &str, task: &str, session: &str) -> Vec<(Method, String, O
         serde_json::from_str(&transcript_gateway::api::openapi::openapi_json()).expect("doc");
     let mut out = Vec::new();
     for (template, item) in doc["paths"].as_object().expect("paths") {
-        if !template.starts_with(prefix) {
+        // The dashboard's page and files load without a token (tested below).
+        if !template.starts_with(prefix) || transcript_gateway::api::paths::is_dashboard(template) {
             continue;
         }
         let path = template
@@ -217,7 +218,11 @@ async fn requests_without_a_token_are_401_with_a_bearer_challenge_even_where_no_
         .map(|(m, p, _)| (m, p))
         .collect();
     for p in [
-        "/admin",
+        "/admin/",
+        "/admin/assets",
+        "/admin/assets/",
+        "/admin/assets/app.js/x",
+        "/admin/assets/..%2Fv1%2Ffailures/x",
         "/admin/v1",
         "/admin/v1/tasks",
         "/admin/v1/failures",
@@ -258,6 +263,40 @@ async fn requests_without_a_token_are_401_with_a_bearer_challenge_even_where_no_
             "{path}"
         );
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_page_and_its_files_load_without_a_token_and_nothing_else_under_admin_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = auth_gateway(dir.path()).await;
+    for path in [
+        "/admin",
+        "/admin/assets/app.js",
+        "/admin/assets/style.css",
+        "/admin/assets/durable-streams-client.js",
+    ] {
+        let resp = gw.http.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
+    // An unknown file is a 404 of the dashboard, not a way around the token.
+    let (status, got, _) = call(&gw, Method::GET, "/admin/assets/nope.js", None, None).await;
+    assert_eq!(
+        (status, got["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    for path in [
+        "/admin/assets/..%2Fv1%2Ffailures",
+        "/admin/assets/%2e%2e%2fv1%2ffailures",
+    ] {
+        let (status, got, _) = call(&gw, Method::GET, path, None, None).await;
+        assert_eq!(status, 404, "{path}: {got}");
+    }
+    // The page is open, the API it calls is not.
+    let (status, _, _) = call(&gw, Method::GET, "/admin/v1/failures", None, None).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = call(&gw, Method::POST, "/admin", None, None).await;
+    assert_eq!(status, 405, "only GET is routed on the page");
     gw.stop().await;
 }
 

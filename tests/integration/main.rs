@@ -14,6 +14,7 @@ mod compaction;
 #[cfg(feature = "conformance")]
 mod conformance;
 mod crash;
+mod dashboard;
 mod dedup;
 mod deploy;
 mod documented;
