@@ -13,8 +13,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 
 use crate::backend::{
-    CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError, SessionRecord, SessionWrite,
-    Versioned,
+    CatalogPort, IdempotencyRecord, ObjectPort, Page, PortError, SessionWrite, Versioned,
 };
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::{
