@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -401,6 +401,7 @@ describe("against a live gateway", () => {
     } finally {
       if (previous === undefined) delete process.env["CLAUDE_CONFIG_DIR"];
       else process.env["CLAUDE_CONFIG_DIR"] = previous;
+      rmSync(root, { recursive: true, force: true });
     }
     assert.deepStrictEqual(await store.load(key), [...main.slice(0, 2), ...main.slice(4), ...main.slice(2, 4)]);
     assert.deepStrictEqual(await store.load({ ...key, subpath: "subagents/agent-1" }), sub);

@@ -9,7 +9,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, openSync, readFileSync, closeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -68,8 +68,12 @@ export class Gateway {
     readonly url: string,
     readonly secret: string,
     private readonly proc: ChildProcess,
-    readonly logPath: string,
+    private readonly workdir: string,
   ) {}
+
+  get logPath(): string {
+    return join(this.workdir, "gateway.log");
+  }
 
   /** A token for the task, minted by `transcript-gateway token mint`. */
   token(taskId: string, scope = "transcripts:write", ttl = "1h"): string {
@@ -93,15 +97,17 @@ export class Gateway {
     }
   }
 
-  /** SIGTERM to this gateway's own pid; SIGKILL if it has not exited within 15 s. */
+  /** SIGTERM to this gateway's own pid (SIGKILL if it has not exited within 15 s), then remove its data. */
   async stop(): Promise<void> {
     const proc = this.proc;
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((done) => proc.once("exit", () => done()));
-    proc.kill("SIGTERM");
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-    await exited;
-    clearTimeout(timer);
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise<void>((done) => proc.once("exit", () => done()));
+      proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.workdir, { recursive: true, force: true });
   }
 }
 
@@ -111,8 +117,7 @@ export async function startGateway(): Promise<Gateway> {
   const secret = "node-" + randomBytes(32).toString("hex");
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const logPath = join(workdir, "gateway.log");
-  const logFd = openSync(logPath, "a");
+  const logFd = openSync(join(workdir, "gateway.log"), "a");
   const proc = spawn(
     gatewayBinary(),
     ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", join(workdir, "data")],
@@ -122,12 +127,14 @@ export async function startGateway(): Promise<Gateway> {
     },
   );
   closeSync(logFd);
-  const gateway = new Gateway(url, secret, proc, logPath);
+  const gateway = new Gateway(url, secret, proc, workdir);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let last = "";
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) {
-      throw new Error(`gateway exited with ${proc.exitCode} before it was ready:\n${gateway.log()}`);
+      const log = gateway.log();
+      await gateway.stop();
+      throw new Error(`gateway exited with ${proc.exitCode} before it was ready:\n${log}`);
     }
     try {
       const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
@@ -137,6 +144,7 @@ export async function startGateway(): Promise<Gateway> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+  const log = gateway.log();
   await gateway.stop();
-  throw new Error(`gateway at ${url} not healthy after ${READY_TIMEOUT_MS} ms (${last}):\n${gateway.log()}`);
+  throw new Error(`gateway at ${url} not healthy after ${READY_TIMEOUT_MS} ms (${last}):\n${log}`);
 }
