@@ -64,7 +64,7 @@ export interface GatewaySessionStoreOptions {
   cacheSize?: number;
   /** The fetch to send requests with (default: the platform's). */
   fetch?: typeof fetch;
-  /** Where warnings go (default: `console`). */
+  /** Where warnings go (default: `console.warn`; debug lines, retries and conflicts, only when given). */
   logger?: Logger;
 }
 
@@ -187,7 +187,7 @@ export class GatewaySessionStore implements SessionStore {
     this.pageSize = options.pageSize;
     this.cacheSize = cacheSize;
     this.fetchImpl = options.fetch ?? globalThis.fetch;
-    this.logger = options.logger ?? console;
+    this.logger = options.logger ?? { warn: (message) => console.warn(message) };
     this.summaries = new Lru(cacheSize);
     this.failed = new Lru(cacheSize);
     this.epoch = options.epoch;

@@ -9,9 +9,10 @@ python crosslang.py read URL TASK_ID PROJECT_KEY SESSION_ID
     A fresh store loads the session and its subkeys and lists the summaries;
     prints them with the summary Python's own fold gives for the loaded entries.
 
-python crosslang.py cas URL TASK_ID PROJECT_KEY SESSION_ID ROUNDS
-    Prints "ready", waits for a line on stdin, then appends ROUNDS batches 15 ms
-    apart, each with customTitle "py-<i>", and prints "done".
+python crosslang.py cas URL TASK_ID PROJECT_KEY SESSION_ID
+    Prints "ready", then follows commands on stdin, appending batches with
+    customTitle "py-<i>": "one I" appends batch I and prints "ok"; "burst I J"
+    appends batches I to J-1, 15 ms apart, and prints "done". Ends at EOF.
 
 The token is in GATEWAY_TOKEN.
 """
@@ -107,15 +108,25 @@ async def read(url: str, task_id: str, project_key: str, session_id: str) -> Non
     _emit({"main": main, "subkeys": subkeys, "summaries": summaries, "fold": expected})
 
 
-async def cas(url: str, task_id: str, project_key: str, session_id: str, rounds: int) -> None:
+async def cas(url: str, task_id: str, project_key: str, session_id: str) -> None:
     key = {"project_key": project_key, "session_id": session_id}
+    loop = asyncio.get_running_loop()
+
+    async def append(i: int) -> None:
+        await store.append(key, [{"type": "x", "uuid": str(uuid.uuid4()), "customTitle": f"py-{i}"}])
+
     async with _store(url, task_id) as store:
         _emit("ready")
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        for i in range(rounds):
-            await store.append(key, [{"type": "x", "uuid": str(uuid.uuid4()), "customTitle": f"py-{i}"}])
-            await asyncio.sleep(0.015)  # as the TypeScript writer does: the two interleave
-    _emit("done")
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            command, *numbers = line.split()
+            if command == "one":
+                await append(int(numbers[0]))
+                _emit("ok")
+            elif command == "burst":
+                for i in range(int(numbers[0]), int(numbers[1])):
+                    await append(i)
+                    await asyncio.sleep(0.015)  # as the TypeScript writer does: the two interleave
+                _emit("done")
 
 
 def main() -> None:
@@ -125,7 +136,7 @@ def main() -> None:
     elif role == "read":
         asyncio.run(read(url, task_id, rest[0], rest[1]))
     elif role == "cas":
-        asyncio.run(cas(url, task_id, rest[0], rest[1], int(rest[2])))
+        asyncio.run(cas(url, task_id, rest[0], rest[1]))
     else:
         raise SystemExit(f"unknown role {role!r}")
 

@@ -126,18 +126,20 @@ describe("cross-language round trip (Python adapter and TypeScript adapter)", ()
     assert.strictEqual((summaries[0]!["data"] as Json)["custom_title"], "Parser");
   });
 
-  test("a Python and a TypeScript writer appending to one session at once lose no summary update", async () => {
+  test("a Python and a TypeScript writer on one session lose no summary update: in turns and at once", async () => {
     const taskId = newTaskId();
     const key: SessionKey = { projectKey: "-workspace-shared", sessionId: randomUUID() };
-    const rounds = 12;
-    const child = spawn(pythonBinary(), [SCRIPT, "cas", gateway.url, taskId, key.projectKey, key.sessionId, String(rounds)], {
+    const turns = 6;
+    const rounds = 18;
+    const child = spawn(pythonBinary(), [SCRIPT, "cas", gateway.url, taskId, key.projectKey, key.sessionId], {
       env: { ...process.env, GATEWAY_TOKEN: gateway.token(taskId) },
       stdio: ["pipe", "pipe", "inherit"],
     });
-    const killer = setTimeout(() => child.kill("SIGKILL"), PYTHON_TIMEOUT_MS);
+    const killer = setTimeout(() => child.kill("SIGKILL"), 2 * PYTHON_TIMEOUT_MS);
     try {
       const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-      assert.strictEqual(JSON.parse((await lines.next()).value as string), "ready");
+      const nextLine = async (): Promise<unknown> => JSON.parse((await lines.next()).value as string);
+      assert.strictEqual(await nextLine(), "ready");
       const recorder = new FaultFetch();
       const ts = new GatewaySessionStore({
         baseUrl: gateway.url,
@@ -145,15 +147,28 @@ describe("cross-language round trip (Python adapter and TypeScript adapter)", ()
         token: gateway.token(taskId),
         fetch: recorder.fetch,
       });
-      child.stdin!.write("go\n");
-      for (let i = 0; i < rounds; i++) {
-        await ts.append(key, [{ type: "x", uuid: randomUUID(), gitBranch: `ts-${i}` }]);
-        await new Promise((r) => setTimeout(r, 15)); // as the Python writer does: the two interleave
+      const append = (i: number) => ts.append(key, [{ type: "x", uuid: randomUUID(), gitBranch: `ts-${i}` }]);
+
+      // In turns: each writer appends after the other moved the summary past what it last wrote.
+      for (let i = 0; i < turns; i++) {
+        child.stdin!.write(`one ${i}\n`);
+        assert.strictEqual(await nextLine(), "ok");
+        await append(i);
       }
-      assert.strictEqual(JSON.parse((await lines.next()).value as string), "done");
+      // Every turn after the first found its summary moved on and wrote it by compare-and-set.
+      assert.ok(
+        recorder.matching("PUT", "/summary").length >= turns - 1,
+        `${recorder.matching("PUT", "/summary").length} compare-and-set writes in ${turns} turns`,
+      );
+      // At once: both writers append 15 ms apart.
+      child.stdin!.write(`burst ${turns} ${rounds}\n`);
+      for (let i = turns; i < rounds; i++) {
+        await append(i);
+        await new Promise((r) => setTimeout(r, 15));
+      }
+      assert.strictEqual(await nextLine(), "done");
+      child.stdin!.end();
       await ts.close();
-      // The writers did race: the TypeScript store found its summary moved on and wrote it by compare-and-set.
-      assert.ok(recorder.matching("PUT", "/summary").length > 0, "no interleaving between the two writers");
 
       // Each writer's last value survives: neither folded on a summary the other had moved past.
       const [summary] = await store(taskId).listSessionSummaries(key.projectKey);
