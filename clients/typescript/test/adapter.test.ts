@@ -193,15 +193,6 @@ describe("against a live gateway", () => {
     stores.push(store);
     return store;
   };
-  const summaryOf = async (store: GatewaySessionStore, key: SessionKey) => {
-    const response = await fetch(
-      `${gateway.url}/v1/tasks/${store.taskId}/projects/${key.projectKey}/sessions/${key.sessionId}/summary`,
-      { headers: { authorization: `Bearer ${gateway.token(store.taskId)}` } },
-    );
-    assert.strictEqual(response.status, 200);
-    return ((await response.json()) as { data: { version: number; data: Record<string, unknown> } }).data;
-  };
-
   test("an append whose answer was lost is retried with the same Idempotency-Key and stored once", async () => {
     const faults = new FaultFetch({ match: isEntriesPost, failAfterSend: 1 });
     const store = make({ fetch: faults.fetch });
@@ -253,7 +244,7 @@ describe("against a live gateway", () => {
     ];
     for (const batch of batches) await store.append(KEY, batch);
     assert.strictEqual(faults.matching("PUT", "/summary").length, 0, "no separate summary write");
-    const stored = await summaryOf(store, KEY);
+    const stored = await gateway.storedSummary(store.taskId, KEY);
     assert.strictEqual(stored.version, 2);
     const expected = foldSessionSummary(undefined, KEY, batches.flat()).data;
     assert.deepStrictEqual(stored.data, toStoredSummary(expected));
@@ -277,7 +268,7 @@ describe("against a live gateway", () => {
     const [summary] = await a.listSessionSummaries(KEY.projectKey);
     assert.strictEqual(summary?.data["customTitle"], `a-${rounds - 1}`);
     assert.strictEqual(summary?.data["gitBranch"], `b-${rounds - 1}`);
-    assert.strictEqual((await summaryOf(a, KEY)).version, 2 * rounds, "one version per append");
+    assert.strictEqual((await gateway.storedSummary(a.taskId, KEY)).version, 2 * rounds, "one version per append");
     assert.strictEqual((await a.load(KEY))?.length, 2 * rounds);
   });
 
@@ -353,6 +344,25 @@ describe("against a live gateway", () => {
     assert.strictEqual(await slow.close(100), false);
     held.release();
     await pending;
+  });
+
+  test("a token function, sync or async, is asked afresh for every request", async () => {
+    const taskId = newTaskId();
+    let asked = 0;
+    const asyncStore = make({
+      taskId,
+      token: async () => {
+        asked++;
+        return gateway.token(taskId);
+      },
+    });
+    await asyncStore.append(KEY, [entry()]);
+    assert.strictEqual((await asyncStore.load(KEY))?.length, 1);
+    assert.strictEqual(asked, 3, "GET summary, POST entries, GET entries");
+    const token = gateway.token(taskId);
+    const syncStore = make({ taskId, token: () => (asked++, token) });
+    assert.strictEqual((await syncStore.load(KEY))?.length, 1);
+    assert.strictEqual(asked, 4);
   });
 
   test("reportMirrorError sends the SDK's MirrorErrorMessage and returns the kept failure's id", async () => {

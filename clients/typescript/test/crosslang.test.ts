@@ -180,11 +180,7 @@ describe("cross-language round trip (Python adapter and TypeScript adapter)", ()
       assert.strictEqual(pyData["git_branch"], `ts-${rounds - 1}`);
       assert.deepStrictEqual(Object.keys(pyData).filter((k) => /[A-Z]/.test(k)), [], "stored keys are snake_case");
       assert.strictEqual((read["main"] as unknown[]).length, 2 * rounds);
-      const response = await fetch(
-        `${gateway.url}/v1/tasks/${taskId}/projects/${key.projectKey}/sessions/${key.sessionId}/summary`,
-        { headers: { authorization: `Bearer ${gateway.token(taskId)}` } },
-      );
-      const stored = ((await response.json()) as { data: { version: number } }).data;
+      const stored = await gateway.storedSummary(taskId, key);
       assert.strictEqual(stored.version, 2 * rounds, "one summary version per append");
     } finally {
       clearTimeout(killer);

@@ -89,6 +89,19 @@ export class Gateway {
     ).trim();
   }
 
+  /** The session's summary as the gateway stores it (`GET .../summary`), read with a token of its own. */
+  async storedSummary(
+    taskId: string,
+    key: { projectKey: string; sessionId: string },
+  ): Promise<{ version: number; data: Record<string, unknown> }> {
+    const response = await fetch(
+      `${this.url}/v1/tasks/${taskId}/projects/${key.projectKey}/sessions/${key.sessionId}/summary`,
+      { headers: { authorization: `Bearer ${this.token(taskId)}` } },
+    );
+    if (response.status !== 200) throw new Error(`GET summary: ${response.status} ${await response.text()}`);
+    return ((await response.json()) as { data: { version: number; data: Record<string, unknown> } }).data;
+  }
+
   log(): string {
     try {
       return readFileSync(this.logPath, "utf8").split("\n").slice(-40).join("\n");
