@@ -9,6 +9,10 @@ python crosslang.py read URL TASK_ID PROJECT_KEY SESSION_ID
     A fresh store loads the session and its subkeys and lists the summaries;
     prints them with the summary Python's own fold gives for the loaded entries.
 
+python crosslang.py resume URL TASK_ID
+    A fresh worker resumes the task: reads its binding, takes a lease, and
+    prints what `read` prints for the bound session, with the binding and epoch.
+
 python crosslang.py cas URL TASK_ID PROJECT_KEY SESSION_ID
     Prints "ready", then follows commands on stdin, appending batches with
     customTitle "py-<i>": "one I" appends batch I and prints "ok"; "burst I J"
@@ -95,17 +99,32 @@ async def write(url: str, task_id: str) -> None:
     )
 
 
-async def read(url: str, task_id: str, project_key: str, session_id: str) -> None:
+async def _read(store: GatewaySessionStore, project_key: str, session_id: str) -> dict[str, Any]:
     key = {"project_key": project_key, "session_id": session_id}
-    async with _store(url, task_id) as store:
-        main = await store.load(key)
-        subkeys = {
-            subpath: await store.load({**key, "subpath": subpath})
-            for subpath in await store.list_subkeys(key)
-        }
-        summaries = await store.list_session_summaries(project_key)
+    main = await store.load(key)
+    subkeys = {
+        subpath: await store.load({**key, "subpath": subpath})
+        for subpath in await store.list_subkeys(key)
+    }
+    summaries = await store.list_session_summaries(project_key)
     expected = fold_session_summary(None, key, main or [])["data"]
-    _emit({"main": main, "subkeys": subkeys, "summaries": summaries, "fold": expected})
+    return {"main": main, "subkeys": subkeys, "summaries": summaries, "fold": expected}
+
+
+async def read(url: str, task_id: str, project_key: str, session_id: str) -> None:
+    async with _store(url, task_id) as store:
+        _emit(await _read(store, project_key, session_id))
+
+
+async def resume(url: str, task_id: str) -> None:
+    async with _store(url, task_id) as store:
+        binding = await store.binding()
+        if binding is None:
+            _emit({"binding": None})
+            return
+        epoch = await store.lease()
+        read = await _read(store, binding["project_key"], binding["claude_session_id"])
+    _emit({"binding": binding, "epoch": epoch, **read})
 
 
 async def cas(url: str, task_id: str, project_key: str, session_id: str) -> None:
@@ -135,6 +154,8 @@ def main() -> None:
         asyncio.run(write(url, task_id))
     elif role == "read":
         asyncio.run(read(url, task_id, rest[0], rest[1]))
+    elif role == "resume":
+        asyncio.run(resume(url, task_id))
     elif role == "cas":
         asyncio.run(cas(url, task_id, rest[0], rest[1]))
     else:

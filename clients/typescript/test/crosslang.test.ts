@@ -86,7 +86,7 @@ describe("cross-language round trip (Python adapter and TypeScript adapter)", ()
     await ts.close();
   });
 
-  test("a session TypeScript appended loads identically in Python, its summary as Python's fold gives it", async () => {
+  test("a session TypeScript appended loads identically in Python, its summary as Python's fold gives it, and the task TypeScript bound resumes from Python", async () => {
     const taskId = newTaskId();
     const sessionId = randomUUID();
     const cwd = `/workspace/${taskId}`;
@@ -111,11 +111,21 @@ describe("cross-language round trip (Python adapter and TypeScript adapter)", ()
       "subagents/agent-b": [{ ...base("user", "sub b", 6), isSidechain: true }],
     };
     const ts = store(taskId);
+    const epoch = await ts.lease();
     for (const batch of batches) await ts.append(key, batch);
     for (const [subpath, entries] of Object.entries(subkeys)) await ts.append({ ...key, subpath }, entries);
+    const binding = await ts.bind(sessionId, key.projectKey, cwd);
     await ts.close();
 
-    const read = await python(taskId, "read", key.projectKey, sessionId);
+    // A fresh Python worker resumes the task: binding, lease, load.
+    const read = await python(taskId, "resume");
+    assert.deepStrictEqual(read["binding"], {
+      claude_session_id: binding.claudeSessionId,
+      project_key: binding.projectKey,
+      cwd: binding.cwd,
+      created_ms: binding.createdMs,
+    });
+    assert.strictEqual(read["epoch"], epoch + 1);
     const main = batches.flat();
     assert.deepStrictEqual(read["main"], main);
     assert.deepStrictEqual(read["subkeys"], subkeys);
