@@ -140,6 +140,12 @@ export async function startGateway(): Promise<Gateway> {
     },
   );
   closeSync(logFd);
+  // Should the test process end without stopping it, its gateway ends with it.
+  const reap = (): void => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  };
+  process.once("exit", reap);
+  proc.once("exit", () => process.removeListener("exit", reap));
   const gateway = new Gateway(url, secret, proc, workdir);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let last = "";
