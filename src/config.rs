@@ -79,6 +79,18 @@ pub struct Config {
     pub header_limit_bytes: usize,
     /// Most requests served at once; more are refused with 503 (`TG_MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
+    /// Most live readers (long-poll and SSE requests of the stream route)
+    /// served at once by this instance; more are refused with 503
+    /// `overloaded` and `Retry-After` (`TG_MAX_LIVE_READERS`).
+    pub max_live_readers: usize,
+    /// How long a long-poll read of a stream waits for new entries before
+    /// answering 204 (`TG_LIVE_LONG_POLL_SECS`); never longer than a second
+    /// less than `request_timeout_secs`, so the request timeout never cuts it.
+    pub live_long_poll_secs: u64,
+    /// How long an SSE read of a stream stays open before the gateway
+    /// closes it and the client reconnects from its last offset
+    /// (`TG_LIVE_SSE_SECS`).
+    pub live_sse_secs: u64,
     /// Longest wait, from SIGTERM, for in-flight requests, appends and
     /// background work before exiting 1 (`TG_DRAIN_TIMEOUT_SECS`); below
     /// the usual 30 s container grace period.
@@ -143,6 +155,9 @@ impl Default for Config {
             request_timeout_secs: 60,
             header_limit_bytes: 16 * 1024,
             max_in_flight: 1024,
+            max_live_readers: 256,
+            live_long_poll_secs: 20,
+            live_sse_secs: 60,
             drain_timeout_secs: 25,
             drain_prestop_secs: 0,
             log_format: LogFormat::Json,
@@ -300,6 +315,11 @@ impl Config {
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
             header_limit_bytes: self.header_limit_bytes,
             max_in_flight: self.max_in_flight,
+            live: crate::api::stream::LiveLimits {
+                max_readers: self.max_live_readers,
+                long_poll: self.long_poll_wait(),
+                sse: std::time::Duration::from_secs(self.live_sse_secs),
+            },
             guard,
         }
     }
@@ -370,6 +390,16 @@ impl Config {
         }
     }
 
+    /// How long a long-poll waits: `live_long_poll_secs`, but ending before
+    /// the request timeout would answer 504 instead.
+    pub fn long_poll_wait(&self) -> std::time::Duration {
+        let timeout = std::time::Duration::from_secs(self.request_timeout_secs);
+        let below = timeout
+            .saturating_sub(std::time::Duration::from_secs(1))
+            .max(timeout / 2);
+        std::time::Duration::from_secs(self.live_long_poll_secs).min(below)
+    }
+
     /// Checks the settings fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.body_limit_bytes == 0 {
@@ -385,6 +415,15 @@ impl Config {
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError("max_in_flight must be positive".into()));
+        }
+        if self.max_live_readers == 0 {
+            return Err(ConfigError("max_live_readers must be positive".into()));
+        }
+        if self.live_long_poll_secs == 0 {
+            return Err(ConfigError("live_long_poll_secs must be positive".into()));
+        }
+        if self.live_sse_secs == 0 {
+            return Err(ConfigError("live_sse_secs must be positive".into()));
         }
         if self.drain_prestop_secs >= self.drain_timeout_secs {
             return Err(ConfigError(format!(
@@ -564,6 +603,21 @@ mod tests {
     }
 
     #[test]
+    fn a_long_poll_ends_before_the_request_timeout() {
+        let wait = |long_poll, timeout| {
+            Config {
+                live_long_poll_secs: long_poll,
+                request_timeout_secs: timeout,
+                ..Config::default()
+            }
+            .long_poll_wait()
+        };
+        assert_eq!(wait(20, 60), std::time::Duration::from_secs(20));
+        assert_eq!(wait(20, 10), std::time::Duration::from_secs(9));
+        assert_eq!(wait(20, 1), std::time::Duration::from_millis(500));
+    }
+
+    #[test]
     fn values_that_cannot_work_are_refused() {
         for (what, config) in [
             (
@@ -577,6 +631,27 @@ mod tests {
                 "max_in_flight",
                 Config {
                     max_in_flight: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_live_readers",
+                Config {
+                    max_live_readers: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "live_long_poll_secs",
+                Config {
+                    live_long_poll_secs: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "live_sse_secs",
+                Config {
+                    live_sse_secs: 0,
                     ..Config::default()
                 },
             ),

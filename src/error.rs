@@ -24,6 +24,13 @@ pub enum Error {
     /// Valid credentials without the scope this request needs.
     #[error("{0}")]
     Forbidden(String),
+    /// A stream offset that is not one this gateway produced.
+    #[error("{0}")]
+    InvalidOffset(String),
+    /// A stream offset of an earlier incarnation of the transcript (deleted
+    /// and written again since).
+    #[error("{0}")]
+    OffsetGone(String),
     /// The resource does not exist (or was deleted).
     #[error("{0}")]
     NotFound(String),
@@ -66,6 +73,9 @@ pub enum Error {
     /// Too many requests are in flight; retry shortly.
     #[error("the gateway is serving its limit of requests at once; retry shortly")]
     Overloaded,
+    /// This instance serves its limit of live readers; retry shortly.
+    #[error("{0}")]
+    TooManyReaders(String),
     /// The gateway is shutting down and takes no new work.
     #[error("the gateway is draining; retry against another instance")]
     Draining,
@@ -152,6 +162,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::InvalidOffset(_) => ErrorCode::InvalidOffset,
+            Error::OffsetGone(_) => ErrorCode::OffsetGone,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::NoSuchRoute(_) => ErrorCode::NoSuchRoute,
             Error::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
@@ -165,7 +177,7 @@ impl Error {
             Error::Erased(_) => ErrorCode::TaskErased,
             Error::TooLarge(_) => ErrorCode::PayloadTooLarge,
             Error::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
-            Error::Overloaded => ErrorCode::Overloaded,
+            Error::Overloaded | Error::TooManyReaders(_) => ErrorCode::Overloaded,
             Error::Draining => ErrorCode::Draining,
             Error::BackendUnavailable(_) => ErrorCode::BackendUnavailable,
             Error::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
@@ -202,6 +214,10 @@ impl From<PortError> for Error {
 pub enum ErrorCode {
     /// 400: bad input.
     InvalidRequest,
+    /// 400: a stream offset this gateway did not produce.
+    InvalidOffset,
+    /// 410: a stream offset of a deleted incarnation.
+    OffsetGone,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
     /// 401: missing or bad credentials.
@@ -255,7 +271,8 @@ impl ErrorCode {
     pub fn status(self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
-            ErrorCode::InvalidRequest => S::BAD_REQUEST,
+            ErrorCode::InvalidRequest | ErrorCode::InvalidOffset => S::BAD_REQUEST,
+            ErrorCode::OffsetGone => S::GONE,
             ErrorCode::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthorized => S::UNAUTHORIZED,
             ErrorCode::Forbidden => S::FORBIDDEN,
@@ -296,6 +313,8 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidOffset => "invalid_offset",
+            ErrorCode::OffsetGone => "offset_gone",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",

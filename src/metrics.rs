@@ -79,6 +79,8 @@ pub struct Metrics {
     pub in_flight: AtomicI64,
     /// Transcripts whose catalog record lags their durable parts.
     pub repair_backlog: AtomicI64,
+    /// Live stream readers (long-poll and SSE) being served.
+    pub live_readers: AtomicI64,
     /// 1 while the gateway takes traffic (as of its last readiness check), 0
     /// while draining or after a check found a backend unreachable.
     pub ready: AtomicI64,
@@ -103,6 +105,7 @@ pub static METRICS: Metrics = Metrics {
     dedup_skipped: AtomicU64::new(0),
     in_flight: AtomicI64::new(0),
     repair_backlog: AtomicI64::new(0),
+    live_readers: AtomicI64::new(0),
     ready: AtomicI64::new(0),
     mirror_failures: Labeled::new(),
     compactions: Labeled::new(),
@@ -345,6 +348,13 @@ fn register_observables(meter: &Meter) {
         .i64_observable_up_down_counter("tg.requests.in_flight")
         .with_description("HTTP requests being served.")
         .with_callback(|o| o.observe(METRICS.in_flight.load(Ordering::Relaxed), &[]))
+        .build();
+    meter
+        .i64_observable_up_down_counter("tg.stream.readers")
+        .with_description(
+            "Live stream readers (long-poll and SSE) being served; at most TG_MAX_LIVE_READERS.",
+        )
+        .with_callback(|o| o.observe(METRICS.live_readers.load(Ordering::Relaxed), &[]))
         .build();
     meter
         .i64_observable_gauge("tg.ready")

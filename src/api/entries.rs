@@ -183,7 +183,7 @@ pub async fn load(
 
 /// Turns JSONL lines into comma-separated array items, with a leading comma
 /// unless this is the first chunk.
-fn jsonl_to_array_items(chunk: &[u8], first: bool) -> Bytes {
+pub(super) fn jsonl_to_array_items(chunk: &[u8], first: bool) -> Bytes {
     let trimmed = chunk.strip_suffix(b"\n").unwrap_or(chunk);
     if trimmed.is_empty() {
         return Bytes::new();

@@ -38,6 +38,7 @@ pub mod observe;
 pub mod openapi;
 pub mod paths;
 pub mod sessions;
+pub mod stream;
 
 /// The success envelope.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -48,24 +49,37 @@ pub struct DataEnvelope<T> {
 
 /// Whether the gateway takes traffic; cleared when draining starts.
 #[derive(Clone, Debug)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    /// Cancelled when draining starts, for requests that wait (live reads).
+    draining: tokio_util::sync::CancellationToken,
+}
 
 impl Readiness {
     /// A ready flag (also reported as `tg.ready`).
     pub fn new() -> Self {
         crate::metrics::METRICS.ready.store(1, Ordering::Relaxed);
-        Self(Arc::new(AtomicBool::new(true)))
+        Self {
+            ready: Arc::new(AtomicBool::new(true)),
+            draining: tokio_util::sync::CancellationToken::new(),
+        }
     }
 
     /// True until [`Readiness::set_draining`].
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst)
     }
 
     /// Reports not-ready from now on.
     pub fn set_draining(&self) {
         crate::metrics::METRICS.ready.store(0, Ordering::Relaxed);
-        self.0.store(false, Ordering::SeqCst);
+        self.ready.store(false, Ordering::SeqCst);
+        self.draining.cancel();
+    }
+
+    /// Resolves once draining has started.
+    pub fn drain_started(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.draining.clone().cancelled_owned()
     }
 }
 
@@ -99,6 +113,8 @@ pub struct HttpLimits {
     pub header_limit_bytes: usize,
     /// Most requests served at once.
     pub max_in_flight: usize,
+    /// Bounds on live stream reads.
+    pub live: stream::LiveLimits,
     /// Who may call what.
     pub guard: Guard,
 }
@@ -126,6 +142,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .merge(entries::router())
         .merge(failures::router())
         .merge(sessions::router())
+        .merge(stream::router(&limits.live))
         .merge(health::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, bindings, entries, error, failures, health, sessions};
+use super::{admin, bindings, entries, error, failures, health, sessions, stream};
 
 /// The gateway's API description.
 #[derive(OpenApi)]
@@ -18,6 +18,7 @@ use super::{admin, bindings, entries, error, failures, health, sessions};
     paths(
         entries::append,
         entries::load,
+        stream::read,
         sessions::list_sessions,
         sessions::delete_session,
         sessions::list_subkeys,

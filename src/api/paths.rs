@@ -14,6 +14,8 @@ pub const DOCS: &str = "/docs";
 /// Append (POST) and load (GET) one transcript's entries.
 pub const ENTRIES: &str =
     "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/entries";
+/// One transcript read as a Durable Streams stream (catch-up, long-poll, SSE).
+pub const STREAM: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}/stream";
 /// Delete a session (or one subkey).
 pub const SESSION: &str = "/v1/tasks/{task_id}/projects/{project_key}/sessions/{session_id}";
 /// A session's subkeys.
@@ -51,6 +53,7 @@ pub const ALL: &[&str] = &[
     OPENAPI,
     DOCS,
     ENTRIES,
+    STREAM,
     SESSION,
     SUBKEYS,
     SUMMARY,

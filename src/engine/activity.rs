@@ -66,7 +66,9 @@ impl Engine {
         if !fresh {
             return;
         }
-        let engine = self.clone();
+        // A weak handle while waiting: an engine dropped meanwhile (and its
+        // stores, which an embedded backend keeps locked) is not held open.
+        let engine = std::sync::Arc::downgrade(&self.inner);
         let task = task.clone();
         let stopping = self.inner.stopping.clone();
         self.inner.background.spawn(async move {
@@ -74,6 +76,10 @@ impl Engine {
                 _ = tokio::time::sleep(SETTLE) => {}
                 _ = stopping.cancelled() => {}
             }
+            let Some(inner) = engine.upgrade() else {
+                return;
+            };
+            let engine = Engine { inner };
             engine.forget_pending(&task);
             if let Err(e) = engine.refresh_activity(&task).await {
                 tracing::warn!(task = %task, error = %crate::error::chain(&e), "could not store a task's totals; the next change stores them");

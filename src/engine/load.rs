@@ -43,6 +43,8 @@ pub struct Loaded {
     /// The key's head when the load was planned: its last part (which may
     /// be before `after_seq`, when the load has nothing to send).
     pub head: Seq,
+    /// The incarnation read (0: the layout from before incarnations).
+    pub incarnation: u64,
     /// The entries, in order.
     pub stream: LoadStream,
 }
@@ -227,6 +229,7 @@ impl Engine {
             head => head,
         };
         let target = target.anchored_within(head);
+        let incarnation = target.incarnation;
         if let Some((at, _)) = target.anchor.filter(|(at, _)| *at > head) {
             // The catalog recorded parts storage no longer holds.
             let err = super::integrity_error(&target.dir, ChainError::Anchor(at));
@@ -290,7 +293,11 @@ impl Engine {
         } else {
             stream.boxed()
         };
-        Ok(Some(Loaded { head, stream }))
+        Ok(Some(Loaded {
+            head,
+            incarnation,
+            stream,
+        }))
     }
 
     /// Keeps an integrity violation of `key` as a mirror failure.

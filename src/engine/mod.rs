@@ -40,6 +40,7 @@ mod load;
 pub mod part;
 mod sessions;
 pub mod snapshot;
+mod tail;
 
 pub use admin::{keys_digest, ErasureReceipt, FleetStats, TaskDetail};
 pub use append::AppendRequest;
@@ -49,6 +50,7 @@ pub use compaction::{CompactOptions, CompactionReport, Halt};
 pub use failures::ClientReport;
 pub use load::{LoadStream, Loaded};
 pub use sessions::{SessionListing, SummaryView};
+pub use tail::{StreamOffset, StreamRead, StreamStart, StreamWatch};
 
 /// How long an idempotency key's answer is replayed by default.
 pub const IDEMPOTENCY_RETENTION: std::time::Duration =
@@ -80,6 +82,9 @@ pub struct EngineConfig {
     /// A snapshot larger than this is written as chunks of about this size
     /// as it is read, instead of built in memory as one object.
     pub snapshot_chunk_bytes: usize,
+    /// How often a key with live readers has its catalog record read, for
+    /// appends through other instances.
+    pub tail_poll_interval: std::time::Duration,
     /// What the engine reads the time from.
     pub clock: Arc<dyn Clock>,
 }
@@ -97,6 +102,7 @@ impl Default for EngineConfig {
             compaction_concurrency: 2,
             memory_budget: 512 * 1024 * 1024,
             snapshot_chunk_bytes: 4 * 1024 * 1024,
+            tail_poll_interval: std::time::Duration::from_millis(200),
             clock: Arc::new(SystemClock),
         }
     }
@@ -138,6 +144,8 @@ struct Inner {
     lagging: Mutex<std::collections::HashSet<SessionKey>>,
     /// Tasks whose totals are due, and appends not yet counted.
     activity: activity::Activity,
+    /// The keys live readers wait on, each polled once for all of them.
+    watchers: tail::Watchers,
 }
 
 /// What this process knows of one key's tail, valid while `loaded` and fresh.
@@ -386,6 +394,7 @@ impl Engine {
                 bindings: Mutex::new(failures::BindingCache::default()),
                 lagging: Mutex::new(std::collections::HashSet::new()),
                 activity: activity::Activity::default(),
+                watchers: tail::Watchers::default(),
             }),
         }
     }

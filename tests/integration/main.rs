@@ -31,6 +31,7 @@ mod resources;
 mod runbook;
 mod s3;
 mod startup;
+mod tail;
 mod tamper;
 mod telemetry;
 

@@ -476,6 +476,7 @@ async fn the_metric_set_arrives_over_http_protobuf_with_only_the_allowed_attribu
         ("tg.checksum.mismatches", ""),
         ("tg.compactions", ""),
         ("tg.requests.in_flight", ""),
+        ("tg.stream.readers", ""),
         ("tg.mirror.failures", ""),
         ("tg.catalog.repair.backlog", ""),
         ("tg.project_key.drift", ""),
