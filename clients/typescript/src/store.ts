@@ -206,9 +206,9 @@ export class GatewaySessionStore implements SessionStore {
   }
 
   /**
-   * Wait for the appends still running (at most `timeoutMs`, by default the
-   * store's), then refuse new ones with `StoreClosedError`. Returns false if
-   * appends were still running when the wait ran out.
+   * Refuse new appends (`StoreClosedError`) from now on and wait for the ones
+   * still running, at most `timeoutMs` (by default the store's). Resolves to
+   * false if appends were still running when the wait ran out.
    */
   async close(timeoutMs: number = this.timeoutMs): Promise<boolean> {
     this.closing = true;
