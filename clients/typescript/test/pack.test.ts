@@ -2,12 +2,13 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { promisify } from "node:util";
 
+import { VERSION } from "../src/index.js";
 import { PACKAGE_ROOT } from "./gateway.js";
 
 const run = promisify(execFile);
@@ -84,6 +85,11 @@ async function importsAndTypeChecks(dir: string): Promise<void> {
     assert.fail(`the installed declarations do not type-check:\n${error.stdout ?? String(error)}`);
   });
 }
+
+test("the version the client sends in its User-Agent is package.json's", () => {
+  const manifest = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
+  assert.strictEqual(VERSION, manifest.version);
+});
 
 test("npm pack holds only the built files, README.md and package.json, and the tarball installs, imports and type-checks in a fresh project", async () => {
   const out = tempDir("pack");
