@@ -135,22 +135,25 @@ pub async fn serve(
     let mut started = started;
     // Serve until the signal; then until the connections are done or the
     // drain timeout, counted from the signal, runs out.
-    let deadline = tokio::select! {
+    // The server may finish in the same poll as the signal (no connections
+    // open, no pre-stop wait): a finished server is never polled again.
+    let (deadline, served) = tokio::select! {
         result = &mut server => {
             result?;
-            // The listener failed or the shutdown future ended without a
-            // signal time: drain from now.
-            tokio::time::Instant::now() + drain
+            // The server is done (the shutdown future ended, perhaps
+            // together with its signal time): drain the rest from now.
+            (tokio::time::Instant::now() + drain, true)
         }
-        at = &mut started => at.unwrap_or_else(|_| tokio::time::Instant::now()) + drain,
+        at = &mut started => (at.unwrap_or_else(|_| tokio::time::Instant::now()) + drain, false),
     };
-    let requests_done = tokio::select! {
-        result = &mut server => {
-            result?;
-            true
-        }
-        _ = tokio::time::sleep_until(deadline) => false,
-    };
+    let requests_done = served
+        || tokio::select! {
+            result = &mut server => {
+                result?;
+                true
+            }
+            _ = tokio::time::sleep_until(deadline) => false,
+        };
     // Appends whose clients went away still finish: their parts and records
     // land together, so a retry with the same idempotency key finds them.
     appends.close();

@@ -479,8 +479,13 @@ async fn two_gateway_processes_share_keys_without_loss_duplication_or_disorder()
         }
     }
     for gw in gateways {
+        let log = gw.log.clone();
         let exit = gw.terminate();
-        assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            exit.success(),
+            "SIGTERM exits 0, got {exit:?}; stderr:\n{stderr}"
+        );
     }
 }
 
