@@ -141,6 +141,24 @@ async fn a_task_exports_every_transcript_as_gzip_json_lines_one_line_per_entry()
         );
         assert_eq!(lines.len(), 10, "{backend}: one line per entry");
 
+        // Each block is exactly what a load of its transcript answers.
+        let reader = mint(&task, "transcripts:read");
+        for (key, entries) in &blocks {
+            let session = key["session_id"].as_str().unwrap();
+            let mut url = base(&task, session);
+            if let Some(sub) = key["subpath"].as_str() {
+                url.push_str(&format!("?subpath={sub}"));
+            }
+            let resp = gw.http.get(&url).bearer_auth(&reader).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{backend}: load {key}");
+            let loaded: Value = resp.json().await.unwrap();
+            assert_eq!(
+                &loaded["data"]["entries"],
+                &Value::Array(entries.clone()),
+                "{backend}: the export of {key} equals its load"
+            );
+        }
+
         // Admin scope only; a task with nothing to export is a 404.
         let (status, _, body) = export(&gw, &task, &writer).await;
         let error: Value = serde_json::from_slice(&body).unwrap();
