@@ -147,6 +147,10 @@ async function loadStats() {
 
 let tasksNext = null;
 let openTaskId = null;
+// Set once "More" has added a page: a refresh would drop what was paged in.
+let tasksPaged = false;
+// How often the totals and the first page of tasks are read again.
+const REFRESH_MS = 5000;
 
 async function loadTasks(more = false) {
   const body = $("tasks").tBodies[0];
@@ -154,6 +158,7 @@ async function loadTasks(more = false) {
   if (more && tasksNext) path += `&next_token=${enc(tasksNext)}`;
   try {
     const page = await data(path);
+    tasksPaged = more;
     if (!more) body.replaceChildren();
     for (const t of page.data.tasks) body.append(taskRow(t));
     tasksNext = page.next_token || null;
@@ -225,7 +230,7 @@ function showTask(t) {
     fact("Claude session", t.binding.claude_session_id);
     fact("project key", t.binding.project_key);
     fact("cwd", t.binding.cwd);
-    fact("bound", when(t.binding.bound_ms));
+    fact("bound", when(t.binding.created_ms));
   } else {
     fact("binding", "none yet");
   }
@@ -440,6 +445,12 @@ function init() {
   $("tail-stop").addEventListener("click", stopTail);
   showTokenState();
   refreshAll();
+  // The listing follows the fleet by itself while the tab is in view.
+  setInterval(() => {
+    if (!token() || document.hidden || tasksPaged) return;
+    loadStats();
+    loadTasks();
+  }, REFRESH_MS);
 }
 
 init();
