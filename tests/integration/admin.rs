@@ -595,3 +595,53 @@ async fn appends_racing_an_erasure_land_before_it_or_fail_and_what_stays_is_whol
         gb.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_erasure_writes_one_audit_line_with_its_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw =
+        crate::common::ChildGateway::start(&dir.path().join("data"), &[("TG_LOG", "info")]).await;
+    let http = reqwest::Client::new();
+    let task = fresh_id("task");
+    let url = format!(
+        "{}/v1/tasks/{task}/projects/{PROJECT}/sessions/{}/entries",
+        gw.base_url,
+        fresh_id("sess")
+    );
+    let resp = http
+        .post(&url)
+        .json(&json!({"entries": [{"a": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = http
+        .delete(format!("{}/admin/v1/tasks/{task}", gw.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let receipt: Value = resp.json().await.unwrap();
+    let log = gw.log.clone();
+    assert!(gw.terminate().success());
+
+    let text = std::fs::read_to_string(log).unwrap();
+    let audits: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "audit")
+        .collect();
+    assert_eq!(audits.len(), 1, "one audit line: {text}");
+    let line = &audits[0];
+    assert_eq!(line["event"], "task_erased", "{line}");
+    let r = &receipt["data"];
+    for field in [
+        "task_id",
+        "digest",
+        "objects_removed",
+        "bytes_removed",
+        "catalog_rows_removed",
+    ] {
+        assert_eq!(line[field], r[field], "{field} in {line}");
+    }
+}
