@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -155,6 +155,12 @@ enum Mode {
                 (String = "text/event-stream"),
             )
         ),
+        (status = 304, description = "Catch-up with `If-None-Match` naming this read's `ETag`: nothing changed since; no body",
+            headers(
+                ("Stream-Next-Offset" = String, description = "The offset to read from next"),
+                ("ETag" = String, description = "The same ETag"),
+            )
+        ),
         (status = 204, description = "Long-poll: nothing new within the wait (or the gateway started draining); read again from `Stream-Next-Offset`",
             headers(
                 ("Stream-Next-Offset" = String, description = "The offset to read from next"),
@@ -174,6 +180,7 @@ pub async fn read(
     Extension(live): Extension<Live>,
     SessionPath(session): SessionPath,
     AppQuery(query): AppQuery<StreamQuery>,
+    request_headers: HeaderMap,
 ) -> Result<Response, Error> {
     // A long-poll's wait counts from here, so its first read cannot push
     // the answer past the request timeout.
@@ -213,7 +220,18 @@ pub async fn read(
     };
     let first = engine.stream_read(&key, start).await?;
     match mode {
-        Mode::CatchUp => Ok(entries_response(first, from, engine, echoed)),
+        Mode::CatchUp => {
+            let etag = from.as_deref().map(|f| etag(f, first.next));
+            let seen = request_headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
+            match (etag, seen) {
+                (Some(etag), Some(seen)) if seen.split(',').any(|t| t.trim() == etag) => {
+                    Ok(not_modified(&etag, first.next, engine, echoed))
+                }
+                _ => Ok(entries_response(first, from, engine, echoed)),
+            }
+        }
         Mode::LongPoll => {
             if first.entries.is_some() {
                 return Ok(entries_response(first, from, engine, echoed));
@@ -363,12 +381,25 @@ fn entries_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(etag) =
-        from.and_then(|f| HeaderValue::from_str(&format!("\"{f}:{}\"", read.next)).ok())
-    {
+    if let Some(etag) = from.and_then(|f| HeaderValue::from_str(&etag(&f, read.next)).ok()) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     protocol_headers(&mut response, read.next, engine, echoed);
+    response
+}
+
+/// The ETag of a read from `from` up to `next`: the range it covers.
+fn etag(from: &str, next: StreamOffset) -> String {
+    format!("\"{from}:{next}\"")
+}
+
+/// 304: the range `etag` names is what the client holds already.
+fn not_modified(etag: &str, next: StreamOffset, engine: &Engine, echoed: Option<&str>) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    protocol_headers(&mut response, next, engine, echoed);
     response
 }
 

@@ -98,6 +98,51 @@ async fn catch_up_from_minus_one_returns_every_entry_and_the_next_offset() {
 }
 
 #[tokio::test]
+async fn a_catch_up_read_whose_etag_the_client_holds_answers_304_until_the_stream_grows() {
+    let gw = TestGateway::embedded().await;
+    let s = Session::fresh();
+    append(&gw.http, &s.entries(&gw.base_url), batch("a", 2)).await;
+    let url = stream_url(&gw.base_url, &s, "offset=-1");
+    let (status, next, _, headers) = read(&gw.http, &url).await;
+    assert_eq!(status, 200);
+    let etag = headers["etag"].to_str().unwrap().to_string();
+
+    let again = |tag: String| {
+        let (http, url) = (gw.http.clone(), url.clone());
+        async move {
+            let resp = http
+                .get(&url)
+                .header("if-none-match", tag)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            (status, headers, resp.bytes().await.unwrap())
+        }
+    };
+    let (status, headers, body) = again(etag.clone()).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert_eq!(headers["etag"], etag.as_str());
+    assert_eq!(headers["stream-next-offset"], next.as_str());
+    // Another ETag in the list is no match; a list holding it is.
+    let (status, _, _) = again("\"-1:other\"".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = again(format!("\"x\", {etag}")).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+
+    // Once the stream grows the same ETag gets the whole range again.
+    append(&gw.http, &s.entries(&gw.base_url), batch("b", 1)).await;
+    let (status, headers, body) = again(etag.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(headers["etag"], etag.as_str());
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tags(&body), ["a0", "a1", "b0"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn resuming_from_a_saved_offset_repeats_nothing_and_misses_nothing() {
     let gw = TestGateway::embedded().await;
     let s = Session::fresh();
