@@ -123,30 +123,18 @@ impl Engine {
         task: &TaskId,
     ) -> Result<(Vec<MirrorFailure>, Vec<MirrorFailure>), Error> {
         let (mut failures, mut drift) = (Vec::new(), Vec::new());
-        let mut before: Option<String> = None;
-        let mut scanned = 0;
-        while scanned < FAILURES_SCANNED {
-            let page = (self.inner.catalog)
-                .list_failures(before.as_deref(), 500)
-                .await?;
-            scanned += page.items.len();
-            before = page.items.last().map(MirrorFailure::sort_key);
-            for f in page
-                .items
-                .into_iter()
-                .filter(|f| f.task_id == task.as_str())
-            {
-                let list = if f.is_drift() {
-                    &mut drift
-                } else {
-                    &mut failures
-                };
-                if list.len() < FAILURES_SHOWN {
-                    list.push(f);
-                }
+        let mut kept = self.kept_failures().take(FAILURES_SCANNED);
+        while let Some(f) = kept.try_next().await? {
+            if f.task_id != task.as_str() {
+                continue;
             }
-            if !page.more {
-                break;
+            let list = if f.is_drift() {
+                &mut drift
+            } else {
+                &mut failures
+            };
+            if list.len() < FAILURES_SHOWN {
+                list.push(f);
             }
         }
         Ok((failures, drift))
@@ -201,23 +189,10 @@ impl Engine {
 
     /// Kept mirror failures at or after `since_ms` (at most [`FAILURES_SCANNED`]).
     async fn failures_since(&self, since_ms: u64) -> Result<u64, Error> {
-        let mut count = 0u64;
-        let mut before: Option<String> = None;
-        loop {
-            let page = (self.inner.catalog)
-                .list_failures(before.as_deref(), 500)
-                .await?;
-            let recent = page
-                .items
-                .iter()
-                .take_while(|f| f.at_ms >= since_ms)
-                .count();
-            count += recent as u64;
-            if recent < page.items.len() || !page.more || count >= FAILURES_SCANNED as u64 {
-                return Ok(count);
-            }
-            before = page.items.last().map(MirrorFailure::sort_key);
-        }
+        (self.kept_failures().take(FAILURES_SCANNED))
+            .try_take_while(|f| std::future::ready(Ok(f.at_ms >= since_ms)))
+            .try_fold(0, |count, _| std::future::ready(Ok(count + 1)))
+            .await
     }
 
     /// Erases a task for compliance: every object under its directory and

@@ -13,6 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures::stream::{self, BoxStream, TryStreamExt};
+
 use super::Engine;
 use crate::backend::Page;
 use crate::domain::{
@@ -25,6 +27,8 @@ use crate::metrics::METRICS;
 const DRIFT: &str = MirrorFailure::DRIFT;
 /// How long "this task has no binding" is believed before asking again.
 const UNBOUND_TTL: Duration = Duration::from_secs(10);
+/// Failures read per catalog page by [`Engine::kept_failures`].
+const FAILURE_PAGE: usize = 500;
 /// Most tasks whose binding (or drift) this instance remembers.
 const REMEMBERED: usize = 4096;
 
@@ -194,6 +198,25 @@ impl Engine {
         limit: usize,
     ) -> Result<Page<MirrorFailure>, Error> {
         Ok(self.inner.catalog.list_failures(before, limit).await?)
+    }
+
+    /// Every kept failure, newest first, as one stream: pages are read as
+    /// the stream is, so a reader that stops early reads no further.
+    pub(super) fn kept_failures(&self) -> BoxStream<'_, Result<MirrorFailure, Error>> {
+        // The state is the cursor of the next page; `None` once done.
+        let pages = stream::try_unfold(Some(None::<String>), move |cursor| async move {
+            let Some(before) = cursor else {
+                return Ok::<_, Error>(None);
+            };
+            let page = self.failures(before.as_deref(), FAILURE_PAGE).await?;
+            let next = match page.items.last() {
+                Some(last) if page.more => Some(Some(last.sort_key())),
+                _ => None,
+            };
+            let items = stream::iter(page.items.into_iter().map(Ok));
+            Ok(Some((items, next)))
+        });
+        Box::pin(pages.try_flatten())
     }
 
     /// Checks an append's project key against its task's binding; a drift is
