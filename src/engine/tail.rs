@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -114,13 +114,23 @@ pub(super) struct Watchers {
     /// removes its key (under this lock) once no reader is left, so a
     /// reader subscribing under the same lock never joins a poller that is
     /// about to stop.
-    keys: Mutex<HashMap<SessionKey, watch::Sender<Option<Mark>>>>,
+    keys: Mutex<Pollers>,
 }
+
+/// Each polled key with the channel its readers watch.
+type Pollers = HashMap<SessionKey, watch::Sender<Option<Mark>>>;
 
 /// A reader's subscription to its key's poller; dropping it unsubscribes.
 pub struct StreamWatch {
     key: SessionKey,
     marks: watch::Receiver<Option<Mark>>,
+}
+
+/// Takes `key`'s poller `tx` out of `keys`, unless another has replaced it.
+fn forget_poller(keys: &mut Pollers, key: &SessionKey, tx: &watch::Sender<Option<Mark>>) {
+    if keys.get(key).is_some_and(|t| t.same_channel(tx)) {
+        keys.remove(key);
+    }
 }
 
 impl Engine {
@@ -174,12 +184,7 @@ impl Engine {
 
     /// Subscribes to `key`'s poller, starting one if the key has none.
     pub fn stream_watch(&self, key: &SessionKey) -> StreamWatch {
-        let mut keys = self
-            .inner
-            .watchers
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut keys = self.watched();
         let marks = match keys.get(key) {
             Some(tx) => tx.subscribe(),
             None => {
@@ -255,16 +260,9 @@ impl Engine {
                 }
             }
             {
-                let mut keys = self
-                    .inner
-                    .watchers
-                    .keys
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut keys = self.watched();
                 if tx.receiver_count() == 0 {
-                    if keys.get(&key).is_some_and(|t| t.same_channel(&tx)) {
-                        keys.remove(&key);
-                    }
+                    forget_poller(&mut keys, &key, &tx);
                     return;
                 }
             }
@@ -286,26 +284,17 @@ impl Engine {
                 }
             }
         }
-        let mut keys = self
-            .inner
-            .watchers
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if keys.get(&key).is_some_and(|t| t.same_channel(&tx)) {
-            keys.remove(&key);
-        }
+        forget_poller(&mut self.watched(), &key, &tx);
+    }
+
+    /// The keys polled for readers (a poisoned lock still holds a usable map).
+    fn watched(&self) -> MutexGuard<'_, Pollers> {
+        (self.inner.watchers.keys.lock()).unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keys this instance polls for readers now.
     pub fn tailed_keys(&self) -> usize {
-        let keys = self
-            .inner
-            .watchers
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        keys.len()
+        self.watched().len()
     }
 }
 
