@@ -146,7 +146,7 @@ impl CatalogPort for DynamoCatalog {
     ) -> Result<Page<(SessionId, SessionRecord)>, PortError> {
         let (lo, hi) = sessions_range(project, start_after);
         let items = self
-            .query_range("Query", task, &lo, &hi, limit.saturating_add(1), None)
+            .query_range(task, &lo, &hi, limit.saturating_add(1), None)
             .await?;
         let more = items.len() > limit;
         let mut out = Vec::with_capacity(items.len().min(limit));
@@ -166,14 +166,7 @@ impl CatalogPort for DynamoCatalog {
     ) -> Result<Page<(Subpath, SessionRecord)>, PortError> {
         let (lo, hi, prefix) = subkeys_range(session, start_after);
         let items = self
-            .query_range(
-                "Query",
-                &session.task_id,
-                &lo,
-                &hi,
-                limit.saturating_add(1),
-                None,
-            )
+            .query_range(&session.task_id, &lo, &hi, limit.saturating_add(1), None)
             .await?;
         let more = items.len() > limit;
         let mut out = Vec::with_capacity(items.len().min(limit));
@@ -363,20 +356,16 @@ impl CatalogPort for DynamoCatalog {
                 .expression_attribute_values(":t", AttributeValue::Bool(true)),
             false => counter.update_expression("ADD #f :one"),
         };
+        let mut item = failure_key(failure.sort_key());
+        item.insert(FAILURE.into(), s(json));
+        let expires = failure.at_ms / 1000 + FAILURE_TTL.as_secs();
+        item.insert(attr::EXPIRES_AT.into(), n(expires));
         let (counted, kept) = tokio::join!(
             counter.send(),
             self.client
                 .put_item()
                 .table_name(table)
-                .set_item(Some(Item::from([
-                    (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
-                    (attr::SK.into(), s(failure.sort_key())),
-                    (FAILURE.into(), s(json)),
-                    (
-                        attr::EXPIRES_AT.into(),
-                        n(failure.at_ms / 1000 + FAILURE_TTL.as_secs()),
-                    ),
-                ])))
+                .set_item(Some(item))
                 .send()
         );
         kept.map_err(|e| self.map_err("PutItem", table, e))?;
@@ -390,40 +379,16 @@ impl CatalogPort for DynamoCatalog {
         limit: usize,
     ) -> Result<Page<MirrorFailure>, PortError> {
         let table = &self.tables.failures;
-        let mut items = Vec::new();
-        let mut start: Option<Item> = before.map(|b| {
-            Item::from([
-                (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
-                (attr::SK.into(), s(b)),
-            ])
-        });
-        let want = limit.saturating_add(1);
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(table)
-                .key_condition_expression("#b = :b")
-                .expression_attribute_names("#b", FAILURE_BUCKET)
-                .expression_attribute_values(":b", s(FAILURE_BUCKET_VALUE))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit((want - items.len()).min(1000) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.map_err("Query", table, e))?;
-            for item in out.items() {
-                let text = get_s(item, FAILURE)?;
-                let failure: MirrorFailure = serde_json::from_str(text)
-                    .map_err(|e| PortError::other("corrupt failure in catalog").caused_by(e))?;
-                items.push(failure);
-            }
-            match out.last_evaluated_key {
-                Some(last) if items.len() < want => start = Some(last),
-                _ => break,
-            }
-        }
+        let query = (self.failures_query())
+            .scan_index_forward(false)
+            .set_exclusive_start_key(before.map(failure_key));
+        let found = self
+            .query_pages(table, query, limit.saturating_add(1))
+            .await?;
+        let mut items = found
+            .iter()
+            .map(failure_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
         let more = items.len() > limit;
         items.truncate(limit);
         Ok(Page { items, more })
@@ -570,26 +535,13 @@ impl CatalogPort for DynamoCatalog {
             .await?;
 
         // Failures share one partition; the task's are picked out of it.
-        let failures = self
-            .client
-            .query()
-            .table_name(&self.tables.failures)
-            .consistent_read(true)
-            .key_condition_expression("#b = :b")
-            .expression_attribute_names("#b", FAILURE_BUCKET)
-            .expression_attribute_values(":b", s(FAILURE_BUCKET_VALUE));
-        let failures = self
-            .query_pages(&self.tables.failures, failures, usize::MAX)
-            .await?;
+        let failures =
+            (self.query_pages(&self.tables.failures, self.failures_query(), usize::MAX)).await?;
         let mut doomed = Vec::new();
-        for item in failures {
-            let failure: MirrorFailure = serde_json::from_str(get_s(&item, FAILURE)?)
-                .map_err(|e| PortError::other("corrupt failure in catalog").caused_by(e))?;
+        for item in &failures {
+            let failure = failure_from_item(item)?;
             if failure.task_id == task.as_str() {
-                doomed.push(Item::from([
-                    (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
-                    (attr::SK.into(), s(failure.sort_key())),
-                ]));
+                doomed.push(failure_key(failure.sort_key()));
             }
         }
         removed += self.delete_items(&self.tables.failures, doomed).await?;

@@ -257,6 +257,20 @@ pub(super) fn record_from_item(item: &Item) -> Result<Versioned<SessionRecord>, 
     })
 }
 
+/// The key of the failures-table item sorted at `sort_key`.
+pub(super) fn failure_key(sort_key: impl Into<String>) -> Item {
+    Item::from([
+        (FAILURE_BUCKET.into(), s(FAILURE_BUCKET_VALUE)),
+        (attr::SK.into(), s(sort_key)),
+    ])
+}
+
+/// A kept failure from its item.
+pub(super) fn failure_from_item(item: &Item) -> Result<crate::domain::MirrorFailure, PortError> {
+    serde_json::from_str(get_s(item, FAILURE)?)
+        .map_err(|e| PortError::other("corrupt failure in catalog").caused_by(e))
+}
+
 /// A transcript's key from its session item's attributes.
 pub(super) fn key_from_item(item: &Item) -> Result<SessionKey, PortError> {
     fn corrupt(name: &'static str) -> impl Fn(crate::domain::Invalid) -> PortError {

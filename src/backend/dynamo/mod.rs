@@ -289,7 +289,6 @@ impl DynamoCatalog {
     /// (inclusive), collecting up to `want` items across 1 MB pages.
     async fn query_range(
         &self,
-        op: &str,
         task: &TaskId,
         lo: &str,
         hi: &str,
@@ -297,35 +296,30 @@ impl DynamoCatalog {
         projection: Option<&str>,
     ) -> Result<Vec<Item>, PortError> {
         let table = &self.tables.sessions;
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let limit = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
-            let out = self
-                .client
-                .query()
-                .table_name(table)
-                .consistent_read(true)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
-                .expression_attribute_names("#pk", attr::TASK_ID)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", s(task.as_str()))
-                .expression_attribute_values(":lo", s(lo))
-                .expression_attribute_values(":hi", s(hi))
-                .set_projection_expression(projection.map(str::to_string))
-                .limit(limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.map_err(op, table, e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(last) if !last.is_empty() && items.len() < want => start = Some(last),
-                _ => break,
-            }
-        }
-        items.truncate(want);
-        Ok(items)
+        let query = self
+            .client
+            .query()
+            .table_name(table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#pk", attr::TASK_ID)
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_values(":pk", s(task.as_str()))
+            .expression_attribute_values(":lo", s(lo))
+            .expression_attribute_values(":hi", s(hi))
+            .set_projection_expression(projection.map(str::to_string));
+        self.query_pages(table, query, want).await
+    }
+
+    /// A `Query` of the failures table's one partition, oldest first.
+    fn failures_query(&self) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.tables.failures)
+            .consistent_read(true)
+            .key_condition_expression("#b = :b")
+            .expression_attribute_names("#b", codec::FAILURE_BUCKET)
+            .expression_attribute_values(":b", s(codec::FAILURE_BUCKET_VALUE))
     }
 
     /// Runs `query` page after page until `want` items or the end.
