@@ -109,6 +109,25 @@ fn key_of_row(row: &str) -> Result<SessionKey, PortError> {
     Ok(SessionKey { session, subpath })
 }
 
+/// A table of this catalog opened for writing.
+type WriteTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// Removes every row of `t` in `range`; returns how many.
+fn remove_range<'a>(
+    t: &mut WriteTable<'_>,
+    range: impl std::ops::RangeBounds<&'a str> + 'a,
+) -> Result<u64, PortError> {
+    let doomed: Vec<String> = t
+        .range(range)
+        .map_err(storage_err)?
+        .map(|row| row.map(|(k, _)| k.value().to_string()).map_err(storage_err))
+        .collect::<Result<_, _>>()?;
+    for row in &doomed {
+        t.remove(row.as_str()).map_err(storage_err)?;
+    }
+    Ok(doomed.len() as u64)
+}
+
 /// Removes every row of `table` whose key starts with `prefix`; returns how many.
 fn remove_prefixed(
     txn: &WriteTransaction,
@@ -117,15 +136,52 @@ fn remove_prefixed(
 ) -> Result<u64, PortError> {
     let mut t = txn.open_table(table).map_err(storage_err)?;
     let end = prefix_range_end(prefix);
-    let doomed: Vec<String> = t
-        .range(prefix..end.as_str())
-        .map_err(storage_err)?
-        .map(|row| row.map(|(k, _)| k.value().to_string()).map_err(storage_err))
-        .collect::<Result<_, _>>()?;
-    for row in &doomed {
-        t.remove(row.as_str()).map_err(storage_err)?;
+    remove_range(&mut t, prefix..end.as_str())
+}
+
+/// The task item stored under `row`, if any.
+fn read_task(
+    tasks: &impl ReadableTable<&'static str, &'static [u8]>,
+    row: &str,
+) -> Result<Option<TaskItem>, PortError> {
+    let stored = tasks.get(row).map_err(storage_err)?;
+    stored.map(|v| decode(v.value())).transpose()
+}
+
+/// Reads (or starts) the task item under `row`, changes it and writes it
+/// back, inside `txn`.
+fn change_task<T>(
+    txn: &WriteTransaction,
+    row: &str,
+    f: impl FnOnce(&mut TaskItem) -> T,
+) -> Result<T, PortError> {
+    let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
+    let mut item = read_task(&tasks, row)?.unwrap_or_default();
+    let out = f(&mut item);
+    let bytes = encode(&item)?;
+    tasks.insert(row, bytes.as_slice()).map_err(storage_err)?;
+    Ok(out)
+}
+
+/// Moves `task`'s row in the activity index from `old` to `new` totals.
+fn reindex_task(
+    txn: &WriteTransaction,
+    task: &str,
+    old: Option<&TaskActivity>,
+    new: Option<&TaskActivity>,
+) -> Result<(), PortError> {
+    let mut index = txn.open_table(ACTIVITY).map_err(storage_err)?;
+    if let Some(old) = old {
+        index
+            .remove(activity_row(old.active_ms, task).as_str())
+            .map_err(storage_err)?;
     }
-    Ok(doomed.len() as u64)
+    if let Some(new) = new {
+        index
+            .insert(activity_row(new.active_ms, task).as_str(), [].as_slice())
+            .map_err(storage_err)?;
+    }
+    Ok(())
 }
 
 /// The embedded catalog.
@@ -238,19 +294,7 @@ impl RedbCatalog {
         f: impl FnOnce(&mut TaskItem) -> T + Send + 'static,
     ) -> Result<T, PortError> {
         let row = task.to_string();
-        self.write(move |txn| {
-            let mut t = txn.open_table(TASKS).map_err(storage_err)?;
-            let mut item: TaskItem = match t.get(row.as_str()).map_err(storage_err)? {
-                Some(v) => decode(v.value())?,
-                None => TaskItem::default(),
-            };
-            let out = f(&mut item);
-            let bytes = encode(&item)?;
-            t.insert(row.as_str(), bytes.as_slice())
-                .map_err(storage_err)?;
-            Ok(out)
-        })
-        .await
+        self.write(move |txn| change_task(txn, &row, f)).await
     }
 }
 
@@ -506,19 +550,10 @@ impl CatalogPort for RedbCatalog {
         let task_row = failure.task_id.clone();
         let drift = failure.is_drift();
         self.write(move |txn| {
-            {
-                let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
-                let mut item: TaskItem = match tasks.get(task_row.as_str()).map_err(storage_err)? {
-                    Some(v) => decode(v.value())?,
-                    None => TaskItem::default(),
-                };
+            change_task(txn, &task_row, |item| {
                 item.failures += 1;
                 item.drift |= drift;
-                let bytes = encode(&item)?;
-                tasks
-                    .insert(task_row.as_str(), bytes.as_slice())
-                    .map_err(storage_err)?;
-            }
+            })?;
             let mut t = txn.open_table(FAILURES).map_err(storage_err)?;
             t.insert(row.as_str(), bytes.as_slice())
                 .map_err(storage_err)?;
@@ -611,29 +646,16 @@ impl CatalogPort for RedbCatalog {
         let row = task.to_string();
         let activity = activity.cloned();
         self.write(move |txn| {
-            let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
-            let mut index = txn.open_table(ACTIVITY).map_err(storage_err)?;
-            let mut item: TaskItem = match tasks.get(row.as_str()).map_err(storage_err)? {
-                Some(v) => decode(v.value())?,
+            let tasks = txn.open_table(TASKS).map_err(storage_err)?;
+            let old = match read_task(&tasks, &row)? {
+                Some(item) => item.activity,
+                // Out of the listing already: no item is created for it.
                 None if activity.is_none() => return Ok(()),
-                None => TaskItem::default(),
+                None => None,
             };
-            if let Some(old) = &item.activity {
-                index
-                    .remove(activity_row(old.active_ms, &row).as_str())
-                    .map_err(storage_err)?;
-            }
-            if let Some(new) = &activity {
-                index
-                    .insert(activity_row(new.active_ms, &row).as_str(), [].as_slice())
-                    .map_err(storage_err)?;
-            }
-            item.activity = activity;
-            let bytes = encode(&item)?;
-            tasks
-                .insert(row.as_str(), bytes.as_slice())
-                .map_err(storage_err)?;
-            Ok(())
+            drop(tasks);
+            reindex_task(txn, &row, old.as_ref(), activity.as_ref())?;
+            change_task(txn, &row, |item| item.activity = activity)
         })
         .await
     }
@@ -692,16 +714,13 @@ impl CatalogPort for RedbCatalog {
         let task = task.to_string();
         self.write(move |txn| {
             let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
-            let old: Option<TaskItem> = match tasks.get(task.as_str()).map_err(storage_err)? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            };
-            if let Some(a) = old.as_ref().and_then(|o| o.activity.as_ref()) {
-                let mut index = txn.open_table(ACTIVITY).map_err(storage_err)?;
-                index
-                    .remove(activity_row(a.active_ms, &task).as_str())
-                    .map_err(storage_err)?;
-            }
+            let old = read_task(&tasks, &task)?;
+            reindex_task(
+                txn,
+                &task,
+                old.as_ref().and_then(|o| o.activity.as_ref()),
+                None,
+            )?;
             let marker = TaskItem {
                 erasing_ms: Some(at_ms),
                 ..TaskItem::default()
@@ -720,10 +739,7 @@ impl CatalogPort for RedbCatalog {
         let task = task.to_string();
         self.write(move |txn| {
             let mut tasks = txn.open_table(TASKS).map_err(storage_err)?;
-            let ours = match tasks.get(task.as_str()).map_err(storage_err)? {
-                Some(v) => decode::<TaskItem>(v.value())?.erasing_ms == Some(at_ms),
-                None => false,
-            };
+            let ours = read_task(&tasks, &task)?.is_some_and(|i| i.erasing_ms == Some(at_ms));
             if ours {
                 tasks.remove(task.as_str()).map_err(storage_err)?;
             }
@@ -769,14 +785,7 @@ impl CatalogPort for RedbCatalog {
                 .map_err(storage_err)?;
             // Counters older than a day go, so the table stays small.
             let oldest = format!("{:013}", minute.saturating_sub(APPENDS_KEPT_MINUTES));
-            let stale: Vec<String> = t
-                .range(..oldest.as_str())
-                .map_err(storage_err)?
-                .map(|row| row.map(|(k, _)| k.value().to_string()).map_err(storage_err))
-                .collect::<Result<_, _>>()?;
-            for row in &stale {
-                t.remove(row.as_str()).map_err(storage_err)?;
-            }
+            remove_range(&mut t, ..oldest.as_str())?;
             Ok(())
         })
         .await
