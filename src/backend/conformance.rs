@@ -798,7 +798,7 @@ pub async fn failures_list_newest_first_and_page(catalog: &dyn CatalogPort, task
 /// under concurrency.
 pub async fn epochs_increase_atomically(catalog: Arc<dyn CatalogPort>, task: &str, bumps: usize) {
     let t = TaskId::new(task).expect("task");
-    assert_eq!(catalog.current_epoch(&t).await.expect("epoch"), 0);
+    assert_eq!(catalog.writer_fence(&t).await.expect("epoch").epoch, 0);
     let tasks: Vec<_> = (0..bumps)
         .map(|_| {
             let c = catalog.clone();
@@ -817,7 +817,7 @@ pub async fn epochs_increase_atomically(catalog: Arc<dyn CatalogPort>, task: &st
         "each bump must hand out a distinct epoch"
     );
     assert_eq!(
-        catalog.current_epoch(&t).await.expect("epoch"),
+        catalog.writer_fence(&t).await.expect("epoch").epoch,
         bumps as u64
     );
 }

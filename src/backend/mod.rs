@@ -559,10 +559,8 @@ pub trait CatalogPort: Send + Sync + 'static {
     /// (the first lease is 1).
     async fn bump_epoch(&self, task: &TaskId) -> Result<u64, PortError>;
 
-    /// The task's current writer epoch; 0 before any lease.
-    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError>;
-
-    /// The task's writer epoch and erasure marker, in one read.
+    /// The task's writer epoch (0 before any lease) and erasure marker, in
+    /// one read.
     async fn writer_fence(&self, task: &TaskId) -> Result<WriterFence, PortError>;
 
     /// Keeps a mirror failure. The catalog keeps the recent ones only

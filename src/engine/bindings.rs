@@ -92,7 +92,7 @@ impl Engine {
 
     /// The task's current writer epoch (0 before any lease).
     pub async fn current_epoch(&self, task: &TaskId) -> Result<u64, Error> {
-        Ok(self.inner.catalog.current_epoch(task).await?)
+        Ok(self.inner.catalog.writer_fence(task).await?.epoch)
     }
 
     /// Fences a write to `task`: before the task's first lease anything goes;

@@ -99,13 +99,6 @@ impl CatalogPort for Marked {
         self.0.bump_epoch(task).await.map_err(PortError::in_catalog)
     }
 
-    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
-        self.0
-            .current_epoch(task)
-            .await
-            .map_err(PortError::in_catalog)
-    }
-
     async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
         self.0
             .record_failure(failure)

@@ -600,9 +600,6 @@ impl CatalogPort for FlakyCatalog {
     async fn bump_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
         self.inner.bump_epoch(task).await
     }
-    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
-        self.inner.current_epoch(task).await
-    }
     async fn list_task_sessions(
         &self,
         task: &TaskId,

@@ -326,18 +326,6 @@ impl CatalogPort for DynamoCatalog {
         get_n(&out.attributes.unwrap_or_default(), EPOCH)
     }
 
-    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
-        let item = self
-            .get_item(
-                "GetItem",
-                &self.tables.tasks,
-                Self::task_key_item(task),
-                Some(EPOCH),
-            )
-            .await?;
-        item.map_or(Ok(0), |i| get_n_or_zero(&i, EPOCH))
-    }
-
     async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
         let table = &self.tables.failures;
         let json = serde_json::to_string(failure)

@@ -439,7 +439,7 @@ impl DynamoCatalog {
         let (a, b, c) = tokio::join!(
             self.get_session(&session),
             self.get_idempotency(&probe, "probe"),
-            self.current_epoch(&probe),
+            self.writer_fence(&probe),
         );
         a.map(drop)?;
         b.map(drop)?;

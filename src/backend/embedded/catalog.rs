@@ -539,11 +539,6 @@ impl CatalogPort for RedbCatalog {
         .await
     }
 
-    async fn current_epoch(&self, task: &TaskId) -> Result<u64, PortError> {
-        let item: Option<TaskItem> = self.get_row(TASKS, task.to_string()).await?;
-        Ok(item.map_or(0, |i| i.epoch))
-    }
-
     async fn record_failure(&self, failure: &MirrorFailure) -> Result<(), PortError> {
         let row = failure.sort_key();
         let bytes = encode(failure)?;
